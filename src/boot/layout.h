@@ -1,0 +1,41 @@
+/*
+ * Where firmware-like structures live in low guest memory for a direct
+ * Linux boot. Everything below 1 MiB outside [LAYOUT_RAM_LOW_END, 1 MiB)
+ * is ordinary RAM to the guest once it has read these structures.
+ */
+#ifndef HYVE_LAYOUT_H
+#define HYVE_LAYOUT_H
+
+#define LAYOUT_GDT 0x500ULL
+#define LAYOUT_BOOT_PARAMS 0x7000ULL /* the "zero page" */
+#define LAYOUT_PML4 0x9000ULL
+#define LAYOUT_PDPT 0xA000ULL
+#define LAYOUT_PD 0xB000ULL /* four pages: identity map of 4 GiB with 2 MiB pages */
+#define LAYOUT_CMDLINE 0x20000ULL
+#define LAYOUT_CMDLINE_MAX 0x10000ULL
+
+/* Reserved in e820 from here to 1 MiB: EBDA, VGA hole, BIOS area. */
+#define LAYOUT_RAM_LOW_END 0x9FC00ULL
+#define LAYOUT_MPTABLE 0x9FC00ULL /* MP floating pointer + table, inside the EBDA (1 KiB) */
+#define LAYOUT_MPTABLE_MAX 0x400ULL
+#define LAYOUT_ACPI_TABLES 0xE0000ULL /* RSDT/XSDT/MADT/FADT/DSDT... up to 0xF0000 */
+#define LAYOUT_ACPI_TABLES_MAX 0x10000ULL
+#define LAYOUT_RSDP 0xF0000ULL /* 16-byte aligned, inside the legacy scan window */
+#define LAYOUT_BIOS_END 0x100000ULL
+
+#define LAYOUT_KERNEL_LOAD 0x100000ULL /* bzImage protected-mode code */
+
+/* Platform I/O ports and IRQs shared by tables and devices. */
+#define PORT_ACPI_PM1A_EVT 0x600 /* 4 bytes: PM1 status, PM1 enable */
+#define PORT_ACPI_PM1A_CNT 0x604 /* 2 bytes */
+#define PORT_ACPI_PM_TMR 0x608   /* 4 bytes, 3.579545 MHz */
+#define PORT_RESET 0xCF9         /* reset control register; also the FADT reset register */
+#define RESET_VALUE 0x06
+#define IRQ_ACPI_SCI 9
+#define ACPI_S5_SLP_TYP 5        /* value of SLP_TYP that means soft-off, announced in \_S5 */
+
+#define IOAPIC_BASE 0xFEC00000ULL
+#define LAPIC_BASE 0xFEE00000ULL
+#define IOAPIC_PINS 24
+
+#endif

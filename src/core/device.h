@@ -1,0 +1,73 @@
+/*
+ * The one interface every device model implements. A model registers
+ * itself with DEVICE_MODEL(); the core never lists devices.
+ *
+ * Life cycle: attach() (optional, for models not enumerated by a bus) reads
+ * the configuration and calls device_create() once per instance; create()
+ * initialises an instance from the configuration under dev->cfg_prefix and
+ * registers its I/O ranges; reset() returns it to power-on state; save() and
+ * restore() move its full state to and from a snapshot section; destroy()
+ * releases it.
+ */
+#ifndef HYVE_DEVICE_H
+#define HYVE_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+struct config;
+struct device;
+struct state_writer;
+struct state_reader;
+
+struct device_model {
+	const char *name;        /* as used in configuration ("uart", "rtc", ...) */
+	unsigned state_version;  /* version of the snapshot section save() writes */
+	bool on_pci;             /* placed with -s SLOT,NAME; created by the PCI bus */
+	int attach_order;        /* attach() runs in increasing order */
+	int (*attach)(struct vm *vm);
+	/*
+	 * Turns the OPTS of "-s SLOT,NAME,OPTS" into configuration under
+	 * prefix; NULL means the generic form (key=value or flag tokens).
+	 */
+	int (*parse_slot_options)(struct config *cfg, const char *prefix, const char *opts);
+	int (*create)(struct device *dev);
+	void (*reset)(struct device *dev);
+	/* NULL save means the model cannot be snapshotted: snapshots are refused. */
+	int (*save)(struct device *dev, struct state_writer *w);
+	/* `version` is the section version found in the snapshot. */
+	int (*restore)(struct device *dev, struct state_reader *r, unsigned version);
+	void (*destroy)(struct device *dev);
+	const struct device_model *next_registered;
+};
+
+struct device {
+	const struct device_model *model;
+	struct vm *vm;
+	char id[64];         /* unique bus address, e.g. "lpc.com1", "pci.0.3.0" */
+	char cfg_prefix[64]; /* configuration node the instance reads */
+	void *priv;          /* model state */
+	struct device *next;
+};
+
+void device_model_register(struct device_model *model);
+const struct device_model *device_model_find(const char *name);
+const struct device_model *device_model_first(void);
+
+#define DEVICE_MODEL(var)                                                              \
+	static void __attribute__((constructor)) register_##var(void)                 \
+	{                                                                              \
+		device_model_register(&var);                                           \
+	}
+
+/* Creates an instance and adds it to vm's device list; NULL after logging. */
+struct device *device_create(struct vm *vm, const struct device_model *model, const char *id,
+			     const char *cfg_prefix);
+/* Runs every registered model's attach() in order; 0 or -1. */
+int devices_attach_all(struct vm *vm);
+void devices_reset_all(struct vm *vm);
+void devices_destroy_all(struct vm *vm);
+struct device *device_find(struct vm *vm, const char *id);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * Guest physical memory. RAM is one memfd (so snapshots can map or write
+ * it as a file) split into at most two KVM slots around the PCI hole.
+ */
+#ifndef HYVE_MEMORY_H
+#define HYVE_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Guest physical layout (x86-64 PC). */
+#define MEM_LOWMEM_LIMIT 0xC0000000ULL /* RAM below 4 GiB ends here; the PCI hole follows */
+#define MEM_4G 0x100000000ULL
+#define MEM_MAX_REGIONS 2
+
+struct mem_region {
+	uint64_t gpa;       /* guest physical start */
+	uint64_t size;
+	uint64_t fd_offset; /* offset of this region inside the RAM memfd */
+	uint8_t *hva;       /* host mapping */
+};
+
+struct guest_memory {
+	int fd;              /* memfd holding all guest RAM */
+	uint64_t size;       /* total RAM bytes */
+	uint8_t *base;       /* one host mapping of the whole memfd */
+	unsigned nregions;
+	struct mem_region regions[MEM_MAX_REGIONS];
+};
+
+/* Lays out `size` bytes around the PCI hole (no allocation). */
+void mem_layout(struct guest_memory *mem, uint64_t size);
+/* Creates the memfd and its mapping; 0 or -1 after logging. */
+int mem_alloc(struct guest_memory *mem, const char *name);
+void mem_free(struct guest_memory *mem);
+
+/*
+ * Host pointer for [gpa, gpa+len) when the whole range lies inside one RAM
+ * region, else NULL. Every guest-supplied address goes through here.
+ */
+void *mem_gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+/* RAM bytes below 4 GiB / above it. */
+uint64_t mem_lowmem_size(const struct guest_memory *mem);
+uint64_t mem_highmem_size(const struct guest_memory *mem);
+
+#endif

@@ -1,0 +1,234 @@
+#include "vcpu.h"
+
+#include <asm/kvm.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "vm.h"
+
+#define SIG_VCPU_KICK SIGUSR1
+
+#define APIC_LVT_LINT0 0x350
+#define APIC_LVT_LINT1 0x360
+#define APIC_MODE_EXTINT 0x7
+#define APIC_MODE_NMI 0x4
+
+static void set_lvt_mode(struct kvm_lapic_state *lapic, unsigned reg, unsigned mode)
+{
+	uint32_t v;
+
+	memcpy(&v, &lapic->regs[reg], 4);
+	v = (v & ~0x700u) | (mode << 8);
+	memcpy(&lapic->regs[reg], &v, 4);
+}
+
+/* Virtual-wire mode: PIC interrupts reach the BSP before the guest programs the IOAPIC. */
+static int setup_lapic(struct vcpu *vcpu)
+{
+	struct kvm_lapic_state lapic;
+
+	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0)
+		return -1;
+	set_lvt_mode(&lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
+	set_lvt_mode(&lapic, APIC_LVT_LINT1, APIC_MODE_NMI);
+	return ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic);
+}
+
+static int setup_fpu(struct vcpu *vcpu)
+{
+	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
+
+	return ioctl(vcpu->fd, KVM_SET_FPU, &fpu);
+}
+
+int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned id)
+{
+	struct kvm_cpuid2 *cpuid;
+	int rc;
+
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (vcpu->fd < 0) {
+		log_error("cannot create vCPU %u: %s", id, strerror(errno));
+		return -1;
+	}
+	vcpu->run = mmap(NULL, vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		vcpu->run = NULL;
+		log_error("cannot map vCPU %u state: %s", id, strerror(errno));
+		return -1;
+	}
+	cpuid = cpuid_for_vcpu(vm->cpuid, id, vm->ncpus);
+	if (!cpuid)
+		return -1;
+	rc = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid);
+	free(cpuid);
+	if (rc < 0 || setup_lapic(vcpu) < 0 || setup_fpu(vcpu) < 0) {
+		log_error("cannot set up vCPU %u: %s", id, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->run)
+		munmap(vcpu->run, vcpu->vm->vcpu_mmap_size);
+	if (vcpu->fd > 0)
+		close(vcpu->fd);
+}
+
+static void handle_pio(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+
+	/* KVM bounds data_offset/count to the run page; string I/O repeats the access. */
+	for (uint32_t i = 0; i < run->io.count; i++)
+		iobus_access(&vcpu->vm->pio, run->io.port, data + i * run->io.size, run->io.size, is_write);
+}
+
+static void handle_mmio(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+
+	if (run->mmio.len > sizeof(run->mmio.data))
+		return;
+	iobus_access(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len, run->mmio.is_write);
+}
+
+/* Returns false when the vCPU must stop: the VM was asked to end. */
+static bool handle_exit(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct vm *vm = vcpu->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_pio(vcpu);
+		return true;
+	case KVM_EXIT_MMIO:
+		handle_mmio(vcpu);
+		return true;
+	case KVM_EXIT_HLT:
+		vm_request_exit(vm, HYVE_EXIT_HALT);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		log_info("vCPU %u: triple fault", vcpu->id);
+		vm_request_exit(vm, HYVE_EXIT_TRIPLEFAULT);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		vm_request_exit(vm, run->system_event.type == KVM_SYSTEM_EVENT_RESET ? HYVE_EXIT_REBOOT
+										     : HYVE_EXIT_POWEROFF);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		log_error("vCPU %u: entry failed, hardware reason 0x%llx", vcpu->id,
+			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		log_error("vCPU %u: KVM internal error, suberror %u", vcpu->id, run->internal.suberror);
+		break;
+	default:
+		log_error("vCPU %u: unexpected exit reason %u", vcpu->id, run->exit_reason);
+		break;
+	}
+	vm_request_exit(vm, HYVE_EXIT_ERROR);
+	return false;
+}
+
+/*
+ * Parks the vCPU while the VM is paused. KVM_RUN with immediate_exit first
+ * completes an I/O exit in progress, so the saved register state is whole.
+ * Returns false when the VM is exiting.
+ */
+static bool wait_while_paused(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	bool running;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_PAUSED) {
+		pthread_mutex_unlock(&vm->lock);
+		vcpu->run->immediate_exit = 1;
+		ioctl(vcpu->fd, KVM_RUN, 0);
+		pthread_mutex_lock(&vm->lock);
+		vm->vcpus_paused++;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->state == VM_PAUSED)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->vcpus_paused--;
+	}
+	running = vm->state == VM_RUNNING;
+	vcpu->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+	return running;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	sigset_t unblock;
+
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+
+	while (wait_while_paused(vcpu)) {
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			log_error("vCPU %u: KVM_RUN: %s", vcpu->id, strerror(errno));
+			vm_request_exit(vcpu->vm, HYVE_EXIT_ERROR);
+			break;
+		}
+		if (!handle_exit(vcpu))
+			break;
+	}
+	return NULL;
+}
+
+/* The kick only needs to interrupt KVM_RUN with EINTR; the handler does nothing. */
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static void install_kick_handler(void)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIG_VCPU_KICK, &sa, NULL);
+}
+
+int vcpu_start_thread(struct vcpu *vcpu)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	int rc;
+
+	pthread_once(&once, install_kick_handler);
+	rc = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (rc) {
+		log_error("cannot start vCPU %u thread: %s", vcpu->id, strerror(rc));
+		return -1;
+	}
+	vcpu->thread_started = true;
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *vcpu)
+{
+	if (!vcpu->thread_started)
+		return;
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(vcpu->thread, SIG_VCPU_KICK);
+}

@@ -1,0 +1,247 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "device.h"
+#include "evloop.h"
+#include "log.h"
+#include "vcpu.h"
+
+#define KVM_TSS_ADDR 0xfffbd000UL
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define MIN_MEMORY (32ULL << 20)
+#define MAX_MEMORY (1ULL << 40)
+#define DEFAULT_MEMORY (256ULL << 20)
+
+static int read_vm_shape(struct vm *vm)
+{
+	uint64_t ncpus, mem;
+
+	if (config_get_u64(vm->cfg, "cpus", 1, &ncpus) < 0 || config_get_size(vm->cfg, "memory.size", DEFAULT_MEMORY, &mem) < 0)
+		return -1;
+	if (ncpus < 1 || ncpus > VM_MAX_VCPUS) {
+		log_error("cpus=%llu: the number of vCPUs must be between 1 and %d", (unsigned long long)ncpus,
+			  VM_MAX_VCPUS);
+		return -1;
+	}
+	if (mem < MIN_MEMORY || mem > MAX_MEMORY) {
+		log_error("memory.size=%llu: guest memory must be between 32M and 1T", (unsigned long long)mem);
+		return -1;
+	}
+	if (mem % 4096) {
+		log_error("memory.size=%llu: guest memory must be a multiple of 4 KiB", (unsigned long long)mem);
+		return -1;
+	}
+	vm->ncpus = (unsigned)ncpus;
+	mem_layout(&vm->mem, mem);
+	return 0;
+}
+
+static int open_kvm(struct vm *vm)
+{
+	int max_vcpus;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		log_error("cannot open /dev/kvm: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		log_error("/dev/kvm: unsupported KVM API version");
+		return -1;
+	}
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus > 0 && vm->ncpus > (unsigned)max_vcpus) {
+		log_error("cpus=%u: this host's KVM allows at most %d vCPUs", vm->ncpus, max_vcpus);
+		return -1;
+	}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vcpu_mmap_size <= 0 || vm->vm_fd < 0) {
+		log_error("cannot create a KVM virtual machine: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_platform(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 || ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("cannot create the in-kernel interrupt controllers and PIT: %s", strerror(errno));
+		return -1;
+	}
+	vm->cpuid = cpuid_get_supported(vm->kvm_fd);
+	return vm->cpuid ? 0 : -1;
+}
+
+static int setup_memory(struct vm *vm)
+{
+	if (mem_alloc(&vm->mem, vm->name) < 0)
+		return -1;
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		struct mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			log_error("cannot give guest memory to KVM: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int create_vcpus(struct vm *vm)
+{
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -1;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vcpu_init(&vm->vcpus[i], vm, i) < 0)
+			return -1;
+	return 0;
+}
+
+struct vm *vm_create(struct config *cfg)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->cfg = cfg;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem.fd = -1;
+	vm->name = config_get(cfg, "name") ? config_get(cfg, "name") : "hyve";
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	iobus_init(&vm->pio);
+	iobus_init(&vm->mmio);
+	vm->loop = evloop_new();
+	if (!vm->loop || read_vm_shape(vm) < 0 || open_kvm(vm) < 0 || setup_platform(vm) < 0 ||
+	    setup_memory(vm) < 0 || create_vcpus(vm) < 0) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	devices_destroy_all(vm);
+	for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++)
+		if (vm->vcpus[i].vm)
+			vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	free(vm->cpuid);
+	mem_free(&vm->mem);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	evloop_free(vm->loop);
+	iobus_destroy(&vm->pio);
+	iobus_destroy(&vm->mmio);
+	free(vm);
+}
+
+void vm_set_irq(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_warn("cannot set interrupt line %u: %s", gsi, strerror(errno));
+}
+
+int vm_start(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vcpu_start_thread(&vm->vcpus[i]) < 0)
+			return -1;
+	return 0;
+}
+
+static void kick_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_request_exit(struct vm *vm, int status)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_EXITING) {
+		vm->state = VM_EXITING;
+		vm->exit_status = status;
+	}
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	kick_all(vm);
+	evloop_stop(vm->loop);
+}
+
+bool vm_is_exiting(struct vm *vm)
+{
+	bool exiting;
+
+	pthread_mutex_lock(&vm->lock);
+	exiting = vm->state == VM_EXITING;
+	pthread_mutex_unlock(&vm->lock);
+	return exiting;
+}
+
+static unsigned started_vcpus(struct vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		n += vm->vcpus[i].thread_started;
+	return n;
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_RUNNING)
+		vm->state = VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	kick_all(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->state == VM_PAUSED && vm->vcpus_paused < started_vcpus(vm))
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_PAUSED)
+		vm->state = VM_RUNNING;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_wait(struct vm *vm)
+{
+	if (evloop_run(vm->loop) < 0)
+		vm_request_exit(vm, HYVE_EXIT_ERROR);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].thread_started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	return vm->exit_status;
+}

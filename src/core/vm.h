@@ -1,0 +1,70 @@
+/*
+ * The one VM object: KVM handles, memory, I/O buses, devices, vCPUs and
+ * run state. Everything mutable that is shared between threads lives here
+ * and is guarded by `lock` unless a field says otherwise.
+ *
+ * Threads: the main thread builds the VM, then runs the event loop (host
+ * fds: serial input, control socket, VNC); one thread per vCPU runs
+ * KVM_RUN and handles exits synchronously.
+ */
+#ifndef HYVE_VM_H
+#define HYVE_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iobus.h"
+#include "memory.h"
+
+struct config;
+struct device;
+struct vcpu;
+struct evloop;
+
+#define VM_MAX_VCPUS 64
+
+enum vm_run_state { VM_RUNNING, VM_PAUSED, VM_EXITING };
+
+struct vm {
+	const char *name;
+	struct config *cfg;
+	int kvm_fd, vm_fd;
+	int vcpu_mmap_size;
+
+	struct guest_memory mem;
+	struct iobus pio, mmio;
+	struct device *devices;
+	struct evloop *loop;
+
+	unsigned ncpus;
+	struct vcpu *vcpus;
+	struct kvm_cpuid2 *cpuid; /* what KVM supports; vCPUs derive theirs */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;         /* signalled on run-state and pause changes */
+	enum vm_run_state state;     /* requested state */
+	unsigned vcpus_paused;       /* vCPUs parked while state != RUNNING */
+	int exit_status;             /* enum hyve_exit, valid once EXITING */
+};
+
+/* Creates the KVM VM, memory and irqchip from cfg; NULL after logging. */
+struct vm *vm_create(struct config *cfg);
+void vm_destroy(struct vm *vm);
+
+/* Asserts (level 1) or deasserts an interrupt line (GSI) on the in-kernel irqchip. */
+void vm_set_irq(struct vm *vm, unsigned gsi, int level);
+
+/* Starts vCPU threads; 0 or -1. */
+int vm_start(struct vm *vm);
+/* Blocks until some thread asks the VM to end; returns the exit status. */
+int vm_wait(struct vm *vm);
+/* Ends the VM with status (first caller wins); callable from any thread. */
+void vm_request_exit(struct vm *vm, int status);
+/* Stops every vCPU outside KVM_RUN and waits until they are parked. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_is_exiting(struct vm *vm);
+
+#endif

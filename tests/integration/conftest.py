@@ -1,0 +1,152 @@
+"""Shared fixtures for integration tests: they boot the stock Debian kernel
+under hyve on real KVM (directly on hardware, or inside the test host)."""
+import os
+import pathlib
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CACHE = pathlib.Path(os.environ.get("HYVE_CACHE", REPO / ".cache"))
+
+
+def _path_from_env(var, default):
+    value = os.environ.get(var)
+    return pathlib.Path(value) if value else pathlib.Path(default)
+
+
+HYVE = _path_from_env("HYVE_BIN", REPO / "build" / "hyve")
+def _default_kernel():
+    found = sorted((CACHE / "kernel" / "root" / "boot").glob("vmlinuz-*"))
+    return found[-1] if found else CACHE / "kernel" / "missing-vmlinuz"
+
+
+KERNEL = _path_from_env("HYVE_KERNEL", _default_kernel())
+INITRD = _path_from_env("HYVE_INITRD", CACHE / "initramfs-test.cpio.gz")
+
+
+def real_kvm_problem():
+    """Why this machine cannot run real guests, or None when it can."""
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm does not exist"
+    if os.path.exists("/sys/module/kvm_pvm"):
+        return ("/dev/kvm is kvm_pvm (software, cannot boot Linux): "
+                "run the suite through tests/testhost/run")
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def require_real_kvm():
+    problem = real_kvm_problem()
+    if problem:
+        pytest.fail("integration tests need real KVM: " + problem, pytrace=False)
+    for what, path in (("hyve binary", HYVE), ("kernel", KERNEL), ("test initramfs", INITRD)):
+        if not path.is_file():
+            pytest.fail(f"{what} not found at {path} (run tests/run)", pytrace=False)
+
+
+class Guest:
+    """A hyve process whose COM1 is on its stdio; output is collected by a thread."""
+
+    def __init__(self, args, binary=None):
+        self.args = [str(binary or HYVE)] + [str(a) for a in args]
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        self.output = bytearray()
+        self.stderr = bytearray()
+        self.cond = threading.Condition()
+        self.threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.output), daemon=True),
+                        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, stream, buf):
+        while True:
+            chunk = stream.read(4096)
+            if not chunk:
+                break
+            with self.cond:
+                buf.extend(chunk)
+                self.cond.notify_all()
+
+    def text(self):
+        with self.cond:
+            return self.output.decode(errors="replace")
+
+    def wait_for(self, pattern, timeout=120, start=0):
+        """Waits until pattern (a regex) appears in serial output after offset start; returns the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = regex.search(self.output.decode(errors="replace"), start)
+                if m:
+                    return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._pumps_alive()):
+                    raise AssertionError(
+                        f"timed out waiting for {pattern!r}; hyve status {self.proc.poll()}; "
+                        f"serial tail:\n{self.text_tail()}\nstderr:\n{self.stderr.decode(errors='replace')}")
+                self.cond.wait(min(remaining, 0.5))
+
+    def _pumps_alive(self):
+        return any(t.is_alive() for t in self.threads)
+
+    def text_tail(self, n=3000):
+        return self.output.decode(errors="replace")[-n:]
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def run(self, command, timeout=60):
+        """Runs a shell command in the guest's command loop; returns (rc, output)."""
+        start = len(self.output)
+        self.send(command + "\n")
+        m = self.wait_for(r"(?s)HYVE-CMD-BEGIN\r?\n(.*?)HYVE-CMD-END rc=(\d+)", timeout, start)
+        return int(m.group(2)), m.group(1).replace("\r", "")
+
+    def wait_exit(self, timeout=60):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"hyve did not exit; serial tail:\n{self.text_tail()}")
+        for t in self.threads:
+            t.join(5)
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def boot_args(test, cpus=1, mem="256M", extra_cmdline="", extra_args=()):
+    cmdline = f"console=ttyS0 quiet hyve.test={test} {extra_cmdline}".strip()
+    return ["-c", cpus, "-m", mem, "--kernel", KERNEL, "--initrd", INITRD,
+            "--cmdline", cmdline, "-l", "com1,stdio", *extra_args, f"test-{test}"]
+
+
+@pytest.fixture
+def boot():
+    """Factory: boot(test, **kw) starts a guest running tests/guest/<test>.sh; killed at teardown."""
+    guests = []
+
+    def start(test, binary=None, **kw):
+        g = Guest(boot_args(test, **kw), binary=binary)
+        guests.append(g)
+        return g
+
+    yield start
+    for g in guests:
+        g.kill()
+
+
+def run_hyve(args, timeout=30):
+    """Runs hyve to completion (no guest expected); returns CompletedProcess with text output."""
+    return subprocess.run([str(HYVE)] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)

@@ -1,0 +1,96 @@
+"""The stock Debian kernel boots under hyve: CPUs, memory, serial both ways,
+clock, and guest-initiated poweroff and reboot map to bhyve's exit statuses."""
+import os
+import re
+import time
+
+import pytest
+
+from conftest import Guest, boot_args
+
+POWERED_OFF = 1
+REBOOTED = 0
+
+
+@pytest.fixture(scope="module")
+def guest2():
+    """One 2-vCPU, 512 MiB guest shared by the read-only checks below; powered off by the last test."""
+    g = Guest(boot_args("cmd", cpus=2, mem="512M"))
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    yield g
+    g.kill()
+
+
+def test_init_reached(guest2):
+    assert "HYVE-INIT-REACHED" in guest2.text()
+
+
+def test_guest_sees_two_cpus(guest2):
+    rc, out = guest2.run("grep -c ^processor /proc/cpuinfo")
+    assert rc == 0 and out.strip() == "2"
+    rc, out = guest2.run("cat /sys/devices/system/cpu/online")
+    assert out.strip() == "0-1"
+
+
+def test_guest_sees_configured_memory(guest2):
+    rc, out = guest2.run("grep MemTotal /proc/meminfo")
+    kib = int(re.search(r"(\d+)", out).group(1))
+    # The kernel keeps a little for itself; what is left must be close to 512 MiB.
+    assert 440 * 1024 < kib <= 512 * 1024
+    rc, out = guest2.run("dmesg | grep -i 'e820: \\[mem' || true")
+    assert "usable" in out
+
+
+def test_serial_both_ways(guest2):
+    rc, out = guest2.run("echo hello-from-guest-$((6*7))")
+    assert rc == 0 and out.strip() == "hello-from-guest-42"
+    rc, out = guest2.run("exit 3")
+    assert rc == 3
+
+
+def test_guest_clock_matches_host(guest2):
+    rc, out = guest2.run("date +%s")
+    assert abs(int(out.strip()) - time.time()) < 5
+    rc, out = guest2.run("cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || hwclock -u -r")
+    assert rc == 0
+
+
+def test_kvmclock_in_use(guest2):
+    rc, out = guest2.run("cat /sys/devices/system/clocksource/clocksource0/current_clocksource")
+    assert out.strip() == "kvm-clock"
+
+
+def test_acpi_tables_found(guest2):
+    rc, out = guest2.run("dmesg | grep -E 'ACPI: (RSDP|XSDT|FACP|DSDT|APIC)'")
+    for table in ("RSDP", "XSDT", "FACP", "DSDT", "APIC"):
+        assert f"ACPI: {table}" in out
+    rc, out = guest2.run("dmesg | grep -iE 'ACPI (Error|BIOS Error)' || true")
+    assert out.strip() == "", out
+
+
+def test_guest_poweroff_exits_1(guest2):
+    guest2.send("poweroff -f\n")
+    assert guest2.wait_exit(60) == POWERED_OFF
+
+
+def test_guest_reboot_exits_0(boot):
+    g = boot("cmd", cpus=1)
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    rc, out = g.run("grep -c ^processor /proc/cpuinfo")
+    assert out.strip() == "1"
+    g.send("reboot -f\n")
+    assert g.wait_exit(60) == REBOOTED
+
+
+def test_asan_build_boots_and_powers_off(boot):
+    """The ASan+UBSan build runs one guest from boot to poweroff without a sanitizer report."""
+    if not os.path.isfile(os.environ.get("HYVE_ASAN_BIN", "")):
+        pytest.fail("HYVE_ASAN_BIN does not name the ASan build of hyve (tests/run sets it)")
+    g = boot("cmd", cpus=2, binary=os.environ["HYVE_ASAN_BIN"])
+    g.wait_for("HYVE-CMD-READY", timeout=240)
+    rc, out = g.run("echo sanitized")
+    assert out.strip() == "sanitized"
+    g.send("poweroff -f\n")
+    assert g.wait_exit(90) == POWERED_OFF
+    err = g.stderr.decode(errors="replace")
+    assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err

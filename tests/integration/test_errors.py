@@ -1,0 +1,102 @@
+"""Bad input from users: a one-line error naming the problem, exit status 4,
+and no guest started (hyve returns at once without printing guest output)."""
+import pytest
+
+from conftest import INITRD, KERNEL, run_hyve
+
+ERROR = 4
+
+
+def base(*extra, cpus=1, mem="256M", kernel=None):
+    return ["-c", cpus, "-m", mem, "--kernel", kernel or KERNEL, "--initrd", INITRD,
+            "--cmdline", "console=ttyS0", "-l", "com1,stdio", *extra, "bad-input"]
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == ERROR, (result.returncode, result.stderr)
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hyve: error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    # Nothing ran: the guest would have printed its boot banner on COM1.
+    assert "Linux version" not in result.stdout
+
+
+def test_missing_kernel():
+    r = run_hyve(base(kernel="/nonexistent/vmlinuz"))
+    assert_one_line_error(r, "/nonexistent/vmlinuz", "No such file")
+
+
+def test_non_kernel_file_as_kernel(tmp_path):
+    junk = tmp_path / "not-a-kernel"
+    junk.write_bytes(b"\x7fELF" + bytes(8192))
+    r = run_hyve(base(kernel=junk))
+    assert_one_line_error(r, str(junk), "not a Linux bzImage")
+
+
+def test_directory_as_kernel(tmp_path):
+    r = run_hyve(base(kernel=tmp_path))
+    assert_one_line_error(r, str(tmp_path), "not a regular file")
+
+
+def test_zero_memory():
+    assert_one_line_error(run_hyve(base(mem="0")), "memory")
+
+
+def test_bad_memory_size():
+    assert_one_line_error(run_hyve(base(mem="lots")), "-m lots")
+
+
+def test_zero_cpus():
+    assert_one_line_error(run_hyve(base(cpus=0)), "vCPUs")
+
+
+@pytest.mark.parametrize("cpus", [65, 100000])
+def test_too_many_cpus(cpus):
+    assert_one_line_error(run_hyve(base(cpus=cpus)), "vCPUs")
+
+
+def test_unknown_device():
+    assert_one_line_error(run_hyve(base("-s", "5,no-such-device")), "unknown device 'no-such-device'")
+
+
+def test_unknown_option():
+    assert_one_line_error(run_hyve(["-Q", "x", "vm"]), "-Q")
+
+
+def test_unknown_long_option():
+    assert_one_line_error(run_hyve(["--frobnicate", "vm"]), "--frobnicate")
+
+
+def test_missing_vm_name():
+    assert_one_line_error(run_hyve(["-c", "1"]), "VM name")
+
+
+def test_bad_serial_backend():
+    r = run_hyve(base("-l", "com2,carrier-pigeon"))
+    assert_one_line_error(r, "carrier-pigeon")
+
+
+def test_missing_initrd():
+    args = base()
+    args[args.index("--initrd") + 1] = "/nonexistent/initrd.gz"
+    assert_one_line_error(run_hyve(args), "/nonexistent/initrd.gz")
+
+
+def test_config_file_errors(tmp_path):
+    cfg = tmp_path / "vm.conf"
+    cfg.write_text("cpus=1\nthis line has no equals sign\n")
+    assert_one_line_error(run_hyve(["-k", cfg, "vm"]), "vm.conf:2")
+
+
+def test_print_config_shows_resolved_tree(tmp_path):
+    cfg = tmp_path / "vm.conf"
+    cfg.write_text("cpus=3\nmemory.size=1G\n")
+    r = run_hyve(["-k", cfg, "-c", "2", "-o", "lpc.com1.path=stdio", "--print-config", "myvm"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "cpus=2" in lines
+    assert "memory.size=1G" in lines
+    assert "lpc.com1.path=stdio" in lines
+    assert "name=myvm" in lines
