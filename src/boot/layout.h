@@ -15,9 +15,9 @@
 #define LAYOUT_CMDLINE_MAX 0x10000ULL
 
 /* Reserved in e820 from here to 1 MiB: EBDA, VGA hole, BIOS area. */
-#define LAYOUT_RAM_LOW_END 0x9FC00ULL
-#define LAYOUT_MPTABLE 0x9FC00ULL /* MP floating pointer + table, inside the EBDA (1 KiB) */
-#define LAYOUT_MPTABLE_MAX 0x400ULL
+#define LAYOUT_RAM_LOW_END 0x9F000ULL
+#define LAYOUT_MPTABLE 0x9F000ULL /* MP configuration table; floating pointer in its last 16 bytes */
+#define LAYOUT_MPTABLE_MAX 0x1000ULL
 #define LAYOUT_ACPI_TABLES 0xE0000ULL /* RSDT/XSDT/MADT/FADT/DSDT... up to 0xF0000 */
 #define LAYOUT_ACPI_TABLES_MAX 0x10000ULL
 #define LAYOUT_RSDP 0xF0000ULL /* 16-byte aligned, inside the legacy scan window */

@@ -23,7 +23,6 @@
 #define BOOT_CS 0x10
 #define BOOT_DS 0x18
 #define LOADER_TYPE_UNDEFINED 0xff
-#define CAN_USE_HEAP 0x80
 #define PAGE_SIZE 4096ULL
 #define INITRD_ALIGN (2ULL << 20)
 

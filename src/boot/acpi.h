@@ -1,0 +1,39 @@
+/*
+ * ACPI tables for a legacy PC: RSDP, XSDT/RSDT, FADT (with FACS and DSDT)
+ * and MADT, written into the firmware area of guest RAM so the kernel finds
+ * them through boot_params.acpi_rsdp_addr or its scan of 0xE0000-0xFFFFF.
+ *
+ * Interrupt model the tables announce (devices must match it):
+ *  - one I/O APIC, ID acpi_ioapic_id(ncpus), GSI base 0, IOAPIC_PINS pins;
+ *  - ISA IRQ n is GSI n, except IRQ0 (PIT), which is GSI 2, edge/high
+ *    (KVM's default routing sends GSI 0 to pin 0: the VM must route the
+ *    PIT's GSI 0 to I/O APIC pin 2, as PC chipsets wire it);
+ *  - the SCI is IRQ_ACPI_SCI = GSI 9, level-triggered, active-high: the
+ *    PM device holds the line at 1 while an enabled event is pending;
+ *  - the PM timer is 32 bits wide (FADT TMR_VAL_EXT set).
+ */
+#ifndef HYVE_ACPI_H
+#define HYVE_ACPI_H
+
+#include <stdint.h>
+
+#include "core/memory.h"
+
+/* Bounded by LAYOUT_ACPI_TABLES_MAX: each vCPU costs a MADT entry and a DSDT device. */
+#define ACPI_MAX_CPUS 1024
+
+/*
+ * The I/O APIC ID used by both the MADT and the MP table: just above the
+ * vCPUs' APIC IDs 0..ncpus-1 so the two never collide on an APIC bus.
+ * With 255 or more vCPUs no free 8-bit ID is left, but such guests run in
+ * x2APIC mode, where I/O APIC IDs no longer share a bus with CPUs.
+ */
+static inline uint8_t acpi_ioapic_id(unsigned ncpus)
+{
+	return ncpus < 0xFF ? (uint8_t)ncpus : 0xFE;
+}
+
+/* Writes every table; *rsdp_gpa receives LAYOUT_RSDP. 0, or -1 after logging. */
+int acpi_build(const struct guest_memory *mem, unsigned ncpus, uint64_t *rsdp_gpa);
+
+#endif

@@ -1,0 +1,617 @@
+/*
+ * Checks the ACPI tables against the ACPI 6 layouts, reading raw bytes at
+ * the specification's offsets rather than through acpi.c's structures.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, asprintf; the build defines it too */
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "boot/acpi.h"
+#include "boot/aml.h"
+#include "boot/layout.h"
+#include "core/memory.h"
+
+#define MiB (1ULL << 20)
+
+/* FADT field offsets (ACPI 6.0, table 5-33). */
+#define FADT_FIRMWARE_CTRL 36
+#define FADT_DSDT 40
+#define FADT_SCI_INT 46
+#define FADT_SMI_CMD 48
+#define FADT_PM1A_EVT_BLK 56
+#define FADT_PM1A_CNT_BLK 64
+#define FADT_PM_TMR_BLK 76
+#define FADT_PM1_EVT_LEN 88
+#define FADT_PM1_CNT_LEN 89
+#define FADT_PM_TMR_LEN 91
+#define FADT_CENTURY 108
+#define FADT_IAPC_BOOT_ARCH 109
+#define FADT_FLAGS 112
+#define FADT_RESET_REG 116
+#define FADT_RESET_VALUE 128
+#define FADT_X_FIRMWARE_CTRL 132
+#define FADT_X_DSDT 140
+#define FADT_X_PM1A_EVT_BLK 148
+#define FADT_X_PM1A_CNT_BLK 172
+#define FADT_X_PM_TMR_BLK 208
+
+#define FLAG_PWR_BUTTON (1u << 4)
+#define FLAG_SLP_BUTTON (1u << 5)
+#define FLAG_TMR_VAL_EXT (1u << 8)
+#define FLAG_RESET_REG_SUP (1u << 10)
+#define FLAG_HW_REDUCED (1u << 20)
+
+struct fixture {
+	struct guest_memory mem;
+	uint64_t rsdp;
+};
+
+static uint64_t le(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = n; i-- > 0;)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint8_t sum(const uint8_t *p, size_t len)
+{
+	uint8_t s = 0;
+
+	for (size_t i = 0; i < len; i++)
+		s = (uint8_t)(s + p[i]);
+	return s;
+}
+
+static const uint8_t *at(const struct fixture *f, uint64_t gpa, uint64_t len)
+{
+	const uint8_t *p = mem_gpa_to_hva(&f->mem, gpa, len);
+
+	assert_non_null(p);
+	/* Every table must lie in the firmware area the e820 map reserves. */
+	assert_true(gpa >= LAYOUT_ACPI_TABLES && gpa + len <= LAYOUT_RSDP + 36);
+	return p;
+}
+
+/* A checksummed table with header: signature, sane length, zero byte sum. */
+static const uint8_t *table(const struct fixture *f, uint64_t gpa, const char *sig)
+{
+	const uint8_t *h = at(f, gpa, 36);
+	uint32_t len = (uint32_t)le(h + 4, 4);
+
+	assert_memory_equal(h, sig, 4);
+	assert_true(len >= 36);
+	assert_true(gpa + len <= LAYOUT_ACPI_TABLES + LAYOUT_ACPI_TABLES_MAX);
+	const uint8_t *t = at(f, gpa, len);
+	assert_int_equal(sum(t, len), 0);
+	return t;
+}
+
+static struct fixture *setup_with(unsigned ncpus)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	mem_layout(&f->mem, 256 * MiB);
+	assert_int_equal(mem_alloc(&f->mem, "test-acpi"), 0);
+	assert_int_equal(acpi_build(&f->mem, ncpus, &f->rsdp), 0);
+	assert_int_equal(f->rsdp, LAYOUT_RSDP);
+	return f;
+}
+
+static void teardown_fixture(struct fixture *f)
+{
+	mem_free(&f->mem);
+	free(f);
+}
+
+static const uint8_t *rsdp(const struct fixture *f)
+{
+	const uint8_t *r = at(f, f->rsdp, 36);
+
+	assert_memory_equal(r, "RSD PTR ", 8);
+	assert_int_equal(sum(r, 20), 0);
+	assert_int_equal(r[15], 2);
+	assert_int_equal(le(r + 20, 4), 36);
+	assert_int_equal(sum(r, 36), 0);
+	assert_int_equal(f->rsdp % 16, 0);
+	return r;
+}
+
+/* The table with signature sig, found through the XSDT as an OS would. */
+static const uint8_t *find(const struct fixture *f, const char *sig)
+{
+	const uint8_t *x = table(f, le(rsdp(f) + 24, 8), "XSDT");
+	uint32_t n = ((uint32_t)le(x + 4, 4) - 36) / 8;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t gpa = le(x + 36 + 8 * i, 8);
+		const uint8_t *h = at(f, gpa, 36);
+		if (!memcmp(h, sig, 4))
+			return table(f, gpa, sig);
+	}
+	fail_msg("no %s table in the XSDT", sig);
+	return NULL;
+}
+
+static void test_rsdp_and_roots(void **state)
+{
+	struct fixture *f = setup_with(2);
+	const uint8_t *r = rsdp(f);
+	const uint8_t *x = table(f, le(r + 24, 8), "XSDT");
+	const uint8_t *rs = table(f, le(r + 16, 4), "RSDT");
+
+	(void)state;
+	/* Both roots list the same tables, FADT and MADT. */
+	uint32_t n = ((uint32_t)le(x + 4, 4) - 36) / 8;
+	assert_int_equal(n, 2);
+	assert_int_equal(le(rs + 4, 4), 36 + 4 * n);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(le(x + 36 + 8 * i, 8), le(rs + 36 + 4 * i, 4));
+	find(f, "FACP");
+	find(f, "APIC");
+	teardown_fixture(f);
+}
+
+static void test_fadt(void **state)
+{
+	struct fixture *f = setup_with(1);
+	const uint8_t *fadt = find(f, "FACP");
+
+	(void)state;
+	assert_int_equal(le(fadt + 4, 4), 276);
+	assert_int_equal(fadt[8], 6);
+	assert_int_equal(le(fadt + FADT_SCI_INT, 2), IRQ_ACPI_SCI);
+	assert_int_equal(le(fadt + FADT_SMI_CMD, 4), 0);
+	assert_int_equal(le(fadt + FADT_PM1A_EVT_BLK, 4), PORT_ACPI_PM1A_EVT);
+	assert_int_equal(le(fadt + FADT_PM1A_CNT_BLK, 4), PORT_ACPI_PM1A_CNT);
+	assert_int_equal(le(fadt + FADT_PM_TMR_BLK, 4), PORT_ACPI_PM_TMR);
+	assert_int_equal(fadt[FADT_PM1_EVT_LEN], 4);
+	assert_int_equal(fadt[FADT_PM1_CNT_LEN], 2);
+	assert_int_equal(fadt[FADT_PM_TMR_LEN], 4);
+	assert_int_equal(fadt[FADT_CENTURY], 0x32);
+	assert_int_equal(le(fadt + FADT_IAPC_BOOT_ARCH, 2), 0x3); /* LEGACY_DEVICES | 8042 */
+
+	uint32_t flags = (uint32_t)le(fadt + FADT_FLAGS, 4);
+	assert_true(flags & FLAG_RESET_REG_SUP);
+	assert_true(flags & FLAG_SLP_BUTTON);
+	assert_true(flags & FLAG_TMR_VAL_EXT);
+	assert_false(flags & FLAG_PWR_BUTTON);
+	assert_false(flags & FLAG_HW_REDUCED);
+
+	/* Reset register: one byte in system I/O space. */
+	const uint8_t *reset = fadt + FADT_RESET_REG;
+	assert_int_equal(reset[0], 1);
+	assert_int_equal(reset[1], 8);
+	assert_int_equal(reset[2], 0);
+	assert_int_equal(le(reset + 4, 8), PORT_RESET);
+	assert_int_equal(fadt[FADT_RESET_VALUE], RESET_VALUE);
+
+	/* The 64-bit PM blocks must agree with the legacy ones, or ACPICA complains. */
+	static const struct {
+		unsigned off;
+		uint16_t port;
+		uint8_t bits;
+	} gas[] = {
+		{ FADT_X_PM1A_EVT_BLK, PORT_ACPI_PM1A_EVT, 32 },
+		{ FADT_X_PM1A_CNT_BLK, PORT_ACPI_PM1A_CNT, 16 },
+		{ FADT_X_PM_TMR_BLK, PORT_ACPI_PM_TMR, 32 },
+	};
+	for (size_t i = 0; i < sizeof(gas) / sizeof(gas[0]); i++) {
+		assert_int_equal(fadt[gas[i].off], 1);
+		assert_int_equal(fadt[gas[i].off + 1], gas[i].bits);
+		assert_int_equal(le(fadt + gas[i].off + 4, 8), gas[i].port);
+	}
+
+	/* FACS: 64-byte aligned, named through the 32-bit field only. */
+	uint64_t facs = le(fadt + FADT_FIRMWARE_CTRL, 4);
+	assert_int_equal(facs % 64, 0);
+	assert_int_equal(le(fadt + FADT_X_FIRMWARE_CTRL, 8), 0);
+	const uint8_t *fc = at(f, facs, 64);
+	assert_memory_equal(fc, "FACS", 4);
+	assert_int_equal(le(fc + 4, 4), 64);
+
+	uint64_t dsdt = le(fadt + FADT_DSDT, 4);
+	assert_int_equal(le(fadt + FADT_X_DSDT, 8), dsdt);
+	table(f, dsdt, "DSDT");
+	teardown_fixture(f);
+}
+
+struct madt_counts {
+	unsigned lapics, x2apics, ioapics, isos, nmis;
+};
+
+static void check_madt(unsigned ncpus)
+{
+	struct fixture *f = setup_with(ncpus);
+	const uint8_t *m = find(f, "APIC");
+	uint32_t len = (uint32_t)le(m + 4, 4);
+	struct madt_counts c = { 0 };
+	bool irq0 = false, sci = false;
+
+	assert_int_equal(le(m + 36, 4), LAPIC_BASE);
+	assert_int_equal(le(m + 40, 4) & 1, 1); /* PCAT_COMPAT */
+	for (uint32_t off = 44; off < len;) {
+		const uint8_t *e = m + off;
+		assert_true(e[1] >= 2 && off + e[1] <= len);
+		switch (e[0]) {
+		case 0: /* Processor Local APIC, in vCPU order */
+			assert_int_equal(e[1], 8);
+			assert_int_equal(e[2], c.lapics);
+			assert_int_equal(e[3], c.lapics);
+			assert_int_equal(le(e + 4, 4) & 1, 1);
+			c.lapics++;
+			break;
+		case 1:
+			assert_int_equal(e[1], 12);
+			assert_true(e[2] >= ncpus || ncpus >= 255);
+			assert_int_equal(le(e + 4, 4), IOAPIC_BASE);
+			assert_int_equal(le(e + 8, 4), 0);
+			c.ioapics++;
+			break;
+		case 2:
+			assert_int_equal(e[1], 10);
+			assert_int_equal(e[2], 0);
+			if (e[3] == 0) {
+				assert_int_equal(le(e + 4, 4), 2);
+				assert_int_equal(le(e + 8, 2) & 0xC, 0x4); /* edge */
+				irq0 = true;
+			} else if (e[3] == IRQ_ACPI_SCI) {
+				assert_int_equal(le(e + 4, 4), IRQ_ACPI_SCI);
+				assert_int_equal(le(e + 8, 2), 0xD); /* level, active-high */
+				sci = true;
+			}
+			c.isos++;
+			break;
+		case 4:
+			assert_int_equal(e[1], 6);
+			assert_int_equal(e[2], 0xFF);
+			assert_int_equal(e[5], 1);
+			c.nmis++;
+			break;
+		case 9: /* x2APIC, for IDs past the 8-bit range */
+			assert_int_equal(e[1], 16);
+			assert_int_equal(le(e + 4, 4), 255 + c.x2apics);
+			assert_int_equal(le(e + 12, 4), 255 + c.x2apics);
+			c.x2apics++;
+			break;
+		}
+		off += e[1];
+	}
+	assert_int_equal(c.lapics + c.x2apics, ncpus);
+	assert_int_equal(c.lapics, ncpus < 255 ? ncpus : 255);
+	assert_int_equal(c.ioapics, 1);
+	assert_int_equal(c.isos, 2);
+	assert_int_equal(c.nmis, 1);
+	assert_true(irq0);
+	assert_true(sci);
+	teardown_fixture(f);
+}
+
+static void test_madt_1(void **state)
+{
+	(void)state;
+	check_madt(1);
+}
+
+static void test_madt_2(void **state)
+{
+	(void)state;
+	check_madt(2);
+}
+
+static void test_madt_8(void **state)
+{
+	(void)state;
+	check_madt(8);
+}
+
+static void test_madt_64(void **state)
+{
+	(void)state;
+	check_madt(64);
+}
+
+static void test_madt_x2apic(void **state)
+{
+	(void)state;
+	check_madt(300);
+}
+
+static const uint8_t *dsdt(const struct fixture *f)
+{
+	return table(f, le(find(f, "FACP") + FADT_X_DSDT, 8), "DSDT");
+}
+
+static void test_dsdt_contents(void **state)
+{
+	struct fixture *f = setup_with(2);
+	const uint8_t *d = dsdt(f);
+	size_t len = le(d + 4, 4);
+	/* Name(\_S5, Package(4) { 5, 5, 0, 0 }) */
+	static const uint8_t s5[] = { 0x08, '\\', '_', 'S', '5', '_', 0x12, 0x08, 0x04,
+				      0x0A, ACPI_S5_SLP_TYP, 0x0A, ACPI_S5_SLP_TYP, 0x00, 0x00 };
+	/* EISAID("PNP0501") and EISAID("PNP0B00") as DWordConsts. */
+	static const uint8_t com[] = { 0x0C, 0x41, 0xD0, 0x05, 0x01 };
+	static const uint8_t rtc[] = { 0x0C, 0x41, 0xD0, 0x0B, 0x00 };
+	/* IO(Decode16, 0x3F8, 0x3F8, 1, 8), IRQNoFlags() { 4 } */
+	static const uint8_t com1_crs[] = { 0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08, 0x22, 0x10, 0x00 };
+
+	(void)state;
+	assert_int_equal(d[8], 2);
+	assert_non_null(memmem(d, len, s5, sizeof(s5)));
+	assert_non_null(memmem(d, len, "_SB_", 4));
+	assert_non_null(memmem(d, len, "COM1", 4));
+	assert_non_null(memmem(d, len, "COM2", 4));
+	assert_non_null(memmem(d, len, "RTC_", 4));
+	assert_non_null(memmem(d, len, com, sizeof(com)));
+	assert_non_null(memmem(d, len, rtc, sizeof(rtc)));
+	assert_non_null(memmem(d, len, com1_crs, sizeof(com1_crs)));
+	assert_non_null(memmem(d, len, "C001", 4));
+	assert_null(memmem(d, len, "C002", 4));
+	teardown_fixture(f);
+}
+
+/* iasl on PATH, or NULL. */
+static char *find_iasl(void)
+{
+	const char *path = getenv("PATH");
+	char *copy = strdup(path ? path : "/usr/bin:/bin");
+	char *found = NULL;
+
+	for (char *save, *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		char *cand;
+		if (asprintf(&cand, "%s/iasl", dir) < 0)
+			break;
+		if (access(cand, X_OK) == 0)
+			found = cand;
+		else
+			free(cand);
+	}
+	free(copy);
+	return found;
+}
+
+/* Runs an iasl command line in dir; fails the test with the log's location on error. */
+static void run_iasl(const char *dir, const char *iasl, const char *args)
+{
+	char *cmd;
+
+	assert_true(asprintf(&cmd, "cd '%s' && '%s' %s >>iasl.log 2>&1", dir, iasl, args) > 0);
+	int status = system(cmd);
+	free(cmd);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("iasl %s failed (status %d); see %s/iasl.log", args, status, dir);
+}
+
+/* A whole small file, NUL-terminated; *len excludes the NUL. */
+static char *slurp(const char *dir, const char *name, size_t *len)
+{
+	static char data[1 << 18];
+	char *path;
+
+	assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
+	FILE *fp = fopen(path, "rb");
+	if (!fp)
+		fail_msg("iasl produced no %s", path);
+	*len = fread(data, 1, sizeof(data) - 1, fp);
+	fclose(fp);
+	free(path);
+	data[*len] = '\0';
+	return data;
+}
+
+/*
+ * The real ACPICA tools must accept our AML: the disassembly must show
+ * what we put in, and recompiling it without optimizations must give back
+ * exactly our bytes (the header aside, which names the compiler).
+ */
+static void iasl_round_trip(const uint8_t *table, size_t len, const char *expect)
+{
+	char dir[] = "/tmp/hyve-acpi-XXXXXX";
+	char *iasl = find_iasl();
+	char *path;
+	size_t n;
+
+	if (!iasl)
+		fail_msg("iasl not found on PATH: install acpica-tools (scripts/install-deps)");
+	assert_non_null(mkdtemp(dir));
+	assert_true(asprintf(&path, "%s/table.dat", dir) > 0);
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(table, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+	free(path);
+
+	run_iasl(dir, iasl, "-d table.dat");
+	const char *dsl = slurp(dir, "table.dsl", &n);
+	if (!strstr(dsl, expect))
+		fail_msg("%s/table.dsl: no \"%s\" in the disassembly", dir, expect);
+	run_iasl(dir, iasl, "-oa -p again table.dsl");
+	const char *aml = slurp(dir, "again.aml", &n);
+	if (n != len || memcmp(aml + 36, table + 36, len - 36))
+		fail_msg("%s: recompiled AML differs from ours (%zu vs %zu bytes)", dir, n, len);
+
+	assert_true(asprintf(&path, "rm -rf '%s'", dir) > 0);
+	assert_int_equal(system(path), 0);
+	free(path);
+	free(iasl);
+}
+
+static void test_dsdt_iasl(void **state)
+{
+	/* PkgLengths of every size in use: 1 byte (devices), 2 and 3 (\_SB with 64 and 300 vCPUs). */
+	static const unsigned counts[] = { 1, 64, 300 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		struct fixture *f = setup_with(counts[i]);
+		const uint8_t *d = dsdt(f);
+		iasl_round_trip(d, le(d + 4, 4), "EisaId (\"PNP0501\")");
+		teardown_fixture(f);
+	}
+}
+
+/* Scope(\\ABCD) with a body of n zero bytes; returns the PkgLength's size in bytes. */
+static unsigned pkg_length_bytes(size_t body, size_t *total)
+{
+	struct aml_buf b;
+	uint8_t zero[5000] = { 0 };
+
+	aml_init(&b);
+	size_t mark = aml_scope_begin(&b, "ABCD");
+	aml_bytes(&b, zero, body);
+	aml_end(&b, mark);
+	assert_false(aml_failed(&b));
+	assert_int_equal(b.data[0], 0x10);
+	unsigned n = (b.data[1] >> 6) + 1;
+	*total = n == 1 ? b.data[1] : (b.data[1] & 0xF) | (size_t)le(b.data + 2, n - 1) << 4;
+	assert_int_equal(b.len, 1 + *total);
+	assert_memory_equal(b.data + 1 + n, "ABCD", 4);
+	aml_free(&b);
+	return n;
+}
+
+static void test_aml_pkg_length(void **state)
+{
+	size_t total;
+
+	(void)state;
+	/* PkgLength counts itself: 4-byte name + body + its own encoding. */
+	assert_int_equal(pkg_length_bytes(58, &total), 1);
+	assert_int_equal(total, 63);
+	assert_int_equal(pkg_length_bytes(59, &total), 2);
+	assert_int_equal(total, 65);
+	assert_int_equal(pkg_length_bytes(4089, &total), 2);
+	assert_int_equal(total, 4095);
+	assert_int_equal(pkg_length_bytes(4090, &total), 3);
+	assert_int_equal(total, 4097);
+}
+
+static void test_aml_names(void **state)
+{
+	static const uint8_t multi[] = { '\\', 0x2F, 3, '_', 'S', 'B', '_', 'P', 'C', 'I', '0', 'I', 'S', 'A', '_' };
+	static const uint8_t dual[] = { '^', '^', 0x2E, 'A', '_', '_', '_', 'B', '1', '_', '_' };
+	static const char *const bad[] = { "", "\\", "ABCDE", "1ABC", "a", "A..B", "A.", "A-B" };
+	struct aml_buf b;
+
+	(void)state;
+	aml_init(&b);
+	aml_name_string(&b, "\\_SB.PCI0.ISA");
+	assert_false(aml_failed(&b));
+	assert_int_equal(b.len, sizeof(multi));
+	assert_memory_equal(b.data, multi, sizeof(multi));
+	aml_free(&b);
+
+	aml_name_string(&b, "^^A.B1");
+	assert_int_equal(b.len, sizeof(dual));
+	assert_memory_equal(b.data, dual, sizeof(dual));
+	aml_free(&b);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		aml_name_string(&b, bad[i]);
+		if (!aml_failed(&b))
+			fail_msg("accepted the name \"%s\"", bad[i]);
+		aml_free(&b);
+	}
+}
+
+static void test_aml_data(void **state)
+{
+	static const uint8_t ints[] = { 0x00, 0x01, 0x0A, 0xFF, 0x0B, 0x00, 0x01, 0x0C, 0x00, 0x00, 0x01, 0x00,
+					0x0E, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00 };
+	struct aml_buf b;
+
+	(void)state;
+	aml_init(&b);
+	aml_integer(&b, 0);
+	aml_integer(&b, 1);
+	aml_integer(&b, 0xFF);
+	aml_integer(&b, 0x100);
+	aml_integer(&b, 0x10000);
+	aml_integer(&b, 0x100000000ULL);
+	assert_int_equal(b.len, sizeof(ints));
+	assert_memory_equal(b.data, ints, sizeof(ints));
+	aml_free(&b);
+
+	aml_string(&b, "AB");
+	assert_int_equal(b.len, 4);
+	assert_memory_equal(b.data, "\x0D" "AB", 4);
+	aml_free(&b);
+
+	static const char *const bad_ids[] = { "PNP050", "pnp0501", "PNP05G1", "PNP05011" };
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		aml_eisaid(&b, bad_ids[i]);
+		assert_true(aml_failed(&b));
+		aml_free(&b);
+	}
+	aml_res_irq_noflags(&b, 16);
+	assert_true(aml_failed(&b));
+	/* Sticky: nothing more is appended. */
+	aml_byte(&b, 1);
+	assert_int_equal(b.len, 0);
+	aml_free(&b);
+}
+
+static void test_tables_fit(void **state)
+{
+	struct fixture *f = setup_with(ACPI_MAX_CPUS);
+
+	(void)state;
+	find(f, "APIC");
+	dsdt(f);
+	teardown_fixture(f);
+}
+
+static void test_failures(void **state)
+{
+	struct guest_memory mem;
+	uint64_t rsdp = 0;
+
+	(void)state;
+	mem_layout(&mem, 64 * MiB);
+	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
+	assert_int_equal(acpi_build(&mem, 0, &rsdp), -1);
+	assert_int_equal(acpi_build(&mem, ACPI_MAX_CPUS + 1, &rsdp), -1);
+	mem_free(&mem);
+
+	/* Too little RAM to hold the firmware area. */
+	mem_layout(&mem, 512 * 1024);
+	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
+	assert_int_equal(acpi_build(&mem, 1, &rsdp), -1);
+	mem_free(&mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rsdp_and_roots),
+		cmocka_unit_test(test_fadt),
+		cmocka_unit_test(test_madt_1),
+		cmocka_unit_test(test_madt_2),
+		cmocka_unit_test(test_madt_8),
+		cmocka_unit_test(test_madt_64),
+		cmocka_unit_test(test_madt_x2apic),
+		cmocka_unit_test(test_dsdt_contents),
+		cmocka_unit_test(test_dsdt_iasl),
+		cmocka_unit_test(test_aml_pkg_length),
+		cmocka_unit_test(test_aml_names),
+		cmocka_unit_test(test_aml_data),
+		cmocka_unit_test(test_tables_fit),
+		cmocka_unit_test(test_failures),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
