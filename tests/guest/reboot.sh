@@ -1,0 +1,5 @@
+#!/bin/sh
+# Reboot through the kernel (ACPI reset register, keyboard controller, ... as the VMM offers).
+echo "REBOOT-NOW"
+sync
+reboot -f
