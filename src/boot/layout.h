@@ -38,4 +38,23 @@
 #define LAPIC_BASE 0xFEE00000ULL
 #define IOAPIC_PINS 24
 
+/*
+ * PCI (src/pci). Below 4 GiB the hole above RAM (MEM_LOWMEM_LIMIT) holds
+ * the 32-bit BAR window, then ECAM for buses 0-255, then the I/O APIC and
+ * LAPIC. 64-bit BARs go to a window above all RAM, aligned to its size.
+ * I/O BARs are placed from PCI_IO_BASE, above every legacy port.
+ */
+#define PCI_MMIO32_BASE 0xC0000000ULL
+#define PCI_MMIO32_END 0xE0000000ULL /* exclusive */
+#define PCI_ECAM_BASE 0xE0000000ULL
+#define PCI_ECAM_SIZE 0x10000000ULL /* 1 MiB per bus, buses 0-255 */
+#define PCI_ECAM_BUS_END 255
+#define PCI_IO_BASE 0x1000ULL
+#define PCI_IO_END 0x10000ULL /* exclusive */
+#define PCI_MMIO64_SIZE (32ULL << 30)
+/* Start of the 64-bit window for RAM ending at ram_end (exclusive, >= 4 GiB). */
+#define PCI_MMIO64_BASE(ram_end) (((ram_end) + PCI_MMIO64_SIZE - 1) & ~(PCI_MMIO64_SIZE - 1))
+#define PORT_PCI_CONFIG_ADDRESS 0xCF8 /* dword only; 0xCF9 is PORT_RESET */
+#define PORT_PCI_CONFIG_DATA 0xCFC   /* 4 ports */
+
 #endif
