@@ -1,27 +1,134 @@
 /* hyve(8): command line, configuration, and the VM's life from start to exit status. */
-#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "boot/linux.h"
 #include "core/chardev.h"
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/device.h"
+#include "core/evloop.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "dev/acpi_pm.h"
+#include "snapshot/snapshot.h"
+
+struct signal_watch {
+	struct vm *vm;
+	int fd;
+};
+
+/*
+ * SIGTERM presses the ACPI power button, as bhyve does: the guest shuts
+ * down cleanly and hyve exits 1. SIGINT and SIGHUP power off at once.
+ */
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct signal_watch *sw = opaque;
+	struct signalfd_siginfo si;
+	(void)events;
+
+	while (read(sw->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM)
+			acpi_pm_power_button(sw->vm);
+		else
+			vm_request_exit(sw->vm, HYVE_EXIT_POWEROFF);
+	}
+}
+
+/* Blocks the signals hyve handles, before any thread exists, so that only the signalfd sees them. */
+static int watch_signals(struct vm *vm, struct signal_watch *sw)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sw->vm = vm;
+	sw->fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sw->fd < 0 || evloop_add(vm->loop, sw->fd, EPOLLIN, on_signal, sw) < 0) {
+		log_error("cannot watch signals");
+		return -1;
+	}
+	return 0;
+}
+
+/* A fresh boot from the kernel in the configuration. */
+static int prepare_boot(struct vm *vm)
+{
+	return devices_attach_all(vm) < 0 || linux_boot_setup(vm) < 0 ? -1 : 0;
+}
+
+/*
+ * Builds the configuration from a snapshot, with the command line's
+ * settings (host-side bindings) on top. Returns the snapshot handle.
+ */
+static struct snapshot_file *open_snapshot(struct config *cli, struct config **cfg)
+{
+	const char *path = config_get(cli, "snapshot.restore");
+	bool eager = false;
+	struct snapshot_file *snap;
+
+	if (config_get_bool(cli, "snapshot.eager", false, &eager) < 0)
+		return NULL;
+	*cfg = config_new();
+	if (!*cfg)
+		return NULL;
+	snap = snapshot_open(path, eager, *cfg, cli);
+	if (snap && cli_validate(*cfg) < 0) {
+		snapshot_close(snap);
+		return NULL;
+	}
+	return snap;
+}
+
+static int run(struct config *cfg, struct snapshot_file *snap)
+{
+	struct signal_watch sw = { .fd = -1 };
+	struct vm *vm = vm_create(cfg);
+	int status = HYVE_EXIT_ERROR;
+
+	if (!vm)
+		return HYVE_EXIT_ERROR;
+	if (watch_signals(vm, &sw) == 0 &&
+	    (snap ? devices_attach_all(vm) == 0 && snapshot_restore_vm(snap, vm) == 0 : prepare_boot(vm) == 0) &&
+	    vm_start(vm) == 0)
+		status = vm_wait(vm);
+	else {
+		vm_request_exit(vm, HYVE_EXIT_ERROR);
+		vm_wait(vm);
+	}
+	snapshot_close(snap);
+	vm_destroy(vm);
+	if (sw.fd >= 0)
+		close(sw.fd);
+	chardev_restore_terminal();
+	return status;
+}
 
 int main(int argc, char **argv)
 {
-	struct config *cfg = config_new();
-	struct vm *vm;
+	struct config *cli = config_new(), *cfg;
+	struct snapshot_file *snap = NULL;
+	sigset_t handled;
 	bool dump = false;
 	int status;
 
-	if (!cfg)
+	if (!cli)
 		return HYVE_EXIT_ERROR;
-	switch (cli_parse(argc, argv, cfg)) {
+	signal(SIGPIPE, SIG_IGN); /* a closed client or pipe is an error return, not a reason to die */
+	sigemptyset(&handled);
+	sigaddset(&handled, SIGTERM);
+	sigaddset(&handled, SIGINT);
+	sigaddset(&handled, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &handled, NULL);
+	switch (cli_parse(argc, argv, cli)) {
 	case CLI_EXIT_OK:
 		return 0;
 	case CLI_ERROR:
@@ -29,25 +136,24 @@ int main(int argc, char **argv)
 	default:
 		break;
 	}
-	if (config_get_bool(cfg, "config.dump", false, &dump) < 0 || cli_validate(cfg) < 0)
+	cfg = cli;
+	if (config_get(cli, "snapshot.restore")) {
+		snap = open_snapshot(cli, &cfg);
+		if (!snap)
+			return HYVE_EXIT_ERROR;
+	} else if (cli_validate(cli) < 0) {
+		return HYVE_EXIT_ERROR;
+	}
+	if (config_get_bool(cfg, "config.dump", false, &dump) < 0)
 		return HYVE_EXIT_ERROR;
 	if (dump) {
 		config_dump(cfg, stdout);
+		snapshot_close(snap);
 		return 0;
 	}
-	vm = vm_create(cfg);
-	if (!vm)
-		return HYVE_EXIT_ERROR;
-	if (devices_attach_all(vm) < 0 || linux_boot_setup(vm) < 0 || vm_start(vm) < 0) {
-		vm_request_exit(vm, HYVE_EXIT_ERROR);
-		vm_wait(vm);
-		vm_destroy(vm);
-		chardev_restore_terminal();
-		return HYVE_EXIT_ERROR;
-	}
-	status = vm_wait(vm);
-	vm_destroy(vm);
-	chardev_restore_terminal();
-	config_free(cfg);
+	status = run(cfg, snap);
+	if (cfg != cli)
+		config_free(cfg);
+	config_free(cli);
 	return status;
 }

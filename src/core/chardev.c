@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include "chardev.h"
 
 #include <errno.h>
@@ -205,13 +204,15 @@ static int open_stdio(struct chardev *cd)
 	if (!cd->loop || fcntl(STDIN_FILENO, F_GETFD) < 0)
 		return 0;
 	enter_raw_mode();
+	/* Set before watching: the loop may call back at once. */
+	cd->in_fd = STDIN_FILENO;
+	cd->in_watched = true;
 	/* stdin may be a regular file or /dev/null, which epoll refuses: then there is no input. */
 	if (evloop_add(cd->loop, STDIN_FILENO, EPOLLIN, stdin_event, cd) < 0) {
 		log_debug("%s: stdin cannot be watched (%s); serial input disabled", cd->name, strerror(errno));
-		return 0;
+		cd->in_fd = -1;
+		cd->in_watched = false;
 	}
-	cd->in_fd = STDIN_FILENO;
-	cd->in_watched = true;
 	return 0;
 }
 

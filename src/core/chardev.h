@@ -48,6 +48,7 @@ struct chardev *chardev_open(const char *name, const char *spec, struct evloop *
 void chardev_write(struct chardev *cd, const uint8_t *buf, size_t len);
 /* Flow control: while paused no input is read, so none is lost. */
 void chardev_set_input_paused(struct chardev *cd, bool paused);
+/* Only while the loop is not running, or from the loop thread: callbacks may be in flight. */
 void chardev_close(struct chardev *cd);
 
 /*

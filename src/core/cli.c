@@ -9,13 +9,15 @@
 #include "device.h"
 #include "log.h"
 
-enum long_only { OPT_KERNEL = 0x100, OPT_INITRD, OPT_CMDLINE, OPT_PRINT_CONFIG };
+enum long_only { OPT_KERNEL = 0x100, OPT_INITRD, OPT_CMDLINE, OPT_PRINT_CONFIG, OPT_EAGER };
 
 static const struct option long_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
+	{ "restore", required_argument, NULL, 'r' },
+	{ "eager", no_argument, NULL, OPT_EAGER },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -25,6 +27,7 @@ void cli_usage(FILE *out)
 	fputs("usage: hyve [-h] [-c NCPUS] [-m SIZE] [-s SLOT,DEVICE[,OPTS]]... [-l comN,BACKEND]...\n"
 	      "            [-o KEY=VALUE]... [-k CONFIG_FILE] [--kernel FILE [--initrd FILE] [--cmdline TEXT]]\n"
 	      "            [--print-config] VMNAME\n"
+	      "       hyve -r SNAPSHOT [--eager] [-o KEY=VALUE]... [-s ...] [-l ...] [VMNAME]\n"
 	      "  -c NCPUS        number of vCPUs (cpus=)\n"
 	      "  -m SIZE         guest memory, e.g. 512M or 2G; a bare number is MiB (memory.size=)\n"
 	      "  -s SLOT,DEV,..  PCI device in SLOT (S, S:F or B:S:F) (pci.B.S.F.device=DEV)\n"
@@ -35,6 +38,9 @@ void cli_usage(FILE *out)
 	      "  --initrd FILE   initial ramdisk (boot.initrd=)\n"
 	      "  --cmdline TEXT  kernel command line (boot.cmdline=)\n"
 	      "  --print-config  print the resolved configuration and exit (config.dump=true)\n"
+	      "  -r SNAPSHOT     resume the VM saved in SNAPSHOT; other options override its configuration\n"
+	      "                  (snapshot.restore=)\n"
+	      "  --eager         with -r: read and verify all of RAM before resuming (snapshot.eager=true)\n"
 	      "exit status: 0 rebooted, 1 powered off, 2 halted, 3 triple fault, 4 error\n",
 	      out);
 }
@@ -176,6 +182,8 @@ static int handle_option(struct config *cfg, int opt, const char *arg)
 	case OPT_INITRD: return config_set(cfg, "boot.initrd", arg);
 	case OPT_CMDLINE: return config_set(cfg, "boot.cmdline", arg);
 	case OPT_PRINT_CONFIG: return config_set(cfg, "config.dump", "true");
+	case 'r': return config_set(cfg, "snapshot.restore", arg);
+	case OPT_EAGER: return config_set(cfg, "snapshot.eager", "true");
 	}
 	return -1;
 }
@@ -186,7 +194,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg)
 
 	opterr = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+c:m:s:l:o:k:h", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:m:s:l:o:k:r:h", long_options, NULL)) != -1) {
 		if (opt == 'h') {
 			cli_usage(stdout);
 			return CLI_EXIT_OK;
@@ -209,7 +217,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg)
 		if (config_set(cfg, "name", argv[optind]) < 0)
 			return CLI_ERROR;
 	}
-	if (!config_get(cfg, "name")) {
+	if (!config_get(cfg, "name") && !config_get(cfg, "snapshot.restore")) {
 		log_error("no VM name given (see hyve -h)");
 		return CLI_ERROR;
 	}

@@ -25,6 +25,7 @@ struct guest_memory {
 	int fd;              /* memfd holding all guest RAM */
 	uint64_t size;       /* total RAM bytes */
 	uint8_t *base;       /* one host mapping of the whole memfd */
+	bool file_backed;    /* RAM was mapped from a snapshot file: the memfd no longer holds it */
 	unsigned nregions;
 	struct mem_region regions[MEM_MAX_REGIONS];
 };

@@ -513,6 +513,30 @@ int state_get_bytes_var(struct state_reader *r, const char *key, void *out, size
 	return 0;
 }
 
+size_t state_map_size(struct state_reader *r)
+{
+	return cbor_map_size(r->maps[r->depth - 1]);
+}
+
+int state_key_at(struct state_reader *r, size_t i, char *out, size_t size)
+{
+	const cbor_item_t *map = r->maps[r->depth - 1];
+	cbor_item_t *k;
+	size_t len;
+
+	if (i >= cbor_map_size(map))
+		return -1;
+	k = cbor_map_handle(map)[i].key;
+	if (!cbor_isa_string(k) || !cbor_string_is_definite(k))
+		return -1;
+	len = cbor_string_length(k);
+	if (len >= size || (len && memchr(cbor_string_handle(k), 0, len)))
+		return -1;
+	memcpy(out, cbor_string_handle(k), len);
+	out[len] = '\0';
+	return 0;
+}
+
 int state_enter_map(struct state_reader *r, const char *key)
 {
 	cbor_item_t *v = lookup(r, key);

@@ -42,6 +42,9 @@ int state_get_str(struct state_reader *r, const char *key, char *out, size_t siz
 int state_get_bytes(struct state_reader *r, const char *key, void *out, size_t len);
 /* Any length up to max; *len receives it. */
 int state_get_bytes_var(struct state_reader *r, const char *key, void *out, size_t max, size_t *len);
+/* Number of fields in the current map, and the key of field i (copied into out). */
+size_t state_map_size(struct state_reader *r);
+int state_key_at(struct state_reader *r, size_t i, char *out, size_t size);
 /* Enters a nested map (0) until state_leave_map(). */
 int state_enter_map(struct state_reader *r, const char *key);
 void state_leave_map(struct state_reader *r);

@@ -1,0 +1,492 @@
+#include "format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define REC_MAGIC "HREC"
+#define REC_HEADER_SIZE 40
+#define IO_CHUNK (1u << 20)
+
+static const uint8_t zero_page[SNAP_PAGE_SIZE];
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = v >> 8;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v & 0xffff);
+	put16(p + 2, v >> 16);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, v & 0xffffffff);
+	put32(p + 4, v >> 32);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return get16(p) | (uint32_t)get16(p + 2) << 16;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int write_all(struct snap_writer *w, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return fail(w->err, w->errlen, "cannot write snapshot: %s", n < 0 ? strerror(errno) : "short write");
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+void snapw_init(struct snap_writer *w, int fd, char *err, size_t errlen)
+{
+	*w = (struct snap_writer){ .fd = fd, .offset = SNAP_HEADER_SIZE, .err = err, .errlen = errlen };
+}
+
+/* Writes the record header for a payload of len bytes; returns the payload's absolute offset. */
+static int write_record_header(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags,
+			       uint64_t len, uint64_t checksum, uint64_t *payload_off)
+{
+	uint8_t hdr[REC_HEADER_SIZE + 256] = { 0 };
+	size_t nlen = strlen(name);
+	uint64_t align = (flags & SNAP_REC_RAW) ? SNAP_PAGE_SIZE : 8;
+	uint64_t start = w->offset;
+
+	if (nlen == 0 || nlen > 255)
+		return fail(w->err, w->errlen, "invalid record name '%s'", name);
+	*payload_off = align_up(start + REC_HEADER_SIZE + nlen, align);
+	memcpy(hdr, REC_MAGIC, 4);
+	put16(hdr + 4, flags);
+	put16(hdr + 6, (uint16_t)nlen);
+	put32(hdr + 8, version);
+	put32(hdr + 12, (uint32_t)(*payload_off - start));
+	put64(hdr + 16, len);
+	put64(hdr + 24, checksum);
+	memcpy(hdr + REC_HEADER_SIZE, name, nlen);
+	{
+		XXH3_state_t *st = XXH3_createState();
+		if (!st)
+			return fail(w->err, w->errlen, "out of memory");
+		XXH3_64bits_reset(st);
+		XXH3_64bits_update(st, hdr, 32);
+		XXH3_64bits_update(st, name, nlen);
+		put64(hdr + 32, XXH3_64bits_digest(st));
+		XXH3_freeState(st);
+	}
+	/* Zero padding up to the payload is written explicitly for 8-byte records; page padding stays a hole. */
+	return write_all(w, hdr, REC_HEADER_SIZE + nlen, start);
+}
+
+int snapw_record(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags, const void *payload,
+		 uint64_t len)
+{
+	static const uint8_t pad[8];
+	uint64_t payload_off, end;
+
+	if (write_record_header(w, name, version, flags, len, XXH3_64bits(payload, len), &payload_off) < 0)
+		return -1;
+	if (len && write_all(w, payload, len, payload_off) < 0)
+		return -1;
+	end = align_up(payload_off + len, 8);
+	if (end > payload_off + len && write_all(w, pad, end - payload_off - len, payload_off + len) < 0)
+		return -1;
+	w->offset = end;
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	uint64_t acc = 0;
+
+	for (size_t i = 0; i < SNAP_PAGE_SIZE / 8; i++)
+		acc |= q[i];
+	return acc == 0;
+}
+
+/*
+ * Writes non-zero runs of pages at their fixed offsets; zero runs are left
+ * as holes. Returns 0 or -1.
+ */
+static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_t start, uint64_t end,
+			      uint64_t payload_off, XXH3_state_t *st)
+{
+	uint64_t run = UINT64_MAX;
+
+	for (uint64_t p = start; p < end; p += SNAP_PAGE_SIZE) {
+		bool zero = page_is_zero(mem + p);
+		XXH3_64bits_update(st, mem + p, SNAP_PAGE_SIZE);
+		if (!zero && run == UINT64_MAX)
+			run = p;
+		if ((zero || p + SNAP_PAGE_SIZE == end || p + SNAP_PAGE_SIZE - run >= IO_CHUNK) && run != UINT64_MAX) {
+			uint64_t stop = zero ? p : p + SNAP_PAGE_SIZE;
+			if (write_all(w, mem + run, stop - run, payload_off + run) < 0)
+				return -1;
+			run = UINT64_MAX;
+		}
+	}
+	return 0;
+}
+
+static void hash_zeros(XXH3_state_t *st, uint64_t len)
+{
+	for (; len; len -= SNAP_PAGE_SIZE)
+		XXH3_64bits_update(st, zero_page, SNAP_PAGE_SIZE);
+}
+
+/*
+ * The memfd knows which ranges were never touched (SEEK_DATA/SEEK_HOLE):
+ * those are hashed as zeros without reading guest memory at all.
+ */
+static int write_ram_payload(struct snap_writer *w, const uint8_t *mem, uint64_t len, int memfd,
+			     uint64_t memfd_offset, uint64_t payload_off, XXH3_state_t *st)
+{
+	uint64_t pos = 0;
+
+	while (pos < len) {
+		uint64_t data = len, hole = len;
+		if (memfd >= 0) {
+			off_t d = lseek(memfd, (off_t)(memfd_offset + pos), SEEK_DATA);
+			data = d < 0 ? len : (uint64_t)d - memfd_offset;
+			if (data > len)
+				data = len;
+			data &= ~(uint64_t)(SNAP_PAGE_SIZE - 1);
+			hash_zeros(st, data - pos);
+			if (data == len)
+				break;
+			off_t h = lseek(memfd, (off_t)(memfd_offset + data), SEEK_HOLE);
+			hole = h < 0 ? len : align_up((uint64_t)h - memfd_offset, SNAP_PAGE_SIZE);
+			if (hole > len)
+				hole = len;
+		} else {
+			data = pos;
+		}
+		if (write_nonzero_runs(w, mem, data, hole, payload_off, st) < 0)
+			return -1;
+		pos = hole;
+	}
+	return 0;
+}
+
+int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, int memfd,
+	      uint64_t memfd_offset)
+{
+	XXH3_state_t *st;
+	uint64_t payload_off, end, header_off = w->offset;
+	int rc;
+
+	if (len % SNAP_PAGE_SIZE)
+		return fail(w->err, w->errlen, "RAM region %s is not page-sized", name);
+	st = XXH3_createState();
+	if (!st)
+		return fail(w->err, w->errlen, "out of memory");
+	XXH3_64bits_reset(st);
+	/* The checksum is only known after the payload: write the payload first, then the header. */
+	payload_off = align_up(header_off + REC_HEADER_SIZE + strlen(name), SNAP_PAGE_SIZE);
+	rc = write_ram_payload(w, mem, len, memfd, memfd_offset, payload_off, st);
+	if (rc == 0) {
+		uint64_t check_off;
+		rc = write_record_header(w, name, 1, SNAP_REC_RAW, len, XXH3_64bits_digest(st), &check_off);
+		if (rc == 0 && check_off != payload_off)
+			rc = fail(w->err, w->errlen, "internal error: RAM payload offset moved");
+	}
+	XXH3_freeState(st);
+	end = align_up(payload_off + len, 8);
+	/* Trailing zero pages are holes too: extend the file to cover them. */
+	if (rc == 0 && ftruncate(w->fd, (off_t)end) < 0)
+		rc = fail(w->err, w->errlen, "cannot extend snapshot: %s", strerror(errno));
+	w->offset = end;
+	return rc;
+}
+
+int snapw_finish(struct snap_writer *w)
+{
+	uint8_t hdr[SNAP_HEADER_SIZE] = { 0 };
+
+	memcpy(hdr, SNAP_MAGIC, 8);
+	put16(hdr + 8, SNAP_MAJOR);
+	put16(hdr + 10, SNAP_MINOR);
+	hdr[12] = 1;
+	put16(hdr + 14, SNAP_HEADER_SIZE);
+	put32(hdr + 16, SNAP_PAGE_SIZE);
+	put64(hdr + 24, w->offset);
+	put64(hdr + 56, XXH3_64bits(hdr, 56));
+	if (ftruncate(w->fd, (off_t)w->offset) < 0)
+		return fail(w->err, w->errlen, "cannot size snapshot: %s", strerror(errno));
+	if (fdatasync(w->fd) < 0)
+		return fail(w->err, w->errlen, "cannot flush snapshot: %s", strerror(errno));
+	if (write_all(w, hdr, sizeof(hdr), 0) < 0)
+		return -1;
+	if (fsync(w->fd) < 0)
+		return fail(w->err, w->errlen, "cannot flush snapshot: %s", strerror(errno));
+	return 0;
+}
+
+/* ---- reader ---- */
+
+static int read_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int read_header(struct snap_reader *r)
+{
+	uint8_t hdr[SNAP_HEADER_SIZE];
+	uint64_t declared;
+
+	if (r->size < SNAP_HEADER_SIZE || read_exact(r->fd, hdr, sizeof(hdr), 0) < 0)
+		return fail(r->err, r->errlen, "truncated: no complete header");
+	if (memcmp(hdr, SNAP_MAGIC, 8) != 0)
+		return fail(r->err, r->errlen, "not a hyve snapshot (bad magic)");
+	if (get64(hdr + 56) != XXH3_64bits(hdr, 56))
+		return fail(r->err, r->errlen, "header checksum mismatch (corrupt or incompletely written file)");
+	r->major = get16(hdr + 8);
+	r->minor = get16(hdr + 10);
+	r->page_size = get32(hdr + 16);
+	declared = get64(hdr + 24);
+	if (r->major > SNAP_MAJOR)
+		return fail(r->err, r->errlen, "snapshot format %u.%u is newer than this hyve reads (%u.x)", r->major,
+			    r->minor, SNAP_MAJOR);
+	if (r->major == 0)
+		return fail(r->err, r->errlen, "invalid format version 0.%u", r->minor);
+	if (hdr[12] != 1)
+		return fail(r->err, r->errlen, "unsupported byte order %u", hdr[12]);
+	if (get16(hdr + 14) != SNAP_HEADER_SIZE || r->page_size != SNAP_PAGE_SIZE)
+		return fail(r->err, r->errlen, "unsupported header size %u or page size %u", get16(hdr + 14),
+			    r->page_size);
+	if (declared != r->size)
+		return fail(r->err, r->errlen, "truncated or extended: file is %llu bytes, header says %llu",
+			    (unsigned long long)r->size, (unsigned long long)declared);
+	return 0;
+}
+
+static int read_record(struct snap_reader *r, uint64_t off, struct snap_record *rec, uint64_t *next)
+{
+	uint8_t hdr[REC_HEADER_SIZE + 256];
+	unsigned nlen;
+	uint32_t poff;
+	XXH3_state_t *st;
+	uint64_t sum;
+
+	if (off + REC_HEADER_SIZE > r->size || read_exact(r->fd, hdr, REC_HEADER_SIZE, off) < 0)
+		return fail(r->err, r->errlen, "truncated record header at offset %llu", (unsigned long long)off);
+	if (memcmp(hdr, REC_MAGIC, 4) != 0)
+		return fail(r->err, r->errlen, "corrupt record header at offset %llu (bad magic)", (unsigned long long)off);
+	nlen = get16(hdr + 6);
+	if (nlen == 0 || nlen > 255 || off + REC_HEADER_SIZE + nlen > r->size ||
+	    read_exact(r->fd, hdr + REC_HEADER_SIZE, nlen, off + REC_HEADER_SIZE) < 0)
+		return fail(r->err, r->errlen, "corrupt record header at offset %llu (name)", (unsigned long long)off);
+	st = XXH3_createState();
+	if (!st)
+		return fail(r->err, r->errlen, "out of memory");
+	XXH3_64bits_reset(st);
+	XXH3_64bits_update(st, hdr, 32);
+	XXH3_64bits_update(st, hdr + REC_HEADER_SIZE, nlen);
+	sum = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	memcpy(rec->name, hdr + REC_HEADER_SIZE, nlen);
+	rec->name[nlen] = '\0';
+	for (unsigned i = 0; i < nlen; i++)
+		if (rec->name[i] < 0x21 || rec->name[i] > 0x7e)
+			rec->name[i] = '?';
+	if (sum != get64(hdr + 32))
+		return fail(r->err, r->errlen, "record header checksum mismatch at offset %llu",
+			    (unsigned long long)off);
+	rec->flags = get16(hdr + 4);
+	rec->version = get32(hdr + 8);
+	poff = get32(hdr + 12);
+	rec->len = get64(hdr + 16);
+	rec->checksum = get64(hdr + 24);
+	rec->offset = off;
+	rec->payload_offset = off + poff;
+	if (rec->flags & ~(SNAP_REC_OPTIONAL | SNAP_REC_RAW))
+		return fail(r->err, r->errlen, "record %s: unknown flags 0x%x", rec->name, rec->flags);
+	if (poff < REC_HEADER_SIZE + nlen || rec->payload_offset > r->size || rec->len > r->size - rec->payload_offset)
+		return fail(r->err, r->errlen, "record %s: truncated (payload runs past the end of the file)", rec->name);
+	*next = align_up(rec->payload_offset + rec->len, 8);
+	return 0;
+}
+
+static int read_records(struct snap_reader *r)
+{
+	uint64_t off = SNAP_HEADER_SIZE;
+	unsigned cap = 0;
+
+	for (;;) {
+		struct snap_record rec;
+		uint64_t next = 0;
+		if (read_record(r, off, &rec, &next) < 0)
+			return -1;
+		if (r->count == cap) {
+			cap = cap ? cap * 2 : 32;
+			struct snap_record *n = realloc(r->records, cap * sizeof(*n));
+			if (!n)
+				return fail(r->err, r->errlen, "out of memory");
+			r->records = n;
+		}
+		r->records[r->count++] = rec;
+		if (strcmp(rec.name, "end") == 0)
+			break;
+		off = next;
+	}
+	if (r->count < 2 || strcmp(r->records[0].name, "manifest") != 0)
+		return fail(r->err, r->errlen, "the first record is not the manifest");
+	return 0;
+}
+
+int snapr_open(struct snap_reader *r, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	memset(r, 0, sizeof(*r));
+	r->err = err;
+	r->errlen = errlen;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0)
+		return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return fail(err, errlen, "%s is not a regular file", path);
+	r->size = (uint64_t)st.st_size;
+	if (read_header(r) < 0 || read_records(r) < 0)
+		return -1;
+	return 0;
+}
+
+void snapr_close(struct snap_reader *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->records);
+	r->records = NULL;
+	r->fd = -1;
+}
+
+const struct snap_record *snapr_find(const struct snap_reader *r, const char *name)
+{
+	for (unsigned i = 0; i < r->count; i++)
+		if (strcmp(r->records[i].name, name) == 0)
+			return &r->records[i];
+	return NULL;
+}
+
+uint8_t *snapr_load(struct snap_reader *r, const struct snap_record *rec)
+{
+	uint8_t *buf;
+
+	if (rec->len > SNAP_MAX_CBOR_PAYLOAD) {
+		fail(r->err, r->errlen, "record %s: implausible size %llu", rec->name, (unsigned long long)rec->len);
+		return NULL;
+	}
+	buf = malloc(rec->len ? rec->len : 1);
+	if (!buf || read_exact(r->fd, buf, rec->len, rec->payload_offset) < 0) {
+		fail(r->err, r->errlen, "record %s: cannot read payload", rec->name);
+		free(buf);
+		return NULL;
+	}
+	if (XXH3_64bits(buf, rec->len) != rec->checksum) {
+		fail(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+int snapr_verify(struct snap_reader *r, const struct snap_record *rec)
+{
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *buf = malloc(IO_CHUNK);
+	uint64_t pos = 0;
+	int rc = 0;
+
+	if (!st || !buf) {
+		rc = fail(r->err, r->errlen, "out of memory");
+		goto out;
+	}
+	XXH3_64bits_reset(st);
+	while (pos < rec->len && rc == 0) {
+		if (r->cancel && *r->cancel) {
+			rc = -1;
+			break;
+		}
+		/* Holes read as zeros; skipping them saves reading what was never written. */
+		off_t data = lseek(r->fd, (off_t)(rec->payload_offset + pos), SEEK_DATA);
+		uint64_t until = data < 0 ? rec->len : (uint64_t)data - rec->payload_offset;
+		if (until > rec->len)
+			until = rec->len;
+		if (until > pos) {
+			uint64_t zeros = (until - pos) & ~(uint64_t)(SNAP_PAGE_SIZE - 1);
+			hash_zeros(st, zeros);
+			pos += zeros;
+			if (zeros)
+				continue;
+		}
+		size_t n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
+		if (read_exact(r->fd, buf, n, rec->payload_offset + pos) < 0)
+			rc = fail(r->err, r->errlen, "record %s: cannot read payload", rec->name);
+		else
+			XXH3_64bits_update(st, buf, n);
+		pos += n;
+	}
+	if (rc == 0 && pos >= rec->len && XXH3_64bits_digest(st) != rec->checksum)
+		rc = fail(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
+out:
+	XXH3_freeState(st);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * The snapshot file's framing (docs/snapshot-format.md): header, records
+ * with names, versions, flags and XXH3 checksums, page-aligned raw RAM.
+ */
+#ifndef HYVE_SNAPSHOT_FORMAT_H
+#define HYVE_SNAPSHOT_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SNAP_MAGIC "HYVESNAP"
+#define SNAP_MAJOR 1
+#define SNAP_MINOR 0
+#define SNAP_HEADER_SIZE 64
+#define SNAP_PAGE_SIZE 4096
+#define SNAP_REC_OPTIONAL 0x1
+#define SNAP_REC_RAW 0x2
+#define SNAP_MAX_CBOR_PAYLOAD (64u << 20) /* larger structured records are refused as corrupt */
+
+struct snap_writer {
+	int fd;
+	uint64_t offset; /* where the next record goes */
+	char *err;
+	size_t errlen;
+};
+
+/* The writer owns fd (an empty file). Errors are written to err. */
+void snapw_init(struct snap_writer *w, int fd, char *err, size_t errlen);
+int snapw_record(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags, const void *payload,
+		 uint64_t len);
+/* A RAW record holding guest RAM: zero pages become holes; `zero_hint` (may be NULL) says where a memfd has data. */
+int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, int memfd,
+	      uint64_t memfd_offset);
+/* Writes the header (last, so a complete header means a complete file) and fsyncs. */
+int snapw_finish(struct snap_writer *w);
+
+struct snap_record {
+	char name[256];
+	uint16_t flags;
+	uint32_t version;
+	uint64_t offset;         /* of the record header */
+	uint64_t payload_offset; /* absolute */
+	uint64_t len;
+	uint64_t checksum;
+};
+
+struct snap_reader {
+	int fd;
+	uint64_t size;
+	uint16_t major, minor;
+	uint32_t page_size;
+	struct snap_record *records;
+	unsigned count;
+	char *err;
+	size_t errlen;
+	const volatile bool *cancel; /* snapr_verify() gives up when this becomes true */
+};
+
+/*
+ * Opens path, validates the header and every record header (not payloads).
+ * 0, or -1 with a one-line reason in err.
+ */
+int snapr_open(struct snap_reader *r, const char *path, char *err, size_t errlen);
+void snapr_close(struct snap_reader *r);
+const struct snap_record *snapr_find(const struct snap_reader *r, const char *name);
+/* Reads a structured record's payload and checks its checksum; malloc'ed, NULL with err set. */
+uint8_t *snapr_load(struct snap_reader *r, const struct snap_record *rec);
+/* Streams a payload through XXH3 (holes are cheap); 0 when it matches. */
+int snapr_verify(struct snap_reader *r, const struct snap_record *rec);
+
+#endif

@@ -1,0 +1,643 @@
+/*
+ * Save and restore of a whole VM (docs/snapshot-format.md): the manifest,
+ * KVM-held state, every device's section and guest RAM.
+ */
+#include "snapshot.h"
+
+#include <cpuid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/device.h"
+#include "core/log.h"
+#include "core/vcpu.h"
+#include "core/vm.h"
+#include "snapshot/format.h"
+#include "snapshot/kvm_state.h"
+#include "snapshot/state.h"
+
+#define MANIFEST_VERSION 1
+#define VCPU_VERSION 1
+#define VM_STATE_VERSION 1
+
+struct snapshot_file {
+	struct snap_reader reader;
+	bool eager;
+	char err[512];
+	pthread_t verifier;
+	bool verifier_started;
+	volatile bool cancel_verifier;
+	struct vm *vm;
+};
+
+struct kvm_cpuid2 *kvm_state_read_cpuid(struct state_reader *r, char *err, size_t errlen);
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void host_vendor(char out[13])
+{
+	unsigned a, b, c, d;
+
+	__cpuid(0, a, b, c, d);
+	memcpy(out, &b, 4);
+	memcpy(out + 4, &d, 4);
+	memcpy(out + 8, &c, 4);
+	out[12] = '\0';
+}
+
+/* Finishes a CBOR section and writes it as a record. */
+static int emit(struct snap_writer *sw, struct state_writer *w, const char *name, uint32_t version)
+{
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	if (state_writer_finish(w, &buf, &len) < 0) {
+		state_writer_free(w);
+		return fail(sw->err, sw->errlen, "cannot encode record %s", name);
+	}
+	state_writer_free(w);
+	rc = snapw_record(sw, name, version, 0, buf, len);
+	free(buf);
+	return rc;
+}
+
+static void put_cpu(struct vm *vm, struct state_writer *w)
+{
+	struct kvm_cpuid2 *c = cpuid_for_vcpu(vm->cpuid, 0, vm->ncpus);
+	char vendor[13], key[32];
+
+	host_vendor(vendor);
+	state_begin_map(w, "cpu");
+	state_put_str(w, "vendor", vendor);
+	state_begin_map(w, "cpuid");
+	for (unsigned i = 0; c && i < c->nent; i++) {
+		snprintf(key, sizeof(key), "0x%08x.%u", c->entries[i].function, c->entries[i].index);
+		state_begin_map(w, key);
+		state_put_u64(w, "eax", c->entries[i].eax);
+		state_put_u64(w, "ebx", c->entries[i].ebx);
+		state_put_u64(w, "ecx", c->entries[i].ecx);
+		state_put_u64(w, "edx", c->entries[i].edx);
+		state_put_u64(w, "flags", c->entries[i].flags);
+		state_end_map(w);
+	}
+	state_end_map(w);
+	state_end_map(w);
+	free(c);
+}
+
+static int write_manifest(struct vm *vm, struct snap_writer *sw)
+{
+	struct state_writer *w = state_writer_new();
+	char key[80];
+
+	if (!w)
+		return fail(sw->err, sw->errlen, "out of memory");
+	state_put_str(w, "hyve-version", HYVE_VERSION);
+	state_put_u64(w, "created", (uint64_t)time(NULL));
+	state_begin_map(w, "config");
+	for (size_t i = 0; i < config_count(vm->cfg); i++) {
+		const char *key = config_key_at(vm->cfg, i);
+		/* How this process was started is not part of the machine. */
+		if (!strncmp(key, "snapshot.", 9) || !strncmp(key, "config.", 7))
+			continue;
+		state_put_str(w, key, config_value_at(vm->cfg, i));
+	}
+	state_end_map(w);
+	state_put_u64(w, "vcpus", vm->ncpus);
+	state_begin_map(w, "memory");
+	state_put_u64(w, "size", vm->mem.size);
+	state_begin_map(w, "regions");
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		snprintf(key, sizeof(key), "ram.%u", i);
+		state_begin_map(w, key);
+		state_put_u64(w, "gpa", vm->mem.regions[i].gpa);
+		state_put_u64(w, "size", vm->mem.regions[i].size);
+		state_end_map(w);
+	}
+	state_end_map(w);
+	state_end_map(w);
+	put_cpu(vm, w);
+	state_begin_map(w, "devices");
+	for (struct device *d = vm->devices; d; d = d->next) {
+		state_begin_map(w, d->id);
+		state_put_str(w, "model", d->model->name);
+		state_put_u64(w, "version", d->model->state_version);
+		snprintf(key, sizeof(key), "dev.%s", d->id);
+		state_put_str(w, "record", key);
+		state_end_map(w);
+	}
+	state_end_map(w);
+	return emit(sw, w, "manifest", MANIFEST_VERSION);
+}
+
+typedef int (*vm_saver)(struct vm *vm, struct state_writer *w, char *err, size_t errlen);
+
+static int write_vm_section(struct vm *vm, struct snap_writer *sw, const char *name, vm_saver save)
+{
+	struct state_writer *w = state_writer_new();
+
+	if (!w)
+		return fail(sw->err, sw->errlen, "out of memory");
+	if (save(vm, w, sw->err, sw->errlen) < 0) {
+		state_writer_free(w);
+		return -1;
+	}
+	return emit(sw, w, name, VM_STATE_VERSION);
+}
+
+static int write_state(struct vm *vm, struct snap_writer *sw)
+{
+	char name[80];
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct state_writer *w = state_writer_new();
+		if (!w || kvm_state_save_vcpu(&vm->vcpus[i], w, sw->err, sw->errlen) < 0) {
+			state_writer_free(w);
+			return -1;
+		}
+		snprintf(name, sizeof(name), "vcpu.%u", i);
+		if (emit(sw, w, name, VCPU_VERSION) < 0)
+			return -1;
+	}
+	if (write_vm_section(vm, sw, "vm.irqchip", kvm_state_save_irqchip) < 0 ||
+	    write_vm_section(vm, sw, "vm.pit", kvm_state_save_pit) < 0 ||
+	    write_vm_section(vm, sw, "vm.clock", kvm_state_save_clock) < 0)
+		return -1;
+	for (struct device *d = vm->devices; d; d = d->next) {
+		struct state_writer *w = state_writer_new();
+		if (!w || d->model->save(d, w) < 0) {
+			state_writer_free(w);
+			return fail(sw->err, sw->errlen, "device %s (%s) failed to save its state", d->id, d->model->name);
+		}
+		snprintf(name, sizeof(name), "dev.%s", d->id);
+		if (emit(sw, w, name, d->model->state_version) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int write_ram(struct vm *vm, struct snap_writer *sw)
+{
+	char name[16];
+	/* A restored VM's RAM is a private file mapping: the memfd no longer says what is in use. */
+	int memfd = vm->mem.file_backed ? -1 : vm->mem.fd;
+
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		struct mem_region *r = &vm->mem.regions[i];
+		snprintf(name, sizeof(name), "ram.%u", i);
+		if (snapw_ram(sw, name, r->hva, r->size, memfd, r->fd_offset) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int check_savable(struct vm *vm, char *err, size_t errlen)
+{
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (!d->model->save)
+			return fail(err, errlen, "device %s (%s) does not support snapshots", d->id, d->model->name);
+	return 0;
+}
+
+/* Creates an empty temporary file beside path: same file system, so rename() is atomic. */
+static int open_temporary(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen)
+{
+	char *copy = strdup(path), *dir;
+	int fd;
+
+	if (!copy)
+		return fail(err, errlen, "out of memory");
+	dir = dirname(copy);
+	snprintf(tmp, tmplen, "%s/.hyve-snapshot-XXXXXX", dir);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		fail(err, errlen, "cannot create a snapshot file in %s: %s", dir, strerror(errno));
+	free(copy);
+	return fd;
+}
+
+static void sync_directory(const char *path)
+{
+	char *copy = strdup(path);
+	int fd;
+
+	if (!copy)
+		return;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(copy);
+}
+
+int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
+{
+	struct snap_writer sw;
+	char tmp[4096];
+	int fd, rc;
+
+	if (!path || !*path)
+		return fail(err, errlen, "no snapshot path given");
+	if (check_savable(vm, err, errlen) < 0)
+		return -1;
+	fd = open_temporary(path, tmp, sizeof(tmp), err, errlen);
+	if (fd < 0)
+		return -1;
+	snapw_init(&sw, fd, err, errlen);
+	rc = write_manifest(vm, &sw);
+	if (rc == 0)
+		rc = write_state(vm, &sw);
+	if (rc == 0)
+		rc = write_ram(vm, &sw);
+	if (rc == 0)
+		rc = snapw_record(&sw, "end", 1, 0, "\xa0", 1);
+	if (rc == 0)
+		rc = snapw_finish(&sw);
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = fail(err, errlen, "cannot move the snapshot to %s: %s", path, strerror(errno));
+	if (rc < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	sync_directory(path);
+	return 0;
+}
+
+/* ---- restore ---- */
+
+static struct state_reader *load_section(struct snapshot_file *s, const char *name)
+{
+	const struct snap_record *rec = snapr_find(&s->reader, name);
+	struct state_reader *r;
+	uint8_t *buf;
+
+	if (!rec) {
+		fail(s->err, sizeof(s->err), "record %s missing", name);
+		return NULL;
+	}
+	buf = snapr_load(&s->reader, rec);
+	if (!buf)
+		return NULL;
+	r = state_reader_new(buf, rec->len);
+	free(buf);
+	if (!r)
+		fail(s->err, sizeof(s->err), "record %s: payload is not a well-formed CBOR map", name);
+	return r;
+}
+
+static int read_config(struct snapshot_file *s, struct state_reader *m, struct config *cfg)
+{
+	char key[512], value[4096];
+
+	if (state_enter_map(m, "config") < 0)
+		return fail(s->err, sizeof(s->err), "manifest: config missing");
+	for (size_t i = 0; i < state_map_size(m); i++) {
+		if (state_key_at(m, i, key, sizeof(key)) < 0 || state_get_str(m, key, value, sizeof(value)) < 0 ||
+		    config_set(cfg, key, value) < 0)
+			return fail(s->err, sizeof(s->err), "manifest: malformed configuration entry");
+	}
+	state_leave_map(m);
+	return 0;
+}
+
+static int check_vendor(struct snapshot_file *s, struct state_reader *m)
+{
+	char saved[64], host[13];
+
+	host_vendor(host);
+	if (state_enter_map(m, "cpu") < 0 || state_get_str(m, "vendor", saved, sizeof(saved)) < 0)
+		return fail(s->err, sizeof(s->err), "manifest: cpu vendor missing");
+	state_leave_map(m);
+	if (strcmp(saved, host) != 0)
+		return fail(s->err, sizeof(s->err), "CPU vendor mismatch: the snapshot was taken on %s, this host is %s",
+			    saved, host);
+	return 0;
+}
+
+/* Every mandatory record must be one this reader knows how to use. */
+static int check_records(struct snapshot_file *s, unsigned ncpus, struct state_reader *m)
+{
+	for (unsigned i = 0; i < s->reader.count; i++) {
+		const struct snap_record *rec = &s->reader.records[i];
+		unsigned n;
+		char tail;
+		bool known = !strcmp(rec->name, "manifest") || !strcmp(rec->name, "end") ||
+			     !strcmp(rec->name, "vm.irqchip") || !strcmp(rec->name, "vm.pit") ||
+			     !strcmp(rec->name, "vm.clock") ||
+			     (sscanf(rec->name, "vcpu.%u%c", &n, &tail) == 1 && n < ncpus) ||
+			     (sscanf(rec->name, "ram.%u%c", &n, &tail) == 1 && n < MEM_MAX_REGIONS);
+		if (!known && !strncmp(rec->name, "dev.", 4) && state_enter_map(m, "devices") == 0) {
+			char want[128];
+			known = state_enter_map(m, rec->name + 4) == 0 &&
+				state_get_str(m, "record", want, sizeof(want)) == 0 && !strcmp(want, rec->name);
+			state_leave_map(m);
+			state_leave_map(m);
+			if (known)
+				state_leave_map(m);
+		}
+		if (known && (rec->flags & SNAP_REC_RAW) != (strncmp(rec->name, "ram.", 4) == 0 ? SNAP_REC_RAW : 0))
+			return fail(s->err, sizeof(s->err), "record %s has the wrong kind of payload", rec->name);
+		if (!known && !(rec->flags & SNAP_REC_OPTIONAL))
+			return fail(s->err, sizeof(s->err), "unknown mandatory record '%s' (written by a newer hyve?)",
+				    rec->name);
+		if (!known)
+			log_info("skipping unknown optional record '%s'", rec->name);
+		else if (!(rec->flags & SNAP_REC_RAW) && rec->len > SNAP_MAX_CBOR_PAYLOAD)
+			return fail(s->err, sizeof(s->err), "record %s: implausible size", rec->name);
+	}
+	return 0;
+}
+
+/* Loads every structured record once so that a corrupt one is found before anything starts. */
+static int verify_structured(struct snapshot_file *s)
+{
+	for (unsigned i = 0; i < s->reader.count; i++) {
+		const struct snap_record *rec = &s->reader.records[i];
+		uint8_t *buf;
+		if (rec->flags & (SNAP_REC_RAW | SNAP_REC_OPTIONAL))
+			continue;
+		buf = snapr_load(&s->reader, rec);
+		if (!buf)
+			return -1;
+		free(buf);
+	}
+	return 0;
+}
+
+static int check_memory(struct snapshot_file *s, struct state_reader *m, struct config *cfg)
+{
+	uint64_t saved, wanted, size, total = 0;
+	char name[16];
+
+	if (state_enter_map(m, "memory") < 0 || state_get_u64(m, "size", &saved) < 0 ||
+	    state_enter_map(m, "regions") < 0)
+		return fail(s->err, sizeof(s->err), "manifest: memory layout missing");
+	if (config_get_size(cfg, "memory.size", saved, &wanted) < 0)
+		return fail(s->err, sizeof(s->err), "memory.size is malformed");
+	if (wanted != saved)
+		return fail(s->err, sizeof(s->err), "memory size mismatch: the snapshot holds %llu bytes, the configuration asks for %llu",
+			    (unsigned long long)saved, (unsigned long long)wanted);
+	for (unsigned i = 0; i < MEM_MAX_REGIONS; i++) {
+		const struct snap_record *rec;
+		snprintf(name, sizeof(name), "ram.%u", i);
+		if (state_enter_map(m, name) < 0)
+			break;
+		rec = snapr_find(&s->reader, name);
+		if (state_get_u64(m, "size", &size) < 0 || !rec || rec->len != size)
+			return fail(s->err, sizeof(s->err), "record %s missing or not the size the manifest gives", name);
+		state_leave_map(m);
+		total += size;
+	}
+	state_leave_map(m);
+	state_leave_map(m);
+	if (total != saved)
+		return fail(s->err, sizeof(s->err), "memory size mismatch: RAM records hold %llu bytes, the manifest says %llu",
+			    (unsigned long long)total, (unsigned long long)saved);
+	return 0;
+}
+
+static int apply_overrides(struct config *cfg, const struct config *overrides)
+{
+	for (size_t i = 0; overrides && i < config_count(overrides); i++) {
+		const char *key = config_key_at(overrides, i);
+		/* A node given on the command line replaces the snapshot's (e.g. a whole -s slot). */
+		if (config_get(cfg, key) == NULL && config_has_node(cfg, key))
+			continue;
+		if (config_set(cfg, key, config_value_at(overrides, i)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+struct snapshot_file *snapshot_open(const char *path, bool eager, struct config *cfg, const struct config *overrides)
+{
+	struct snapshot_file *s = calloc(1, sizeof(*s));
+	struct state_reader *m = NULL;
+	uint64_t ncpus = 0;
+
+	if (!s)
+		return NULL;
+	s->eager = eager;
+	s->reader.fd = -1;
+	if (snapr_open(&s->reader, path, s->err, sizeof(s->err)) < 0)
+		goto fail;
+	m = load_section(s, "manifest");
+	if (!m || state_get_u64(m, "vcpus", &ncpus) < 0) {
+		if (m)
+			fail(s->err, sizeof(s->err), "manifest: vcpus missing");
+		goto fail;
+	}
+	if (read_config(s, m, cfg) < 0 || apply_overrides(cfg, overrides) < 0 || check_vendor(s, m) < 0 ||
+	    check_records(s, (unsigned)ncpus, m) < 0 || verify_structured(s) < 0 || check_memory(s, m, cfg) < 0)
+		goto fail;
+	if (eager) {
+		for (unsigned i = 0; i < s->reader.count; i++)
+			if ((s->reader.records[i].flags & SNAP_REC_RAW) && snapr_verify(&s->reader, &s->reader.records[i]) < 0)
+				goto fail;
+	}
+	state_reader_free(m);
+	return s;
+fail:
+	log_error("snapshot %s: %s", path, s->err);
+	state_reader_free(m);
+	snapshot_close(s);
+	return NULL;
+}
+
+/* Checks that every CPUID feature bit the guest saw is one this host's KVM offers. */
+static int check_features(struct snapshot_file *s, struct vm *vm, struct state_reader *vcpu0)
+{
+	static const struct { uint32_t fn, idx; } leaves[] = { { 1, 0 }, { 7, 0 }, { 0xd, 1 }, { 0x80000001, 0 } };
+	struct kvm_cpuid2 *saved;
+
+	if (state_enter_map(vcpu0, "cpuid") < 0)
+		return fail(s->err, sizeof(s->err), "vcpu.0: cpuid missing");
+	saved = kvm_state_read_cpuid(vcpu0, s->err, sizeof(s->err));
+	state_leave_map(vcpu0);
+	if (!saved)
+		return -1;
+	for (unsigned i = 0; i < saved->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &saved->entries[i];
+		for (size_t l = 0; l < sizeof(leaves) / sizeof(leaves[0]); l++) {
+			if (e->function != leaves[l].fn || e->index != leaves[l].idx)
+				continue;
+			for (unsigned j = 0; j < vm->cpuid->nent; j++) {
+				const struct kvm_cpuid_entry2 *h = &vm->cpuid->entries[j];
+				uint32_t missing_ecx, missing_edx, missing_ebx;
+				if (h->function != e->function || h->index != e->index)
+					continue;
+				/* Leaf 1 EBX/ECX bits that describe topology or the OS are not features. */
+				missing_ebx = e->function == 7 ? e->ebx & ~h->ebx : 0;
+				missing_ecx = e->ecx & ~h->ecx & (e->function == 1 ? 0x7ffffffe & ~(1u << 27) : ~0u);
+				missing_edx = e->edx & ~h->edx & (e->function == 1 ? ~(1u << 28) : ~0u);
+				if (missing_ebx | missing_ecx | missing_edx) {
+					fail(s->err, sizeof(s->err),
+					     "CPU feature mismatch: the guest saw CPUID 0x%x features this host lacks (ebx 0x%x ecx 0x%x edx 0x%x)",
+					     e->function, missing_ebx, missing_ecx, missing_edx);
+					free(saved);
+					return -1;
+				}
+			}
+		}
+	}
+	free(saved);
+	return 0;
+}
+
+static int map_ram(struct snapshot_file *s, struct vm *vm)
+{
+	char name[16];
+
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		struct mem_region *r = &vm->mem.regions[i];
+		const struct snap_record *rec;
+		snprintf(name, sizeof(name), "ram.%u", i);
+		rec = snapr_find(&s->reader, name);
+		if (!rec || rec->len != r->size)
+			return fail(s->err, sizeof(s->err), "record %s does not match guest memory", name);
+		if (s->eager) {
+			if (pread(s->reader.fd, r->hva, r->size, (off_t)rec->payload_offset) != (ssize_t)r->size)
+				return fail(s->err, sizeof(s->err), "record %s: cannot read: %s", name, strerror(errno));
+			continue;
+		}
+		/* Replace the memfd pages under the same address: KVM's slot keeps pointing here. */
+		if (mmap(r->hva, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, s->reader.fd,
+			 (off_t)rec->payload_offset) == MAP_FAILED)
+			return fail(s->err, sizeof(s->err), "record %s: cannot map: %s", name, strerror(errno));
+		vm->mem.file_backed = true;
+	}
+	return 0;
+}
+
+static int restore_devices(struct snapshot_file *s, struct vm *vm)
+{
+	char name[80];
+
+	for (struct device *d = vm->devices; d; d = d->next) {
+		const struct snap_record *rec;
+		struct state_reader *r;
+		int rc;
+		snprintf(name, sizeof(name), "dev.%s", d->id);
+		rec = snapr_find(&s->reader, name);
+		if (!rec)
+			return fail(s->err, sizeof(s->err), "the snapshot has no state for device %s (%s)", d->id, d->model->name);
+		if (rec->version > d->model->state_version)
+			return fail(s->err, sizeof(s->err), "record %s: section version %u is newer than this hyve reads (%u)",
+				    name, rec->version, d->model->state_version);
+		r = load_section(s, name);
+		if (!r)
+			return -1;
+		rc = d->model->restore ? d->model->restore(d, r, rec->version) : -1;
+		state_reader_free(r);
+		if (rc < 0)
+			return fail(s->err, sizeof(s->err), "device %s (%s) could not restore its state", d->id, d->model->name);
+	}
+	return 0;
+}
+
+typedef int (*vm_loader)(struct vm *vm, struct state_reader *r, char *err, size_t errlen);
+
+static int restore_vm_section(struct snapshot_file *s, struct vm *vm, const char *name, vm_loader load)
+{
+	struct state_reader *r = load_section(s, name);
+	int rc;
+
+	if (!r)
+		return -1;
+	rc = load(vm, r, s->err, sizeof(s->err));
+	state_reader_free(r);
+	return rc;
+}
+
+static int restore_vcpus(struct snapshot_file *s, struct vm *vm)
+{
+	char name[16];
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct state_reader *r;
+		int rc;
+		snprintf(name, sizeof(name), "vcpu.%u", i);
+		r = load_section(s, name);
+		if (!r)
+			return -1;
+		rc = (i == 0 ? check_features(s, vm, r) : 0);
+		if (rc == 0)
+			rc = kvm_state_restore_vcpu(&vm->vcpus[i], r, s->err, sizeof(s->err));
+		state_reader_free(r);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Lazy restore verifies RAM after the guest has started; a mismatch stops the VM. */
+static void *verify_ram(void *arg)
+{
+	struct snapshot_file *s = arg;
+	char err[512];
+
+	for (unsigned i = 0; i < s->reader.count; i++) {
+		const struct snap_record *rec = &s->reader.records[i];
+		struct snap_reader r = s->reader;
+		r.err = err;
+		r.errlen = sizeof(err);
+		r.cancel = &s->cancel_verifier;
+		if (!(rec->flags & SNAP_REC_RAW) || snapr_verify(&r, rec) == 0)
+			continue;
+		if (s->cancel_verifier)
+			break;
+		log_error("snapshot: %s; stopping the guest", err);
+		vm_request_exit(s->vm, HYVE_EXIT_ERROR);
+		break;
+	}
+	return NULL;
+}
+
+int snapshot_restore_vm(struct snapshot_file *s, struct vm *vm)
+{
+	s->vm = vm;
+	if (map_ram(s, vm) < 0 || restore_devices(s, vm) < 0 ||
+	    restore_vm_section(s, vm, "vm.irqchip", kvm_state_restore_irqchip) < 0 ||
+	    restore_vm_section(s, vm, "vm.pit", kvm_state_restore_pit) < 0 || restore_vcpus(s, vm) < 0 ||
+	    restore_vm_section(s, vm, "vm.clock", kvm_state_restore_clock) < 0) {
+		log_error("snapshot restore: %s", s->err);
+		return -1;
+	}
+	if (!s->eager && pthread_create(&s->verifier, NULL, verify_ram, s) == 0)
+		s->verifier_started = true;
+	return 0;
+}
+
+void snapshot_close(struct snapshot_file *s)
+{
+	if (!s)
+		return;
+	if (s->verifier_started) {
+		s->cancel_verifier = true;
+		pthread_join(s->verifier, NULL);
+	}
+	snapr_close(&s->reader);
+	free(s);
+}

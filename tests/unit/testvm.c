@@ -1,0 +1,196 @@
+#include "testvm.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/config.h"
+#include "core/device.h"
+#include "core/evloop.h"
+#include "core/vm.h"
+
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rec_cond = PTHREAD_COND_INITIALIZER;
+static int irq_level[TESTVM_MAX_GSI];
+static unsigned irq_edges[TESTVM_MAX_GSI], irq_calls[TESTVM_MAX_GSI];
+static int exit_status = -1;
+
+static pthread_t loop_thread;
+static bool loop_running;
+
+/* ---- the recording KVM layer ---- */
+
+void vm_set_irq(struct vm *vm, unsigned gsi, int level)
+{
+	(void)vm;
+	if (gsi >= TESTVM_MAX_GSI)
+		abort();
+	pthread_mutex_lock(&rec_lock);
+	if (level && !irq_level[gsi])
+		irq_edges[gsi]++;
+	irq_level[gsi] = level;
+	irq_calls[gsi]++;
+	pthread_cond_broadcast(&rec_cond);
+	pthread_mutex_unlock(&rec_lock);
+}
+
+void vm_request_exit(struct vm *vm, int status)
+{
+	(void)vm;
+	pthread_mutex_lock(&rec_lock);
+	if (exit_status < 0)
+		exit_status = status;
+	pthread_mutex_unlock(&rec_lock);
+}
+
+bool vm_is_exiting(struct vm *vm)
+{
+	(void)vm;
+	return testvm_exit_status() >= 0;
+}
+
+int testvm_irq_level(unsigned gsi)
+{
+	int v;
+
+	pthread_mutex_lock(&rec_lock);
+	v = irq_level[gsi];
+	pthread_mutex_unlock(&rec_lock);
+	return v;
+}
+
+unsigned testvm_irq_edges(unsigned gsi)
+{
+	unsigned v;
+
+	pthread_mutex_lock(&rec_lock);
+	v = irq_edges[gsi];
+	pthread_mutex_unlock(&rec_lock);
+	return v;
+}
+
+unsigned testvm_irq_calls(unsigned gsi)
+{
+	unsigned v;
+
+	pthread_mutex_lock(&rec_lock);
+	v = irq_calls[gsi];
+	pthread_mutex_unlock(&rec_lock);
+	return v;
+}
+
+bool testvm_wait_irq(unsigned gsi, int level, int timeout_ms)
+{
+	struct timespec deadline;
+	bool reached;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&rec_lock);
+	while (irq_level[gsi] != level)
+		if (pthread_cond_timedwait(&rec_cond, &rec_lock, &deadline) != 0)
+			break;
+	reached = irq_level[gsi] == level;
+	pthread_mutex_unlock(&rec_lock);
+	return reached;
+}
+
+int testvm_exit_status(void)
+{
+	int v;
+
+	pthread_mutex_lock(&rec_lock);
+	v = exit_status;
+	pthread_mutex_unlock(&rec_lock);
+	return v;
+}
+
+void testvm_clear_records(void)
+{
+	pthread_mutex_lock(&rec_lock);
+	memset(irq_level, 0, sizeof(irq_level));
+	memset(irq_edges, 0, sizeof(irq_edges));
+	memset(irq_calls, 0, sizeof(irq_calls));
+	exit_status = -1;
+	pthread_mutex_unlock(&rec_lock);
+}
+
+/* ---- the VM ---- */
+
+struct vm *testvm_new(uint64_t mem_size)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		abort();
+	vm->name = "test";
+	vm->cfg = config_new();
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->ncpus = 1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	iobus_init(&vm->pio);
+	iobus_init(&vm->mmio);
+	vm->loop = evloop_new();
+	mem_layout(&vm->mem, mem_size);
+	if (!vm->cfg || !vm->loop)
+		abort();
+	testvm_clear_records();
+	return vm;
+}
+
+static void *loop_main(void *opaque)
+{
+	evloop_run(opaque);
+	return NULL;
+}
+
+void testvm_start_loop(struct vm *vm)
+{
+	if (pthread_create(&loop_thread, NULL, loop_main, vm->loop) != 0)
+		abort();
+	loop_running = true;
+}
+
+void testvm_free(struct vm *vm)
+{
+	if (loop_running) {
+		evloop_stop(vm->loop);
+		pthread_join(loop_thread, NULL);
+		loop_running = false;
+	}
+	devices_destroy_all(vm);
+	evloop_free(vm->loop);
+	iobus_destroy(&vm->pio);
+	iobus_destroy(&vm->mmio);
+	config_free(vm->cfg);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
+	free(vm);
+}
+
+void testvm_out(struct vm *vm, uint16_t port, unsigned size, uint32_t value)
+{
+	uint8_t data[4];
+
+	for (unsigned i = 0; i < size; i++)
+		data[i] = (uint8_t)(value >> (8 * i));
+	iobus_access(&vm->pio, port, data, size, true);
+}
+
+uint32_t testvm_in(struct vm *vm, uint16_t port, unsigned size)
+{
+	uint8_t data[4] = { 0 };
+	uint32_t v = 0;
+
+	iobus_access(&vm->pio, port, data, size, false);
+	for (unsigned i = 0; i < size; i++)
+		v |= (uint32_t)data[i] << (8 * i);
+	return v;
+}
