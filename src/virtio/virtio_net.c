@@ -1,0 +1,489 @@
+/*
+ * virtio network device ("virtio-net", virtio 1.2 section 5.1) on a host
+ * tap interface.
+ *
+ *   -s SLOT,virtio-net,tap=NAME[,mac=xx:xx:xx:xx:xx:xx]   (or bhyve's -s SLOT,virtio-net,NAME)
+ *   pci.B.S.F.tap, .mac (default: derived from the VM name and slot)
+ *
+ * The tap must exist (ip tuntap add NAME mode tap); hyve attaches to it
+ * with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte vnet header, which
+ * is exactly struct virtio_net_hdr_v1, so headers pass through unchanged in
+ * both directions. Offloads: the guest may send partially checksummed and
+ * TSO packets (CSUM, HOST_TSO4/6: the tap accepts them with the header);
+ * it receives them only when it negotiates GUEST_CSUM / GUEST_TSO4/6,
+ * which become the tap's TUNSETOFFLOAD flags (offered only when the tap
+ * accepts them).
+ *
+ * Queues: 0 receive, 1 transmit, no control queue, no mergeable buffers.
+ * Both are serviced on the device's I/O thread: transmit on notification,
+ * receive when the tap is readable. While the guest has no receive buffers
+ * the tap is not watched (no busy polling); the receive queue's
+ * notification re-arms it.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/device.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "snapshot/state.h"
+#include "virtio/virtio_pci.h"
+
+#define VIRTIO_NET_F_CSUM 0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_HOST_TSO4 11
+#define VIRTIO_NET_F_HOST_TSO6 12
+#define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_S_LINK_UP 1
+
+#define NET_RXQ 0
+#define NET_TXQ 1
+#define NET_QUEUE_SIZE 256
+#define NET_HDR_LEN 12      /* struct virtio_net_hdr_v1 */
+#define NET_NUM_BUFFERS_OFF 10
+#define NET_MAX_FRAME (65535 + NET_HDR_LEN + 14 + 4)
+#define NET_BATCH 64        /* packets per wakeup before others get a turn */
+
+struct net_config {
+	uint8_t mac[6];
+	uint16_t status;
+	uint16_t max_virtqueue_pairs;
+	uint16_t mtu;
+} __attribute__((packed));
+
+struct virtio_net {
+	struct virtio_dev vd;
+	int tap;
+	char tapname[IFNAMSIZ];
+	uint8_t mac[6];
+	struct net_config cfg;
+	unsigned tap_offloads;      /* TUN_F_* the tap accepted when probed */
+	bool rx_watching;           /* tap fd in the I/O thread's epoll with EPOLLIN */
+	bool warned_tx, warned_rx;
+	struct virtio_io_source tap_source;
+	struct iovec rx_iov[VIRTQ_MAX_IOV];
+	struct iovec tx_iov[VIRTQ_MAX_IOV];
+};
+
+static struct device_model virtio_net_model;
+
+/* ---- receive ---- */
+
+static void rx_watch(struct virtio_net *s, bool on)
+{
+	if (s->rx_watching == on)
+		return;
+	if (virtio_io_modify(&s->vd, s->tap, on ? EPOLLIN : 0, &s->tap_source) == 0)
+		s->rx_watching = on;
+}
+
+static bool device_live(struct virtio_dev *vd)
+{
+	uint8_t st;
+
+	pthread_mutex_lock(&vd->lock);
+	st = vd->status;
+	pthread_mutex_unlock(&vd->lock);
+	return (st & VIRTIO_STATUS_DRIVER_OK) && !(st & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/* Moves packets from the tap into receive buffers until either runs out. I/O thread. */
+static void rx_process(struct virtio_net *s)
+{
+	struct virtq *vq = &s->vd.queues[NET_RXQ].vq;
+	struct virtq_chain ch = { .iov = s->rx_iov, .max_iov = VIRTQ_MAX_IOV };
+	unsigned done = 0;
+	bool pushed = false;
+
+	if (!device_live(&s->vd) || !vq->enabled) {
+		rx_watch(s, false);
+		return;
+	}
+	while (done < NET_BATCH) {
+		int rc = virtq_pop(vq, &ch);
+		if (rc < 0) {
+			rx_watch(s, false);
+			break;
+		}
+		if (rc == 0) {
+			/* No buffers: stop watching the tap until the driver adds some. */
+			if (virtq_notify_enable(vq))
+				continue;
+			rx_watch(s, false);
+			break;
+		}
+		if (ch.n_out || ch.in_len < NET_HDR_LEN) {
+			virtq_push(vq, ch.head, 0);
+			pushed = true;
+			virtio_dev_fail(&s->vd, "receive buffer at head %u is not a writable buffer of at least %u bytes",
+					ch.head, NET_HDR_LEN);
+			break;
+		}
+		ssize_t n = readv(s->tap, ch.iov, (int)ch.n_in);
+		if (n < 0 && errno == EINTR) {
+			virtq_unpop(vq, ch.head);
+			continue;
+		}
+		if (n < 0) {
+			virtq_unpop(vq, ch.head);
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				rx_watch(s, true);
+				break;
+			}
+			/* The packet did not fit (or the tap went down): it is gone; the buffer is reused. */
+			if (!s->warned_rx)
+				log_warn("%s: virtio-net: reading from tap %s: %s", s->vd.dev->id, s->tapname,
+					 strerror(errno));
+			s->warned_rx = true;
+			done++;
+			continue;
+		}
+		if (n < NET_HDR_LEN) {
+			virtq_unpop(vq, ch.head);
+			continue;
+		}
+		/* Without MRG_RXBUF every packet is one buffer. */
+		uint16_t one = htole16(1);
+		virtq_chain_write(&ch, NET_NUM_BUFFERS_OFF, &one, sizeof(one));
+		virtq_push(vq, ch.head, (uint32_t)n);
+		pushed = true;
+		done++;
+	}
+	if (done == NET_BATCH)
+		rx_watch(s, true); /* more may be waiting: come back after other work */
+	if (pushed)
+		virtio_queue_interrupt(&s->vd, NET_RXQ);
+}
+
+static void tap_ready(void *opaque, uint32_t events)
+{
+	(void)events;
+	rx_process(opaque);
+}
+
+/* ---- transmit ---- */
+
+static int tx_packet(struct virtio_dev *vd, unsigned q, struct virtq_chain *ch)
+{
+	struct virtio_net *s = vd->opaque;
+
+	(void)q;
+	if (ch->out_len < NET_HDR_LEN || ch->out_len > NET_MAX_FRAME)
+		return 0; /* dropped: nothing a tap would take */
+	for (;;) {
+		ssize_t n = writev(s->tap, ch->iov, (int)ch->n_out);
+		if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+			break; /* a full tap queue drops the packet, as a wire would */
+		if (errno == EINTR)
+			continue;
+		if (!s->warned_tx)
+			log_warn("%s: virtio-net: writing to tap %s: %s", vd->dev->id, s->tapname, strerror(errno));
+		s->warned_tx = true;
+		break;
+	}
+	return 0;
+}
+
+static void net_queue_notify(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_net *s = vd->opaque;
+
+	if (q == NET_TXQ) {
+		virtio_service_queue(vd, q, s->tx_iov, VIRTQ_MAX_IOV, tx_packet);
+	} else if (q == NET_RXQ) {
+		/* New receive buffers: take packets again. */
+		rx_process(s);
+		if (vd->queues[NET_RXQ].vq.enabled && device_live(vd))
+			rx_watch(s, true);
+	}
+}
+
+/* ---- negotiation ---- */
+
+static unsigned offloads_for(uint64_t features)
+{
+	unsigned off = 0;
+
+	if (features & (1ULL << VIRTIO_NET_F_GUEST_CSUM)) {
+		off |= TUN_F_CSUM;
+		if (features & (1ULL << VIRTIO_NET_F_GUEST_TSO4))
+			off |= TUN_F_TSO4;
+		if (features & (1ULL << VIRTIO_NET_F_GUEST_TSO6))
+			off |= TUN_F_TSO6;
+	}
+	return off;
+}
+
+static int net_features_ok(struct virtio_dev *vd, uint64_t features)
+{
+	struct virtio_net *s = vd->opaque;
+
+	/* TSO to the guest without checksum offload is meaningless (spec 5.1.3.1). */
+	if ((features & ((1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6))) &&
+	    !(features & (1ULL << VIRTIO_NET_F_GUEST_CSUM)))
+		return -1;
+	if ((features & ((1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6))) &&
+	    !(features & (1ULL << VIRTIO_NET_F_CSUM)))
+		return -1;
+	if (ioctl(s->tap, TUNSETOFFLOAD, offloads_for(features)) < 0) {
+		log_warn("%s: virtio-net: tap %s refused offloads: %s", vd->dev->id, s->tapname, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void net_activate(struct virtio_dev *vd)
+{
+	struct virtio_net *s = vd->opaque;
+
+	rx_watch(s, vd->queues[NET_RXQ].vq.enabled);
+}
+
+static void net_reset(struct virtio_dev *vd)
+{
+	struct virtio_net *s = vd->opaque;
+
+	rx_watch(s, false);
+	ioctl(s->tap, TUNSETOFFLOAD, 0);
+}
+
+/* ---- setup ---- */
+
+static int net_parse_slot_options(struct config *cfg, const char *prefix, const char *opts)
+{
+	return virtio_parse_slot_options(cfg, prefix, opts, "tap");
+}
+
+static int parse_mac(const char *text, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+
+	if (sscanf(text, "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		if (v[i] > 0xFF)
+			return -1;
+		mac[i] = (uint8_t)v[i];
+	}
+	return (mac[0] & 1) ? -1 : 0; /* multicast addresses cannot be a station's */
+}
+
+/* Locally administered unicast address, stable for a VM name and slot. */
+static void derive_mac(const struct device *dev, uint8_t mac[6])
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const char *p = dev->vm->name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	h = (h ^ '/') * 0x100000001b3ULL;
+	for (const char *p = dev->id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	mac[0] = 0x02;
+	for (int i = 1; i < 6; i++)
+		mac[i] = (uint8_t)(h >> (8 * i));
+}
+
+static int open_tap(struct virtio_net *s, const char *id)
+{
+	struct ifreq ifr;
+	int hdr = NET_HDR_LEN;
+
+	if (!if_nametoindex(s->tapname)) {
+		log_error("%s: virtio-net: tap device %s does not exist (create it with: ip tuntap add %s mode tap)", id,
+			  s->tapname, s->tapname);
+		return -1;
+	}
+	s->tap = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (s->tap < 0) {
+		log_error("%s: virtio-net: cannot open /dev/net/tun: %s", id, strerror(errno));
+		return -1;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", s->tapname);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(s->tap, TUNSETIFF, &ifr) < 0) {
+		log_error("%s: virtio-net: cannot attach to tap device %s: %s", id, s->tapname,
+			  errno == EINVAL || errno == EBUSY ? "not a tap device, or in use" : strerror(errno));
+		return -1;
+	}
+	if (ioctl(s->tap, TUNSETVNETHDRSZ, &hdr) < 0) {
+		log_error("%s: virtio-net: tap %s: cannot set the vnet header size: %s", id, s->tapname, strerror(errno));
+		return -1;
+	}
+	/* Probe the offloads this tap takes, then start with none. */
+	if (ioctl(s->tap, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0)
+		s->tap_offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+	else if (ioctl(s->tap, TUNSETOFFLOAD, TUN_F_CSUM) == 0)
+		s->tap_offloads = TUN_F_CSUM;
+	ioctl(s->tap, TUNSETOFFLOAD, 0);
+	return 0;
+}
+
+static int read_options(struct virtio_net *s, struct device *dev)
+{
+	const struct config *cfg = dev->vm->cfg;
+	char key[128];
+	const char *tap, *mac;
+
+	snprintf(key, sizeof(key), "%s.tap", dev->cfg_prefix);
+	tap = config_get(cfg, key);
+	if (!tap || !*tap) {
+		log_error("%s: virtio-net needs a tap device (-s SLOT,virtio-net,tap=NAME)", dev->id);
+		return -1;
+	}
+	if (strlen(tap) >= IFNAMSIZ || strchr(tap, '/')) {
+		log_error("%s: virtio-net: '%s' is not a valid interface name", dev->id, tap);
+		return -1;
+	}
+	strcpy(s->tapname, tap);
+	snprintf(key, sizeof(key), "%s.mac", dev->cfg_prefix);
+	mac = config_get(cfg, key);
+	if (mac) {
+		if (parse_mac(mac, s->mac) < 0) {
+			log_error("%s: virtio-net: mac=%s is not a unicast MAC address (xx:xx:xx:xx:xx:xx)", dev->id, mac);
+			return -1;
+		}
+	} else {
+		derive_mac(dev, s->mac);
+	}
+	return 0;
+}
+
+static void net_free(struct virtio_net *s)
+{
+	if (s->tap >= 0)
+		close(s->tap);
+	free(s);
+}
+
+static int net_create(struct device *dev)
+{
+	/* Features depend on what the tap can do, so each device carries its own ops after its state. */
+	struct virtio_net *s = calloc(1, sizeof(*s) + sizeof(struct virtio_ops));
+	struct virtio_ops *ops;
+
+	if (!s)
+		return -1;
+	s->tap = -1;
+	if (read_options(s, dev) < 0 || open_tap(s, dev->id) < 0) {
+		net_free(s);
+		return -1;
+	}
+	ops = (struct virtio_ops *)(s + 1);
+	*ops = (struct virtio_ops){
+		.name = "virtio-net",
+		.type = VIRTIO_ID_NET,
+		.pci_class = 0x02, /* network controller, Ethernet */
+		.pci_subclass = 0x00,
+		.nqueues = 2,
+		.queue_size = NET_QUEUE_SIZE,
+		.features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) | (1ULL << VIRTIO_NET_F_CSUM) |
+			    (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6),
+		.queue_notify = net_queue_notify,
+		.features_ok = net_features_ok,
+		.activate = net_activate,
+		.reset = net_reset,
+	};
+	if (s->tap_offloads & TUN_F_CSUM)
+		ops->features |= 1ULL << VIRTIO_NET_F_GUEST_CSUM;
+	if (s->tap_offloads & TUN_F_TSO4)
+		ops->features |= 1ULL << VIRTIO_NET_F_GUEST_TSO4;
+	if (s->tap_offloads & TUN_F_TSO6)
+		ops->features |= 1ULL << VIRTIO_NET_F_GUEST_TSO6;
+	memcpy(s->cfg.mac, s->mac, 6);
+	s->cfg.status = htole16(VIRTIO_NET_S_LINK_UP);
+	s->cfg.max_virtqueue_pairs = htole16(1);
+	if (virtio_dev_init(&s->vd, dev, ops, s, &s->cfg, sizeof(s->cfg)) < 0) {
+		net_free(s);
+		return -1;
+	}
+	s->tap_source = (struct virtio_io_source){ tap_ready, s };
+	if (virtio_io_add(&s->vd, s->tap, 0, &s->tap_source) < 0) {
+		virtio_dev_destroy(&s->vd);
+		net_free(s);
+		return -1;
+	}
+	dev->priv = s;
+	return 0;
+}
+
+static void net_destroy(struct device *dev)
+{
+	struct virtio_net *s = dev->priv;
+
+	virtio_dev_destroy(&s->vd);
+	net_free(s);
+}
+
+static void net_platform_reset(struct device *dev)
+{
+	struct virtio_net *s = dev->priv;
+
+	virtio_dev_reset(&s->vd);
+}
+
+static int net_save(struct device *dev, struct state_writer *w)
+{
+	struct virtio_net *s = dev->priv;
+
+	virtio_save(&s->vd, w);
+	state_put_bytes(w, "mac", s->mac, sizeof(s->mac));
+	return 0;
+}
+
+static int net_restore(struct device *dev, struct state_reader *r, unsigned version)
+{
+	struct virtio_net *s = dev->priv;
+	uint8_t mac[6];
+
+	if (version != virtio_net_model.state_version) {
+		log_error("%s: snapshot has virtio-net state version %u, this hyve reads %u", dev->id, version,
+			  virtio_net_model.state_version);
+		return -1;
+	}
+	/* The guest knows its MAC: keep it even if the name-derived default would differ now. */
+	if (state_get_bytes(r, "mac", mac, sizeof(mac)) == 0) {
+		memcpy(s->mac, mac, sizeof(mac));
+		pthread_mutex_lock(&s->vd.lock);
+		memcpy(s->cfg.mac, mac, sizeof(mac));
+		pthread_mutex_unlock(&s->vd.lock);
+	}
+	if (virtio_restore(&s->vd, r) < 0)
+		return -1;
+	virtio_quiesce(&s->vd);
+	if (device_live(&s->vd)) {
+		ioctl(s->tap, TUNSETOFFLOAD, offloads_for(s->vd.guest_features));
+		rx_watch(s, s->vd.queues[NET_RXQ].vq.enabled);
+	}
+	virtio_resume(&s->vd);
+	return 0;
+}
+
+static struct device_model virtio_net_model = {
+	.name = "virtio-net",
+	.state_version = 1,
+	.on_pci = true,
+	.parse_slot_options = net_parse_slot_options,
+	.create = net_create,
+	.reset = net_platform_reset,
+	.save = net_save,
+	.restore = net_restore,
+	.destroy = net_destroy,
+};
+
+DEVICE_MODEL(virtio_net_model)
