@@ -6,6 +6,7 @@
 #include "kvm_state.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <linux/kvm.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -160,6 +161,23 @@ static int restore_regs(struct vcpu *vcpu, struct state_reader *r, char *err, si
 	return 0;
 }
 
+/* KVM may list an entry twice (leaves whose index is not significant); the first one counts. */
+static bool cpuid_seen_before(const struct kvm_cpuid2 *c, unsigned i)
+{
+	for (unsigned j = 0; j < i; j++)
+		if (c->entries[j].function == c->entries[i].function && c->entries[j].index == c->entries[i].index)
+			return true;
+	return false;
+}
+
+static bool msr_seen_before(const struct kvm_msr_list *l, unsigned i)
+{
+	for (unsigned j = 0; j < i; j++)
+		if (l->indices[j] == l->indices[i])
+			return true;
+	return false;
+}
+
 static int save_cpuid(struct vcpu *vcpu, struct state_writer *w, char *err, size_t errlen)
 {
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + MAX_CPUID * sizeof(c->entries[0]));
@@ -175,6 +193,8 @@ static int save_cpuid(struct vcpu *vcpu, struct state_writer *w, char *err, size
 	state_begin_map(w, "cpuid");
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *s = &c->entries[i];
+		if (cpuid_seen_before(c, i))
+			continue;
 		snprintf(key, sizeof(key), "0x%08x.%u", s->function, s->index);
 		state_begin_map(w, key);
 		PUT(eax) PUT(ebx) PUT(ecx) PUT(edx) PUT(flags)
@@ -295,7 +315,7 @@ static int save_msrs(struct vcpu *vcpu, struct state_writer *w, char *err, size_
 	for (unsigned i = 0; i < l->nmsrs; i++) {
 		uint64_t v;
 		/* KVM lists MSRs this CPU model may lack; those that do not read back are not state. */
-		if (get_msr(vcpu, l->indices[i], &v) < 0)
+		if (msr_seen_before(l, i) || get_msr(vcpu, l->indices[i], &v) < 0)
 			continue;
 		snprintf(key, sizeof(key), "0x%08x", l->indices[i]);
 		state_put_u64(w, key, v);

@@ -91,6 +91,11 @@ static void put_cpu(struct vm *vm, struct state_writer *w)
 	state_put_str(w, "vendor", vendor);
 	state_begin_map(w, "cpuid");
 	for (unsigned i = 0; c && i < c->nent; i++) {
+		bool dup = false;
+		for (unsigned j = 0; j < i; j++)
+			dup |= c->entries[j].function == c->entries[i].function && c->entries[j].index == c->entries[i].index;
+		if (dup)
+			continue;
 		snprintf(key, sizeof(key), "0x%08x.%u", c->entries[i].function, c->entries[i].index);
 		state_begin_map(w, key);
 		state_put_u64(w, "eax", c->entries[i].eax);
@@ -466,6 +471,19 @@ fail:
 	return NULL;
 }
 
+/*
+ * ECX bits that mirror the guest OS's own settings (OSXSAVE, OSPKE) or are
+ * set by hyve (hypervisor bit) rather than being host features.
+ */
+static uint32_t os_ecx_mask(uint32_t function)
+{
+	if (function == 1)
+		return ~((1u << 31) | (1u << 27));
+	if (function == 7)
+		return ~(1u << 4);
+	return ~0u;
+}
+
 /* Checks that every CPUID feature bit the guest saw is one this host's KVM offers. */
 static int check_features(struct snapshot_file *s, struct vm *vm, struct state_reader *vcpu0)
 {
@@ -490,7 +508,7 @@ static int check_features(struct snapshot_file *s, struct vm *vm, struct state_r
 					continue;
 				/* Leaf 1 EBX/ECX bits that describe topology or the OS are not features. */
 				missing_ebx = e->function == 7 ? e->ebx & ~h->ebx : 0;
-				missing_ecx = e->ecx & ~h->ecx & (e->function == 1 ? 0x7ffffffe & ~(1u << 27) : ~0u);
+				missing_ecx = e->ecx & ~h->ecx & os_ecx_mask(e->function);
 				missing_edx = e->edx & ~h->edx & (e->function == 1 ? ~(1u << 28) : ~0u);
 				if (missing_ebx | missing_ecx | missing_edx) {
 					fail(s->err, sizeof(s->err),

@@ -1,0 +1,42 @@
+"""An independent reader of hyve snapshot files, written from
+docs/snapshot-format.md alone (struct + cbor2 + xxhash), for the tests."""
+import struct
+
+import cbor2
+import xxhash
+
+HEADER = struct.Struct("<8sHHBBHIIQ24sQ")
+RECORD = struct.Struct("<4sHHIIQQQ")
+OPTIONAL, RAW = 1, 2
+
+
+def read(path):
+    """Returns (header dict, list of record dicts); payloads of non-RAW records decoded."""
+    data = open(path, "rb").read()
+    (magic, major, minor, order, _, hsize, page, flags, size, _, hsum) = HEADER.unpack_from(data, 0)
+    assert magic == b"HYVESNAP"
+    assert hsum == xxhash.xxh3_64_intdigest(data[:56])
+    header = dict(major=major, minor=minor, byte_order=order, header_size=hsize, page_size=page,
+                  flags=flags, file_size=size)
+    assert size == len(data)
+    records, off = [], hsize
+    while True:
+        (rmagic, rflags, nlen, version, poff, length, psum, hsum) = RECORD.unpack_from(data, off)
+        assert rmagic == b"HREC"
+        name = data[off + 40:off + 40 + nlen].decode()
+        assert hsum == xxhash.xxh3_64_intdigest(data[off:off + 32] + name.encode()), name
+        start = off + poff
+        payload = data[start:start + length]
+        assert len(payload) == length, name
+        assert psum == xxhash.xxh3_64_intdigest(payload), name
+        rec = dict(name=name, flags=rflags, version=version, offset=off, payload_offset=start, length=length)
+        if rflags & RAW:
+            assert start % page == 0, name
+        else:
+            assert start % 8 == 0, name
+            rec["payload"] = cbor2.loads(payload)
+        records.append(rec)
+        if name == "end":
+            break
+        off = (start + length + 7) & ~7
+    return header, records

@@ -1,0 +1,183 @@
+"""Save and restore: checkpoint and suspend a running guest through the
+control socket, resume it from the file alone, and check what the file
+holds with an independent decoder."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import HYVE, Guest, boot_args
+import snapshot_file
+
+HYVECTL = HYVE.parent / "hyvectl"
+POWERED_OFF = 1
+ERROR = 4
+RUNDIR = os.environ.get("HYVE_RUNDIR", "/run/hyve-tests")
+
+
+def sock(name):
+    os.makedirs(RUNDIR, exist_ok=True)
+    return os.path.join(RUNDIR, f"{name}.sock")
+
+
+def hyvectl(name, *args):
+    return subprocess.run([str(HYVECTL), f"--socket={sock(name)}", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def counters(text):
+    return [int(n) for n in re.findall(r"COUNTER (\d+)\r?\n", text)]
+
+
+def assert_consecutive(values):
+    assert values, "no counter output"
+    assert values == list(range(values[0], values[0] + len(values))), values
+
+
+def start_counter(name, cpus=1, mem="256M"):
+    g = Guest(boot_args("counter", cpus=cpus, mem=mem, extra_args=["-o", f"control.socket={sock(name)}"])[:-1]
+              + [name])
+    g.wait_for(r"COUNTER 5\r?\n", timeout=180)
+    return g
+
+
+def restore(path, name, *extra):
+    return Guest(["-r", path, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", *extra, name])
+
+
+@pytest.fixture(scope="module")
+def suspended(tmp_path_factory):
+    """A 2-vCPU counter guest, checkpointed while running and then suspended."""
+    d = tmp_path_factory.mktemp("snap")
+    g = start_counter("snap-src", cpus=2)
+    r = hyvectl("snap-src", f"--checkpoint={d / 'checkpoint.snap'}")
+    assert r.returncode == 0, r.stderr
+    g.wait_for(r"COUNTER 12\r?\n", timeout=60)  # still running after the checkpoint
+    r = hyvectl("snap-src", f"--suspend={d / 'suspend.snap'}")
+    assert r.returncode == 0, r.stderr
+    assert g.wait_exit(60) == POWERED_OFF
+    yield dict(dir=d, checkpoint=d / "checkpoint.snap", path=d / "suspend.snap", before=g.text())
+
+
+def test_suspend_leaves_a_complete_file(suspended):
+    header, records = snapshot_file.read(suspended["path"])
+    assert (header["major"], header["minor"], header["page_size"]) == (1, 0, 4096)
+    names = [r["name"] for r in records]
+    assert names[0] == "manifest" and names[-1] == "end"
+    for expected in ("vcpu.0", "vcpu.1", "vm.irqchip", "vm.pit", "vm.clock", "ram.0", "dev.lpc.com1", "dev.lpc.rtc"):
+        assert expected in names
+    assert not [f for f in os.listdir(suspended["dir"]) if f.startswith(".hyve-snapshot")]
+
+
+def test_independent_decoder_reads_named_fields(suspended):
+    _, records = snapshot_file.read(suspended["path"])
+    rec = {r["name"]: r for r in records}
+    m = rec["manifest"]["payload"]
+    assert m["vcpus"] == 2
+    assert m["config"]["name"] == "snap-src"
+    assert m["memory"]["size"] == 256 << 20
+    assert m["memory"]["regions"]["ram.0"] == {"gpa": 0, "size": 256 << 20}
+    assert m["cpu"]["vendor"] in ("AuthenticAMD", "GenuineIntel")
+    assert "0x00000001.0" in m["cpu"]["cpuid"]
+    assert m["devices"]["lpc.com1"]["model"] == "uart"
+    v0 = rec["vcpu.0"]["payload"]
+    assert v0["regs"]["rip"] > 0xffffffff80000000  # in the kernel, 64-bit
+    assert v0["sregs"]["efer"] & 0x500 == 0x500    # long mode enabled and active
+    assert "0x00000010" in v0["msrs"]              # the TSC
+    assert len(v0["lapic"]) == 1024 and len(v0["xsave"]) == 4096
+    assert v0["sregs"]["cs"]["l"] == 1
+    assert rec["vm.clock"]["payload"]["clock"] > 0
+    assert set(rec["vm.irqchip"]["payload"]) >= {"pic-master", "pic-slave", "ioapic"}
+    uart = rec["dev.lpc.com1"]["payload"]
+    assert {"ier", "lcr", "mcr", "rx_fifo"} <= set(uart)
+    assert rec["ram.0"]["length"] == 256 << 20
+
+
+def test_ram_is_sparse(suspended):
+    st = os.stat(suspended["path"])
+    # Zero pages are holes: the file occupies far less than the guest's 256 MiB.
+    assert st.st_blocks * 512 < 160 << 20, st.st_blocks * 512
+    assert st.st_size > 256 << 20
+
+
+def test_snapshot_info(suspended):
+    r = subprocess.run([str(HYVECTL), "snapshot-info", suspended["path"]], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import json
+    info = json.loads(r.stdout)
+    assert info["header"]["major"] == 1
+    assert info["manifest"]["vcpus"] == 2
+    assert all(rec["checksum_status"] == "ok" for rec in info["records"])
+    assert {rec["name"] for rec in info["records"]} >= {"manifest", "vcpu.0", "ram.0", "end"}
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["lazy", "eager"])
+def test_restore_continues_counter(suspended, eager):
+    g = restore(suspended["path"], f"snap-r-{int(eager)}", *(["--eager"] if eager else []))
+    try:
+        g.wait_for(r"COUNTER \d+\r?\n(.|\n)*COUNTER \d+\r?\n(.|\n)*COUNTER \d+\r?\n", timeout=60)
+        before, after = counters(suspended["before"]), counters(g.text())
+        assert_consecutive(before)
+        assert_consecutive(after)
+        # The restored guest resumes right after the last value printed before the suspend
+        # (or one later, when the suspend fell in the middle of a line).
+        assert after[0] in (before[-1] + 1, before[-1] + 2), (before[-5:], after[:5])
+    finally:
+        g.kill()
+
+
+def test_restore_twice_gives_two_guests(suspended):
+    a = restore(suspended["path"], "snap-twice-a")
+    b = restore(suspended["path"], "snap-twice-b")
+    try:
+        for g in (a, b):
+            g.wait_for(r"(COUNTER \d+\r?\n(.|\n)*){3}", timeout=60)
+            assert_consecutive(counters(g.text()))
+        assert counters(a.text())[0] == counters(b.text())[0]
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_checkpoint_restores_too(suspended):
+    g = restore(suspended["checkpoint"], "snap-ckpt")
+    try:
+        g.wait_for(r"(COUNTER \d+\r?\n(.|\n)*){3}", timeout=60)
+        after = counters(g.text())
+        assert_consecutive(after)
+        assert after[0] < counters(suspended["before"])[-1]
+        r = hyvectl("snap-ckpt", "status")
+        assert r.returncode == 0 and "running" in r.stdout
+    finally:
+        g.kill()
+
+
+def test_serial_works_after_restore(tmp_path):
+    g = Guest(boot_args("cmd", cpus=1, extra_args=["-o", f"control.socket={sock('snap-cmd')}"])[:-1] + ["snap-cmd"])
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    g.run("echo before > /tmp/marker")
+    assert hyvectl("snap-cmd", f"--suspend={tmp_path / 'cmd.snap'}").returncode == 0
+    assert g.wait_exit(60) == POWERED_OFF
+    r = restore(tmp_path / "cmd.snap", "snap-cmd2")
+    try:
+        rc, out = r.run("cat /tmp/marker; echo after-$((40+2))", timeout=60)
+        assert out.split() == ["before", "after-42"]
+        r.send("poweroff -f\n")
+        assert r.wait_exit(60) == POWERED_OFF
+    finally:
+        r.kill()
+
+
+def test_override_serial_backend_on_restore(suspended, tmp_path):
+    log = tmp_path / "com1.log"
+    g = Guest(["-r", suspended["path"], "-l", f"com1,file={log}", "-o", f"control.socket={sock('snap-file')}",
+               "snap-file"])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(counters(log.read_text() if log.exists() else "")) < 3:
+            time.sleep(0.5)
+        assert_consecutive(counters(log.read_text()))
+    finally:
+        g.kill()
