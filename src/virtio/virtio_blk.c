@@ -2,14 +2,18 @@
  * virtio block device ("virtio-blk", virtio 1.2 section 5.2) on a raw image
  * file or block device.
  *
- *   -s SLOT,virtio-blk,PATH[,ro][,sectorsize=N][,serial=ID]
- *   pci.B.S.F.path, .ro, .sectorsize (logical block size, 512..32768,
- *   power of 2), .serial (GET_ID; default derived from the path)
+ *   -s SLOT,virtio-blk,PATH[,ro][,nocache][,sectorsize=N][,serial=ID]
+ *   pci.B.S.F.path, .ro, .nocache (bypass the host page cache with
+ *   O_DIRECT, as bhyve's option), .sectorsize (logical block size,
+ *   512..32768, power of 2), .serial (GET_ID; default derived from the path)
  *
  * One request queue, serviced on the device's I/O thread: reads and writes
  * go straight between guest buffers and the image with preadv/pwritev,
  * FLUSH is fdatasync, DISCARD punches holes, WRITE_ZEROES zeroes ranges
- * (fallocate, with a plain write as fallback). A read-only disk offers
+ * (fallocate, with a plain write as fallback). With nocache, reads and
+ * writes whose buffers and offsets suit O_DIRECT use a second, O_DIRECT
+ * descriptor (the kernel keeps it coherent with the page cache); others,
+ * and images that refuse O_DIRECT, stay buffered. A read-only disk offers
  * VIRTIO_BLK_F_RO and fails every modifying request with IOERR. Requests
  * complete before the next one starts, so a quiesced device has nothing
  * in flight (snapshots and resets need no request state).
@@ -99,8 +103,11 @@ struct range_seg {
 struct virtio_blk {
 	struct virtio_dev vd;
 	int fd;
+	int dfd;                /* O_DIRECT descriptor (nocache), or -1 */
+	unsigned dio_align;     /* memory/offset/length alignment tried for O_DIRECT */
 	char path[4096];
 	bool ro;
+	bool nocache;
 	bool is_blockdev;
 	uint32_t sectorsize;
 	uint64_t size;          /* bytes usable: a whole number of logical blocks */
@@ -109,6 +116,7 @@ struct virtio_blk {
 	bool warned_io;         /* one host I/O error message per device */
 	struct iovec iov[VIRTQ_MAX_IOV];
 	struct iovec data[VIRTQ_MAX_IOV];
+	struct iovec spare[VIRTQ_MAX_IOV]; /* the data list again, for a buffered retry */
 	uint8_t *zeroes;        /* WRITE_ZEROES fallback buffer */
 };
 
@@ -124,11 +132,11 @@ static void io_error(struct virtio_blk *s, const char *what, int err)
 	s->warned_io = true;
 }
 
-/* Whole transfer of iov (advanced in place) at off; 0 or an errno. */
-static int rw_all(struct virtio_blk *s, struct iovec *iov, unsigned n, off_t off, bool write)
+/* Whole transfer of iov (advanced in place) at off through fd; 0 or an errno. */
+static int rw_fd(int fd, struct iovec *iov, unsigned n, off_t off, bool write)
 {
 	while (n) {
-		ssize_t r = write ? pwritev(s->fd, iov, (int)n, off) : preadv(s->fd, iov, (int)n, off);
+		ssize_t r = write ? pwritev(fd, iov, (int)n, off) : preadv(fd, iov, (int)n, off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -147,6 +155,35 @@ static int rw_all(struct virtio_blk *s, struct iovec *iov, unsigned n, off_t off
 		}
 	}
 	return 0;
+}
+
+static bool dio_suits(const struct virtio_blk *s, const struct iovec *iov, unsigned n, off_t off)
+{
+	uintptr_t a = (uintptr_t)off;
+
+	for (unsigned i = 0; i < n; i++)
+		a |= (uintptr_t)iov[i].iov_base | iov[i].iov_len;
+	return n && !(a & (s->dio_align - 1));
+}
+
+/* Transfers s->data[0..n): O_DIRECT when asked for and possible, else buffered. */
+static int rw_all(struct virtio_blk *s, unsigned n, off_t off, bool write)
+{
+	if (s->dfd >= 0 && dio_suits(s, s->data, n, off)) {
+		memcpy(s->spare, s->data, n * sizeof(*s->data));
+		int err = rw_fd(s->dfd, s->spare, n, off, write);
+		if (err != EINVAL)
+			return err;
+		/* The image wants coarser alignment (or none at all): retry buffered, adapt. */
+		if (s->dio_align < 4096) {
+			s->dio_align = 4096;
+		} else {
+			log_warn("%s: %s refuses O_DIRECT transfers; nocache is off", s->vd.dev->id, s->path);
+			close(s->dfd);
+			s->dfd = -1;
+		}
+	}
+	return rw_fd(s->fd, s->data, n, off, write);
 }
 
 /*
@@ -201,7 +238,7 @@ static uint8_t do_rw(struct virtio_blk *s, const struct virtq_chain *ch, const s
 		return VIRTIO_BLK_S_IOERR;
 	if (!in_range(s, h->sector, len))
 		return VIRTIO_BLK_S_IOERR;
-	err = rw_all(s, s->data, n, (off_t)(h->sector * SECTOR), write);
+	err = rw_all(s, n, (off_t)(h->sector * SECTOR), write);
 	if (err) {
 		io_error(s, write ? "write" : "read", err);
 		return VIRTIO_BLK_S_IOERR;
@@ -220,7 +257,7 @@ static int zero_fill(struct virtio_blk *s, uint64_t off, uint64_t len)
 	while (len) {
 		size_t l = len < chunk ? (size_t)len : chunk;
 		struct iovec iov = { .iov_base = s->zeroes, .iov_len = l };
-		int err = rw_all(s, &iov, 1, (off_t)off, true);
+		int err = rw_fd(s->fd, &iov, 1, (off_t)off, true);
 		if (err)
 			return err;
 		off += l, len -= l;
@@ -384,6 +421,12 @@ static int open_image(struct virtio_blk *s, const char *id)
 		return -1;
 	}
 	s->size -= s->size % s->sectorsize;
+	if (s->nocache) {
+		s->dfd = open(s->path, (s->ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+		if (s->dfd < 0)
+			log_warn("%s: virtio-blk: %s cannot be opened with O_DIRECT (%s); nocache is off", id, s->path,
+				 strerror(errno));
+	}
 	return 0;
 }
 
@@ -407,6 +450,9 @@ static int read_options(struct virtio_blk *s, struct device *dev)
 	strcpy(s->path, path);
 	snprintf(key, sizeof(key), "%s.ro", dev->cfg_prefix);
 	if (config_get_bool(cfg, key, false, &s->ro) < 0)
+		return -1;
+	snprintf(key, sizeof(key), "%s.nocache", dev->cfg_prefix);
+	if (config_get_bool(cfg, key, false, &s->nocache) < 0)
 		return -1;
 	snprintf(key, sizeof(key), "%s.sectorsize", dev->cfg_prefix);
 	if (config_get_u64(cfg, key, SECTOR, &ss) < 0)
@@ -481,6 +527,8 @@ static void blk_free(struct virtio_blk *s)
 {
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->dfd >= 0)
+		close(s->dfd);
 	free(s->zeroes);
 	free(s);
 }
@@ -491,7 +539,8 @@ static int blk_create(struct device *dev)
 
 	if (!s)
 		return -1;
-	s->fd = -1;
+	s->fd = s->dfd = -1;
+	s->dio_align = 512;
 	if (read_options(s, dev) < 0 || open_image(s, dev->id) < 0) {
 		blk_free(s);
 		return -1;

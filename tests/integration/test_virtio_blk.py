@@ -129,11 +129,13 @@ def test_read_only_disk(boot, tmp_path):
     assert fsck.returncode == 0, fsck.stdout
 
 
-def test_sectorsize_serial_discard(boot, tmp_path):
+@pytest.mark.parametrize("cache", ["", ",nocache"])
+def test_sectorsize_serial_discard(boot, tmp_path, cache):
+    """Raw block access; with nocache the O_DIRECT path (or its fallback where the file system has none)."""
     img = tmp_path / "raw.img"
     pattern = bytes(range(256)) * 4096 * 4  # 4 MiB, nonzero everywhere but every 256th byte
     img.write_bytes(pattern)
-    g = start(boot, img, ",sectorsize=4096,serial=HYVE-SERIAL-1")
+    g = start(boot, img, ",sectorsize=4096,serial=HYVE-SERIAL-1" + cache)
     assert guest_ok(g, "cat /sys/block/vda/queue/logical_block_size").strip() == "4096"
     assert guest_ok(g, "cat /sys/block/vda/serial").strip() == "HYVE-SERIAL-1"
     assert guest_ok(g, "cat /sys/block/vda/size").strip() == str(len(pattern) // 512)
