@@ -325,7 +325,117 @@ static void dsdt_cpus(struct aml_buf *b, unsigned ncpus)
 	}
 }
 
-static void dsdt_body(struct aml_buf *b, unsigned ncpus)
+/* ---- the PCI root bridge (src/pci) ---- */
+
+/* Large resource descriptors: address space types and flags (ACPI 6.4.3.5). */
+#define RES_MEMORY32_FIXED 0x86
+#define RES_DWORD_ADDRESS 0x87
+#define RES_WORD_ADDRESS 0x88
+#define RES_QWORD_ADDRESS 0x8A
+#define ADDR_SPACE_MEMORY 0
+#define ADDR_SPACE_IO 1
+#define ADDR_SPACE_BUS 2
+#define ADDR_PRODUCER_FIXED 0x0C /* producer, positive decode, _MIF and _MAF set */
+#define ADDR_IO_ENTIRE_RANGE 0x03
+#define ADDR_MEM_READWRITE 0x01  /* non-cacheable: any BAR, prefetchable or not, may go there */
+#define PRT_SLOTS 32
+#define PRT_PINS 4
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A Word/DWord/QWord address space descriptor for [min, max] (width 2, 4 or 8 bytes). */
+static void res_address(struct aml_buf *b, unsigned width, uint8_t space, uint8_t type_flags, uint64_t min,
+			uint64_t max)
+{
+	uint8_t d[3 + 3 + 5 * 8] = { 0 };
+	unsigned len = 3 + 5 * width;
+
+	d[0] = width == 2 ? RES_WORD_ADDRESS : width == 4 ? RES_DWORD_ADDRESS : RES_QWORD_ADDRESS;
+	put_le(d + 1, len, 2);
+	d[3] = space;
+	d[4] = ADDR_PRODUCER_FIXED;
+	d[5] = type_flags;
+	/* granularity 0, then minimum, maximum, translation 0, length */
+	put_le(d + 6 + width, min, width);
+	put_le(d + 6 + 2 * width, max, width);
+	put_le(d + 6 + 4 * width, max - min + 1, width);
+	aml_bytes(b, d, 3 + len);
+}
+
+static void res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len)
+{
+	uint8_t d[12] = { RES_MEMORY32_FIXED, 9, 0, ADDR_MEM_READWRITE };
+
+	put_le(d + 4, base, 4);
+	put_le(d + 8, len, 4);
+	aml_bytes(b, d, sizeof(d));
+}
+
+/*
+ * \_SB.PCI0: bus 0's root bridge, conventional PCI (PNP0A03; no device
+ * has a PCI Express capability, so there is no _OSC to negotiate). Its
+ * windows: all I/O ports but the configuration ports, the 32-bit hole
+ * below ECAM, and the 64-bit window above RAM. _PRT wires INTA-INTD of
+ * every slot to GSIs 16-23 with the swizzle src/pci uses; a _PRT entry
+ * with a GSI and no link device means level-triggered, active-low.
+ */
+static void dsdt_pci(struct aml_buf *b, const struct guest_memory *mem)
+{
+	uint64_t high = mem_highmem_size(mem);
+	uint64_t mmio64 = PCI_MMIO64_BASE(MEM_4G + high);
+
+	size_t dev = aml_device_begin(b, "PCI0");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0A03");
+	aml_name(b, "_UID");
+	aml_integer(b, 0);
+	aml_name(b, "_SEG");
+	aml_integer(b, 0);
+	aml_name(b, "_BBN");
+	aml_integer(b, 0);
+	aml_name(b, "_CRS");
+	size_t crs = aml_resource_begin(b);
+	res_address(b, 2, ADDR_SPACE_BUS, 0, 0, PCI_ECAM_BUS_END);
+	aml_res_io(b, PORT_PCI_CONFIG_ADDRESS, 8);
+	res_address(b, 2, ADDR_SPACE_IO, ADDR_IO_ENTIRE_RANGE, 0, PORT_PCI_CONFIG_ADDRESS - 1);
+	res_address(b, 2, ADDR_SPACE_IO, ADDR_IO_ENTIRE_RANGE, PORT_PCI_CONFIG_ADDRESS + 8, PCI_IO_END - 1);
+	res_address(b, 4, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, PCI_MMIO32_BASE, PCI_MMIO32_END - 1);
+	res_address(b, 8, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, mmio64, mmio64 + PCI_MMIO64_SIZE - 1);
+	aml_resource_end(b, crs);
+
+	aml_name(b, "_PRT");
+	size_t prt = aml_package_begin(b, PRT_SLOTS * PRT_PINS);
+	for (unsigned slot = 0; slot < PRT_SLOTS; slot++) {
+		for (unsigned pin = 0; pin < PRT_PINS; pin++) {
+			size_t e = aml_package_begin(b, 4);
+			aml_integer(b, ((uint64_t)slot << 16) | 0xFFFF); /* any function of the slot */
+			aml_integer(b, pin);                              /* 0 = INTA */
+			aml_integer(b, 0);                                /* no link device: the next field is a GSI */
+			aml_integer(b, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSIS);
+			aml_end(b, e);
+		}
+	}
+	aml_end(b, prt);
+	aml_end(b, dev);
+
+	/* The ECAM window is the motherboard's, so the OS trusts the MCFG table. */
+	dev = aml_device_begin(b, "MRES");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0C02");
+	aml_name(b, "_UID");
+	aml_integer(b, 0);
+	aml_name(b, "_CRS");
+	crs = aml_resource_begin(b);
+	res_memory32_fixed(b, (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE);
+	aml_resource_end(b, crs);
+	aml_end(b, dev);
+}
+
+static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigned ncpus)
 {
 	/* \_S5: SLP_TYPa, SLP_TYPb and two reserved bytes. */
 	aml_name(b, "\\_S5");
@@ -341,19 +451,20 @@ static void dsdt_body(struct aml_buf *b, unsigned ncpus)
 	dsdt_isa_device(b, "COM1", "PNP0501", 1, 0x3F8, 8, 4);
 	dsdt_isa_device(b, "COM2", "PNP0501", 2, 0x2F8, 8, 3);
 	dsdt_isa_device(b, "RTC", "PNP0B00", 0, 0x70, 2, 8);
+	dsdt_pci(b, mem);
 	aml_end(b, sb);
 }
 
 /* DSDT revision 2 makes AML integers 64 bits wide. */
 #define DSDT_REVISION 2
 
-static int build_dsdt(struct area *a, unsigned ncpus, uint32_t *gpa)
+static int build_dsdt(struct area *a, const struct guest_memory *mem, unsigned ncpus, uint32_t *gpa)
 {
 	struct aml_buf b;
 	int ret = -1;
 
 	aml_init(&b);
-	dsdt_body(&b, ncpus);
+	dsdt_body(&b, mem, ncpus);
 	if (aml_failed(&b)) {
 		log_error("cannot encode the DSDT");
 		goto out;
@@ -497,6 +608,35 @@ static int build_madt(struct area *a, unsigned ncpus, uint32_t *gpa)
 	return 0;
 }
 
+/* MCFG: one ECAM allocation for segment 0, buses 0-PCI_ECAM_BUS_END. */
+struct mcfg_allocation {
+	uint64_t base;
+	uint16_t segment;
+	uint8_t start_bus, end_bus;
+	uint32_t reserved;
+} PACKED;
+
+struct acpi_mcfg {
+	struct acpi_header header;
+	uint64_t reserved;
+	struct mcfg_allocation alloc[1];
+} PACKED;
+_Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG");
+#define MCFG_REVISION 1
+
+static int build_mcfg(struct area *a, uint32_t *gpa)
+{
+	struct acpi_mcfg *m = area_alloc(a, sizeof(*m), 16, gpa);
+
+	if (!m)
+		return -1;
+	header_init(&m->header, "MCFG", sizeof(*m), MCFG_REVISION);
+	m->alloc[0] = (struct mcfg_allocation){ .base = PCI_ECAM_BASE, .segment = 0, .start_bus = 0,
+						.end_bus = PCI_ECAM_BUS_END };
+	header_checksum(m);
+	return 0;
+}
+
 #define XSDT_REVISION 1
 #define RSDT_REVISION 1
 
@@ -548,7 +688,7 @@ static int build_rsdp(const struct guest_memory *mem, uint32_t xsdt, uint32_t rs
 int acpi_build(const struct guest_memory *mem, unsigned ncpus, uint64_t *rsdp_gpa)
 {
 	struct area a = { .gpa = LAYOUT_ACPI_TABLES, .size = LAYOUT_ACPI_TABLES_MAX };
-	uint32_t facs, dsdt, tables[2], xsdt, rsdt;
+	uint32_t facs, dsdt, tables[3], xsdt, rsdt;
 
 	if (ncpus == 0 || ncpus > ACPI_MAX_CPUS) {
 		log_error("ACPI tables: unsupported vCPU count %u (1-%u)", ncpus, ACPI_MAX_CPUS);
@@ -560,9 +700,10 @@ int acpi_build(const struct guest_memory *mem, unsigned ncpus, uint64_t *rsdp_gp
 		return -1;
 	}
 	memset(a.hva, 0, a.size);
-	if (build_facs(&a, &facs) < 0 || build_dsdt(&a, ncpus, &dsdt) < 0 ||
+	if (build_facs(&a, &facs) < 0 || build_dsdt(&a, mem, ncpus, &dsdt) < 0 ||
 	    build_fadt(&a, facs, dsdt, &tables[0]) < 0 || build_madt(&a, ncpus, &tables[1]) < 0 ||
-	    build_roots(&a, tables, 2, &xsdt, &rsdt) < 0 || build_rsdp(mem, xsdt, rsdt) < 0)
+	    build_mcfg(&a, &tables[2]) < 0 || build_roots(&a, tables, 3, &xsdt, &rsdt) < 0 ||
+	    build_rsdp(mem, xsdt, rsdt) < 0)
 		return -1;
 	*rsdp_gpa = LAYOUT_RSDP;
 	return 0;

@@ -54,6 +54,8 @@
 #define PCI_MMIO64_SIZE (32ULL << 30)
 /* Start of the 64-bit window for RAM ending at ram_end (exclusive, >= 4 GiB). */
 #define PCI_MMIO64_BASE(ram_end) (((ram_end) + PCI_MMIO64_SIZE - 1) & ~(PCI_MMIO64_SIZE - 1))
+#define PCI_INTX_GSI_BASE 16 /* INTx of (slot, pin) is GSI base + (slot + pin - 1) % count, level */
+#define PCI_INTX_GSIS 8
 #define PORT_PCI_CONFIG_ADDRESS 0xCF8 /* dword only; 0xCF9 is PORT_RESET */
 #define PORT_PCI_CONFIG_DATA 0xCFC   /* 4 ports */
 

@@ -12,6 +12,7 @@
 #include "device.h"
 #include "boot/layout.h"
 #include "evloop.h"
+#include "irq.h"
 #include "log.h"
 #include "vcpu.h"
 
@@ -72,44 +73,13 @@ static int open_kvm(struct vm *vm)
 	return 0;
 }
 
-/*
- * ISA IRQs reach both PICs and the IOAPIC; IRQ 0 (the PIT) is wired to
- * IOAPIC pin 2, as the MADT's interrupt source override and the MP table
- * announce. KVM's default routing would send it to pin 0.
- */
-static int setup_irq_routing(struct vm *vm)
-{
-	struct {
-		struct kvm_irq_routing hdr;
-		struct kvm_irq_routing_entry entries[16 + IOAPIC_PINS];
-	} table = { 0 };
-	unsigned n = 0;
-
-	for (unsigned gsi = 0; gsi < 16; gsi++) {
-		table.entries[n++] = (struct kvm_irq_routing_entry){
-			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, .pin = gsi % 8 },
-		};
-	}
-	for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
-		if (gsi == 2)
-			continue; /* the cascade: pin 2 belongs to IRQ 0 */
-		table.entries[n++] = (struct kvm_irq_routing_entry){
-			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi == 0 ? 2 : gsi },
-		};
-	}
-	table.hdr.nr = n;
-	return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &table);
-}
-
 static int setup_platform(struct vm *vm)
 {
 	struct kvm_pit_config pit = { .flags = 0 };
 
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
 	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0 ||
-	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 || setup_irq_routing(vm) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 || vm_irq_routing_init(vm) < 0 ||
 	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		log_error("cannot create the in-kernel interrupt controllers and PIT: %s", strerror(errno));
 		return -1;
@@ -182,6 +152,7 @@ void vm_destroy(struct vm *vm)
 			vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	free(vm->cpuid);
+	vm_irq_routing_free(vm);
 	mem_free(&vm->mem);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

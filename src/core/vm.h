@@ -22,6 +22,7 @@ struct config;
 struct device;
 struct vcpu;
 struct evloop;
+struct irq_routing;
 
 #define VM_MAX_VCPUS 64
 
@@ -41,6 +42,7 @@ struct vm {
 	unsigned ncpus;
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid; /* what KVM supports; vCPUs derive theirs */
+	struct irq_routing *irq_routing; /* GSI routes and MSI GSIs (core/irq.h) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;         /* signalled on run-state and pause changes */

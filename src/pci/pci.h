@@ -55,6 +55,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "boot/layout.h"
 #include "core/iobus.h"
 
 struct vm;
@@ -114,9 +115,8 @@ struct pci_bus;
 /* INTx pins as in the INTERRUPT_PIN register. */
 #define PCI_INTA 1
 #define PCI_INTD 4
-/* INTx of (slot, pin) reaches I/O APIC GSI PCI_INTX_GSI_BASE + (slot + pin - 1) % PCI_INTX_GSIS, level. */
-#define PCI_INTX_GSI_BASE 16
-#define PCI_INTX_GSIS 8
+/* INTx of (slot, pin) reaches I/O APIC GSI PCI_INTX_GSI_BASE + (slot + pin - 1) % PCI_INTX_GSIS
+ * (boot/layout.h), level-triggered. */
 
 /* ---- BARs ---- */
 
@@ -129,7 +129,11 @@ enum pci_bar_type {
 	PCI_BAR_PREFETCH = 0x10, /* OR into MEM32/MEM64: prefetchable */
 };
 
+struct pci_function;
+
 struct pci_bar {
+	struct pci_function *owner; /* set by pci_function_init() */
+	unsigned index;
 	unsigned type;       /* enum pci_bar_type, possibly | PCI_BAR_PREFETCH; NONE when unused */
 	uint64_t size;       /* power of two */
 	uint64_t addr;       /* address as the guest programmed it */

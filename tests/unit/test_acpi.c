@@ -155,14 +155,30 @@ static void test_rsdp_and_roots(void **state)
 	const uint8_t *rs = table(f, le(r + 16, 4), "RSDT");
 
 	(void)state;
-	/* Both roots list the same tables, FADT and MADT. */
+	/* Both roots list the same tables, FADT, MADT and MCFG. */
 	uint32_t n = ((uint32_t)le(x + 4, 4) - 36) / 8;
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 3);
 	assert_int_equal(le(rs + 4, 4), 36 + 4 * n);
 	for (uint32_t i = 0; i < n; i++)
 		assert_int_equal(le(x + 36 + 8 * i, 8), le(rs + 36 + 4 * i, 4));
 	find(f, "FACP");
 	find(f, "APIC");
+	find(f, "MCFG");
+	teardown_fixture(f);
+}
+
+/* MCFG: one ECAM allocation, segment 0, buses 0-255 at PCI_ECAM_BASE. */
+static void test_mcfg(void **state)
+{
+	struct fixture *f = setup_with(1);
+	const uint8_t *m = find(f, "MCFG");
+
+	(void)state;
+	assert_int_equal(le(m + 4, 4), 60);
+	assert_int_equal(le(m + 44, 8), PCI_ECAM_BASE);
+	assert_int_equal(le(m + 52, 2), 0);
+	assert_int_equal(m[54], 0);
+	assert_int_equal(m[55], PCI_ECAM_BUS_END);
 	teardown_fixture(f);
 }
 
@@ -362,6 +378,19 @@ static void test_dsdt_contents(void **state)
 	assert_non_null(memmem(d, len, com1_crs, sizeof(com1_crs)));
 	assert_non_null(memmem(d, len, "C001", 4));
 	assert_null(memmem(d, len, "C002", 4));
+	/* The PCI root bridge, its interrupt routing and the ECAM reservation. */
+	static const uint8_t pnp0a03[] = { 0x0C, 0x41, 0xD0, 0x0A, 0x03 };
+	static const uint8_t pnp0c02[] = { 0x0C, 0x41, 0xD0, 0x0C, 0x02 };
+	/* Memory32Fixed(ReadWrite, 0xE0000000, 0x10000000) */
+	static const uint8_t ecam[] = { 0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xE0, 0x00, 0x00, 0x00, 0x10 };
+	/* Package(4) { 0x1FFFF, 3, 0, 20 }: slot 1 INTD -> GSI 16 + (1 + 3) % 8 */
+	static const uint8_t prt[] = { 0x12, 0x0C, 0x04, 0x0C, 0xFF, 0xFF, 0x01, 0x00, 0x0A, 0x03, 0x00, 0x0A, 0x14 };
+	assert_non_null(memmem(d, len, "PCI0", 4));
+	assert_non_null(memmem(d, len, "_PRT", 4));
+	assert_non_null(memmem(d, len, pnp0a03, sizeof(pnp0a03)));
+	assert_non_null(memmem(d, len, pnp0c02, sizeof(pnp0c02)));
+	assert_non_null(memmem(d, len, ecam, sizeof(ecam)));
+	assert_non_null(memmem(d, len, prt, sizeof(prt)));
 	teardown_fixture(f);
 }
 
@@ -606,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_madt_64),
 		cmocka_unit_test(test_madt_x2apic),
 		cmocka_unit_test(test_dsdt_contents),
+		cmocka_unit_test(test_mcfg),
 		cmocka_unit_test(test_dsdt_iasl),
 		cmocka_unit_test(test_aml_pkg_length),
 		cmocka_unit_test(test_aml_names),

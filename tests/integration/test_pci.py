@@ -1,0 +1,117 @@
+"""The PCI bus: the stock kernel finds the host bridge and the LPC bridge
+through config mechanism #1 and ECAM, with the root bridge, windows and
+interrupt routing the ACPI tables announce; bad slot configurations are
+refused before anything runs."""
+import re
+
+import pytest
+
+from conftest import Guest, boot_args, run_hyve
+from test_errors import assert_one_line_error, base
+
+HOSTBRIDGE = "0000:00:00.0"
+LPC = "0000:00:1f.0"
+
+
+@pytest.fixture(scope="module")
+def guest():
+    g = Guest(boot_args("cmd", extra_args=["-s", "0,hostbridge,pcie", "-s", "31,lpc"]))
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    yield g
+    g.kill()
+
+
+def sysfs(g, dev, attr):
+    rc, out = g.run(f"cat /sys/bus/pci/devices/{dev}/{attr}")
+    assert rc == 0, out
+    return out.strip()
+
+
+def test_devices_listed(guest):
+    rc, out = guest.run("ls /sys/bus/pci/devices")
+    assert rc == 0
+    assert out.split() == [HOSTBRIDGE, LPC]
+
+
+@pytest.mark.parametrize("dev,vendor,device,klass", [
+    (HOSTBRIDGE, "0x1275", "0x1275", "0x060000"),
+    (LPC, "0x1275", "0x1276", "0x060100"),
+])
+def test_ids_and_class(guest, dev, vendor, device, klass):
+    assert sysfs(guest, dev, "vendor") == vendor
+    assert sysfs(guest, dev, "device") == device
+    assert sysfs(guest, dev, "class") == klass
+    assert sysfs(guest, dev, "subsystem_vendor") == vendor
+
+
+def test_ecam_in_use(guest):
+    rc, out = guest.run("dmesg | grep -i -E 'MMCONFIG|ECAM'")
+    assert rc == 0, "no MMCONFIG messages"
+    assert re.search(r"MMCONFIG for domain 0000 \[bus 00-ff\] at \[mem 0xe0000000-0xefffffff\]", out), out
+    # Not in the e820 map, so the early check passes it over; the ACPI one (PNP0C02) accepts it.
+    assert "MMCONFIG at [mem 0xe0000000-0xefffffff] reserved in ACPI motherboard resources" in out, out
+    assert "not using MMCONFIG" not in out.strip().splitlines()[-1], out
+    rc, out = guest.run("grep -i mmconfig /proc/iomem")
+    assert "e0000000-efffffff" in out, out
+
+
+def test_extended_config_space_through_ecam(guest):
+    # The pcie host bridge has 4 KiB of config space; only ECAM reaches past 256 bytes,
+    # so the kernel sizes it at 4096 only if its ECAM reads worked.
+    rc, out = guest.run(f"wc -c < /sys/bus/pci/devices/{HOSTBRIDGE}/config")
+    assert out.strip() == "4096", out
+    rc, out = guest.run(f"wc -c < /sys/bus/pci/devices/{LPC}/config")
+    assert out.strip() == "256", out
+    # The PCI Express capability is found by walking the capability list.
+    rc, out = guest.run(f"od -A d -t x1 -j 52 -N 1 /sys/bus/pci/devices/{HOSTBRIDGE}/config")
+    cap = int(out.split()[1], 16)
+    rc, out = guest.run(f"od -A d -t x1 -j {cap} -N 1 /sys/bus/pci/devices/{HOSTBRIDGE}/config")
+    assert out.split()[1] == "10", out
+
+
+def test_root_bridge_from_acpi(guest):
+    rc, out = guest.run("dmesg | grep -E 'PCI0|PNP0A03|pci_bus 0000:00'")
+    assert "PCI Root Bridge [PCI0] (domain 0000 [bus 00-ff])" in out, out
+    for window in ("root bus resource [bus 00-ff]",
+                   "root bus resource [io  0x0000-0x0cf7 window]",
+                   "root bus resource [io  0x0d00-0xffff window]",
+                   "root bus resource [mem 0xc0000000-0xdfffffff window]",
+                   # 64-bit window: above RAM (256 MiB here), aligned to its 32 GiB size
+                   "root bus resource [mem 0x800000000-0xfffffffff window]"):
+        assert window in out, (window, out)
+
+
+def test_no_pci_or_acpi_errors(guest):
+    rc, out = guest.run("dmesg | grep -iE 'PCI: Fatal|ACPI (Error|BIOS Error)|ACPI Exception|"
+                        "_PRT.*(error|fail)|can.t claim|BAR .* failed' || true")
+    assert out.strip() == "", out
+
+
+def test_reboot_through_0xcf9(guest):
+    # The reset register (0xCF9) shares the dword at 0xCF8 with CONFIG_ADDRESS; it must still reboot.
+    guest.send("reboot -f\n")
+    assert guest.wait_exit(60) == 0
+
+
+def test_default_hostbridge_added(boot):
+    g = boot("cmd")
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    rc, out = g.run("ls /sys/bus/pci/devices; cat /sys/bus/pci/devices/*/class")
+    assert out.split() == [HOSTBRIDGE, "0x060000"], out
+
+
+# ---- bad input: one line, status 4, nothing started ----
+
+@pytest.mark.parametrize("args,fragments", [
+    (["-s", "3,lpc", "-s", "3,hostbridge"], ["3", "already holds a device"]),
+    (["-s", "1:3:0,lpc"], ["pci.1.3.0", "only PCI bus 0"]),
+    (["-s", "3:1,lpc"], ["pci.0.3.1", "function 0"]),
+    (["-s", "3,no-such-device"], ["no-such-device", "unknown device"]),
+    (["-s", "30,lpc", "-s", "31,lpc"], ["pci.0.31.0", "already an LPC bridge"]),
+    (["-o", "pci.0.5.0.foo=1"], ["pci.0.5.0", "no device"]),
+    (["-o", "pci.0.40.0.device=lpc"], ["pci.0.40.0", "slot"]),
+    (["-s", "0,hostbridge,vendor=0x12345"], ["vendor", "16-bit"]),
+    (["-s", "0,hostbridge,pcie=maybe"], ["pcie"]),
+])
+def test_bad_pci_input(args, fragments):
+    assert_one_line_error(run_hyve(base(*args)), *fragments)
