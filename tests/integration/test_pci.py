@@ -100,6 +100,27 @@ def test_default_hostbridge_added(boot):
     assert out.split() == [HOSTBRIDGE, "0x060000"], out
 
 
+def have_model(name):
+    return run_hyve(["-s", f"3,{name}", "--print-config", "probe"]).returncode == 0
+
+
+def test_intx_through_prt(boot):
+    """With MSI off, a device interrupts through INTA: GSI 16 + (slot 3 + INTA) % 8 = 19, which the
+    kernel learns from _PRT (level, active-low) and KVM's I/O APIC delivers while the line is high."""
+    if not have_model("virtio-rnd"):
+        pytest.skip("no virtio-rnd model in this build to raise INTx")
+    g = boot("cmd", extra_cmdline="pci=nomsi", extra_args=["-s", "3,virtio-rnd"])
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    assert g.run("cat /sys/bus/pci/devices/0000:00:03.0/irq")[1].strip() == "19"
+    rc, out = g.run("head -c 4096 /dev/hwrng | wc -c")
+    assert out.strip() == "4096", out
+    rc, out = g.run("grep virtio /proc/interrupts")
+    m = re.match(r"\s*19:\s+(\d+)\s+IO-APIC\s+19-fasteoi\s+virtio", out)
+    assert m and 0 < int(m.group(1)) < 100000, out
+    rc, out = g.run("dmesg | grep -iE 'nobody cared|irq 19: ' || true")
+    assert out.strip() == "", out
+
+
 # ---- bad input: one line, status 4, nothing started ----
 
 @pytest.mark.parametrize("args,fragments", [
