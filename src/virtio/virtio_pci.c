@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/vcpu.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
 
@@ -189,13 +190,37 @@ static bool io_checkpoint(struct virtio_dev *vd)
 	return run;
 }
 
+/*
+ * After a restore, chains the driver made available before the snapshot
+ * still wait for the device, and no notification will come for them. They
+ * are serviced once the VM runs: completing them earlier would send
+ * interrupts into interrupt controllers whose state is restored after the
+ * devices'. vCPU threads start only after the whole restore.
+ */
+static bool restore_kick_due(struct virtio_dev *vd)
+{
+	struct vm *vm = vd->dev->vm;
+
+	if (!vd->restore_kick)
+		return false;
+	if (!vm->vcpus || !vm->ncpus || !__atomic_load_n(&vm->vcpus[0].thread_started, __ATOMIC_ACQUIRE))
+		return false;
+	vd->restore_kick = false;
+	for (unsigned q = 0; q < vd->nqueues; q++)
+		if (vd->queues[q].vq.enabled)
+			virtio_kick(vd, q);
+	return true;
+}
+
 static void *io_main(void *opaque)
 {
 	struct virtio_dev *vd = opaque;
 	struct epoll_event ev[16];
 
 	while (io_checkpoint(vd)) {
-		int n = epoll_wait(vd->epfd, ev, 16, -1);
+		restore_kick_due(vd);
+		/* Only while a restored VM has not started: look again shortly. */
+		int n = epoll_wait(vd->epfd, ev, 16, vd->restore_kick ? 10 : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -962,13 +987,11 @@ int virtio_restore(struct virtio_dev *vd, struct state_reader *r)
 	vd->error_logged = logged;
 	ioeventfd_update(vd);
 	pthread_mutex_unlock(&vd->lock);
+	/* Service what was made available before the snapshot once the VM runs (see restore_kick_due). */
+	vd->restore_kick = (status & VIRTIO_STATUS_DRIVER_OK) != 0;
 	rc = 0;
 out:
 	virtio_resume(vd);
-	if (rc == 0 && (status & VIRTIO_STATUS_DRIVER_OK))
-		for (unsigned q = 0; q < vd->nqueues; q++)
-			if (vd->queues[q].vq.enabled)
-				virtio_kick(vd, q); /* anything made available meanwhile */
 	return rc;
 }
 

@@ -163,6 +163,7 @@ struct virtio_dev {
 	int epfd, ctl_fd;
 	unsigned pause_req;
 	bool parked, stop, frozen;
+	bool restore_kick;       /* restored: kick the queues once the vCPUs run (I/O thread) */
 	struct virtio_io_source ctl_source;
 };
 
