@@ -39,7 +39,7 @@
 struct tdev {
 	struct pci_function fn;
 	uint8_t io[IO_BAR_SIZE];
-	uint8_t mem[MEM_BAR_SIZE];
+	uint8_t mem[MEM64_BAR_SIZE]; /* shared by BAR 1 (4 KiB) and BAR 2 (16 KiB) */
 	unsigned accesses;
 	int vndr_cap;
 	uint32_t hook_value;  /* what the device keeps behind the vendor register */
@@ -66,7 +66,7 @@ static void tdev_io(void *opaque, uint64_t off, uint8_t *data, unsigned size, bo
 
 static void tdev_mem(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
 {
-	tdev_bar(opaque, off, data, size, is_write, ((struct tdev *)opaque)->mem, MEM_BAR_SIZE);
+	tdev_bar(opaque, off, data, size, is_write, ((struct tdev *)opaque)->mem, MEM64_BAR_SIZE);
 }
 
 static void tdev_cfg_read(struct pci_function *fn, unsigned off, unsigned size, uint32_t *val)
@@ -828,6 +828,48 @@ static void test_multifunction_and_no_hostbridge(void **state)
 	free_vm(vm);
 }
 
+/* A hostile guest: random config writes through both mechanisms and random BAR traffic. */
+static void test_random_guest(void **state)
+{
+	struct vm *vm = *state;
+	struct tdev *s = tdev_at(vm, "pci.0.3.0");
+	static const unsigned sizes[] = { 1, 2, 4, 8 };
+	unsigned seed = 12345;
+
+	for (unsigned i = 0; i < 50000; i++) {
+		unsigned r = (unsigned)rand_r(&seed), v = (unsigned)rand_r(&seed) * 2654435761u;
+		unsigned slot = (r & 1) ? 3 : (r & 2) ? 0 : 31, size = sizes[(r >> 2) & 3];
+		unsigned off = (unsigned)rand_r(&seed) % (r & 0x10 ? 0x1000 : 0x100);
+		/* Half the time aim at the interesting registers: COMMAND, BARs, the MSI-X control. */
+		if (r & 0x20)
+			off = (r & 0x40) ? PCI_BASE_ADDRESS_0 + ((r >> 8) % 6) * 4 : (r & 0x80) ? s->fn.msix.cap + 2u : PCI_COMMAND;
+		if (r & 0x100) {
+			mmio_write(vm, ecam(0, slot, 0, off), size, (uint64_t)v << 32 | v);
+		} else if (size < 8) {
+			outl(vm, 0xCF8, conf1_addr(0, slot, 0, off));
+			testvm_out(vm, (uint16_t)(0xCFC + (off & 3)), size > 4 - (off & 3) ? 1 : size, v);
+		}
+		/* Traffic to wherever the BARs are now, including the MSI-X table and PBA. */
+		uint64_t bar = s->fn.bars[(r >> 12) % 5].addr + ((unsigned)rand_r(&seed) % 0x1000);
+		if (r & 0x200)
+			mmio_write(vm, bar, size, v);
+		else
+			mmio_read(vm, bar, size, NULL);
+		if ((r & 0x3FF) == 0x3FF)
+			pci_msix_notify(&s->fn, (r >> 10) % (MSIX_VECTORS + 1));
+		if ((r & 0x7FF) == 0x7FF)
+			pci_intx_set(&s->fn, (r >> 11) & 1);
+	}
+	/* Still a working bus: identity intact, BARs placeable again. */
+	assert_int_equal(cfg_read(vm, 3, 0, PCI_VENDOR_ID, 4), TEST_DEVICE << 16 | TEST_VENDOR);
+	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), 0x12751275);
+	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)PCI_MMIO32_BASE + 0x400000);
+	cfg_write(vm, 3, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	bool claimed;
+	mmio_read(vm, PCI_MMIO32_BASE + 0x400000, 4, &claimed);
+	assert_true(claimed);
+}
+
 /* ---- reset and snapshots ---- */
 
 static void test_function_reset(void **state)
@@ -974,6 +1016,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msix_init_errors, setup, teardown),
 		cmocka_unit_test(test_bad_configurations),
 		cmocka_unit_test(test_multifunction_and_no_hostbridge),
+		cmocka_unit_test_setup_teardown(test_random_guest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_function_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_keeps_identity, setup, teardown),
