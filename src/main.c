@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "boot/linux.h"
+#include "control/control.h"
 #include "core/chardev.h"
 #include "core/cli.h"
 #include "core/config.h"
@@ -91,6 +92,7 @@ static struct snapshot_file *open_snapshot(struct config *cli, struct config **c
 static int run(struct config *cfg, struct snapshot_file *snap)
 {
 	struct signal_watch sw = { .fd = -1 };
+	struct control *ctl = NULL;
 	struct vm *vm = vm_create(cfg);
 	int status = HYVE_EXIT_ERROR;
 
@@ -98,12 +100,13 @@ static int run(struct config *cfg, struct snapshot_file *snap)
 		return HYVE_EXIT_ERROR;
 	if (watch_signals(vm, &sw) == 0 &&
 	    (snap ? devices_attach_all(vm) == 0 && snapshot_restore_vm(snap, vm) == 0 : prepare_boot(vm) == 0) &&
-	    vm_start(vm) == 0)
+	    control_start(vm, &ctl) == 0 && vm_start(vm) == 0)
 		status = vm_wait(vm);
 	else {
 		vm_request_exit(vm, HYVE_EXIT_ERROR);
 		vm_wait(vm);
 	}
+	control_stop(ctl);
 	snapshot_close(snap);
 	vm_destroy(vm);
 	if (sw.fd >= 0)
@@ -112,48 +115,70 @@ static int run(struct config *cfg, struct snapshot_file *snap)
 	return status;
 }
 
-int main(int argc, char **argv)
+/* Blocks the signals hyve handles, before any thread exists, so that only the signalfd sees them. */
+static void block_handled_signals(void)
 {
-	struct config *cli = config_new(), *cfg;
-	struct snapshot_file *snap = NULL;
 	sigset_t handled;
-	bool dump = false;
-	int status;
 
-	if (!cli)
-		return HYVE_EXIT_ERROR;
 	signal(SIGPIPE, SIG_IGN); /* a closed client or pipe is an error return, not a reason to die */
 	sigemptyset(&handled);
 	sigaddset(&handled, SIGTERM);
 	sigaddset(&handled, SIGINT);
 	sigaddset(&handled, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &handled, NULL);
-	switch (cli_parse(argc, argv, cli)) {
-	case CLI_EXIT_OK:
-		return 0;
-	case CLI_ERROR:
-		return HYVE_EXIT_ERROR;
-	default:
-		break;
-	}
-	cfg = cli;
+}
+
+/* Everything after the command line; cfg is the tree the VM is built from. */
+static int configure_and_run(struct config *cli)
+{
+	struct config *cfg = cli;
+	struct snapshot_file *snap = NULL;
+	bool dump = false;
+	int status;
+
 	if (config_get(cli, "snapshot.restore")) {
 		snap = open_snapshot(cli, &cfg);
-		if (!snap)
+		if (!snap) {
+			if (cfg != cli)
+				config_free(cfg);
 			return HYVE_EXIT_ERROR;
+		}
 	} else if (cli_validate(cli) < 0) {
 		return HYVE_EXIT_ERROR;
 	}
-	if (config_get_bool(cfg, "config.dump", false, &dump) < 0)
-		return HYVE_EXIT_ERROR;
-	if (dump) {
+	if (config_get_bool(cfg, "config.dump", false, &dump) < 0) {
+		status = HYVE_EXIT_ERROR;
+	} else if (dump) {
 		config_dump(cfg, stdout);
 		snapshot_close(snap);
-		return 0;
+		status = 0;
+	} else {
+		status = run(cfg, snap);
 	}
-	status = run(cfg, snap);
 	if (cfg != cli)
 		config_free(cfg);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct config *cli = config_new();
+	int status;
+
+	if (!cli)
+		return HYVE_EXIT_ERROR;
+	block_handled_signals();
+	switch (cli_parse(argc, argv, cli)) {
+	case CLI_EXIT_OK:
+		status = 0;
+		break;
+	case CLI_ERROR:
+		status = HYVE_EXIT_ERROR;
+		break;
+	default:
+		status = configure_and_run(cli);
+		break;
+	}
 	config_free(cli);
 	return status;
 }

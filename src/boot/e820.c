@@ -24,6 +24,8 @@ void e820_build(const struct guest_memory *mem, struct e820_map *map)
 	 */
 	add(map, LAYOUT_RAM_LOW_END, LAYOUT_BIOS_END, E820_RESERVED);
 	add(map, LAYOUT_BIOS_END, low, E820_RAM);
+	/* Linux uses ECAM from the start only when the e820 map reserves it. */
+	add(map, PCI_ECAM_BASE, PCI_ECAM_BASE + PCI_ECAM_SIZE, E820_RESERVED);
 	if (high)
 		add(map, MEM_4G, MEM_4G + high, E820_RAM);
 }

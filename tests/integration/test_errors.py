@@ -100,3 +100,20 @@ def test_print_config_shows_resolved_tree(tmp_path):
     assert "memory.size=1G" in lines
     assert "lpc.com1.path=stdio" in lines
     assert "name=myvm" in lines
+
+
+def test_asan_build_rejects_bad_input_cleanly(tmp_path):
+    """The sanitizer build reports no leak or UB on the error paths (it would change the status)."""
+    import os
+    import subprocess
+    asan = os.environ.get("HYVE_ASAN_BIN", "")
+    if not os.path.isfile(asan):
+        pytest.fail("HYVE_ASAN_BIN does not name the ASan build of hyve (tests/run sets it)")
+    cases = [base("-s", "5,no-such-device"), base("-s", "3,hostbridge", "-s", "3,lpc"), base(cpus=0),
+             base(mem="0"), base(kernel="/nonexistent/vmlinuz"), base(kernel=tmp_path), ["-Q", "vm"],
+             base("-l", "com2,carrier-pigeon"), ["-r", "/nonexistent.snap", "vm"]]
+    for args in cases:
+        r = subprocess.run([asan] + [str(a) for a in args], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == ERROR, (args, r.stderr[-2000:])
+        assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-2000:]

@@ -38,10 +38,11 @@ static void test_lowmem_only(void **state)
 	mem_layout(&mem, 256 * MiB);
 	assert_int_equal(mem_alloc(&mem, "test-e820"), 0);
 	e820_build(&mem, &map);
-	assert_int_equal(map.count, 3);
+	assert_int_equal(map.count, 4);
 	assert_entry(&map, 0, 0, LAYOUT_RAM_LOW_END, E820_RAM);
 	assert_entry(&map, 1, LAYOUT_RAM_LOW_END, 1 * MiB, E820_RESERVED);
 	assert_entry(&map, 2, 1 * MiB, 256 * MiB, E820_RAM);
+	assert_entry(&map, 3, PCI_ECAM_BASE, PCI_ECAM_BASE + PCI_ECAM_SIZE, E820_RESERVED);
 	assert_sorted(&map);
 	mem_free(&mem);
 }
@@ -54,8 +55,9 @@ static void test_exactly_lowmem_limit(void **state)
 	(void)state;
 	mem_layout(&mem, MEM_LOWMEM_LIMIT);
 	e820_build(&mem, &map);
-	assert_int_equal(map.count, 3);
+	assert_int_equal(map.count, 4);
 	assert_entry(&map, 2, 1 * MiB, MEM_LOWMEM_LIMIT, E820_RAM);
+	assert_entry(&map, 3, PCI_ECAM_BASE, PCI_ECAM_BASE + PCI_ECAM_SIZE, E820_RESERVED);
 }
 
 static void test_highmem(void **state)
@@ -66,11 +68,12 @@ static void test_highmem(void **state)
 	(void)state;
 	mem_layout(&mem, 8 * GiB);
 	e820_build(&mem, &map);
-	assert_int_equal(map.count, 4);
+	assert_int_equal(map.count, 5);
 	assert_entry(&map, 0, 0, LAYOUT_RAM_LOW_END, E820_RAM);
 	assert_entry(&map, 1, LAYOUT_RAM_LOW_END, 1 * MiB, E820_RESERVED);
 	assert_entry(&map, 2, 1 * MiB, MEM_LOWMEM_LIMIT, E820_RAM);
-	assert_entry(&map, 3, MEM_4G, MEM_4G + 8 * GiB - MEM_LOWMEM_LIMIT, E820_RAM);
+	assert_entry(&map, 3, PCI_ECAM_BASE, PCI_ECAM_BASE + PCI_ECAM_SIZE, E820_RESERVED);
+	assert_entry(&map, 4, MEM_4G, MEM_4G + 8 * GiB - MEM_LOWMEM_LIMIT, E820_RAM);
 	assert_sorted(&map);
 }
 

@@ -1,4 +1,5 @@
 #include "testvm.h"
+#include "core/irq.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -166,6 +167,7 @@ void testvm_free(struct vm *vm)
 		loop_running = false;
 	}
 	devices_destroy_all(vm);
+	vm_irq_routing_free(vm);
 	evloop_free(vm->loop);
 	iobus_destroy(&vm->pio);
 	iobus_destroy(&vm->mmio);
