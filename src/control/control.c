@@ -1,0 +1,721 @@
+/*
+ * The control socket server: listening socket, clients, and the VM actions
+ * behind the protocol of protocol.c.
+ *
+ * Everything here runs on the event-loop thread except snapshot_save(),
+ * which runs on a worker thread so the loop stays responsive while guest
+ * memory is written: the loop pauses the VM, the worker saves, and the loop
+ * resumes (or ends) the VM when the worker reports through an eventfd.
+ *
+ * Each client gets one reply per request line, in order. While a reply is
+ * owed (a snapshot in progress) or too much output is queued, the client's
+ * further requests wait in its buffer and in the socket.
+ */
+#include "control/control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control/protocol.h"
+#include "core/config.h"
+#include "core/evloop.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "dev/acpi_pm.h"
+#include "snapshot/snapshot.h"
+
+#define DEFAULT_DIR "/run/hyve"
+#define MAX_CLIENTS 32
+#define OUT_HIGH (64 * 1024)    /* no new requests are read while this much output waits */
+#define IN_CAP (CONTROL_LINE_MAX + 1) /* the longest line and its newline */
+#define EXIT_FLUSH_MS 2000      /* how long a reply may take to leave before the VM ends anyway */
+
+struct conn {
+	struct control *ctl;
+	int fd;
+	char *in;
+	size_t inlen, incap;
+	char *out;
+	size_t outlen, outcap;
+	uint32_t events;  /* what the loop watches now */
+	bool eof;         /* the client has sent everything */
+	bool closing;     /* close once the output has left */
+	bool pending;     /* a snapshot reply is owed */
+	struct conn *next;
+};
+
+struct control {
+	struct vm *vm;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd;
+	dev_t dev;
+	ino_t ino;
+	int done_fd; /* eventfd: the snapshot worker has finished */
+	struct conn *conns;
+	unsigned nconns;
+	struct timespec started;
+	bool exiting; /* an exit is under way: no more requests are read */
+	char reply[CONTROL_REPLY_MAX];
+
+	/* The snapshot being written (at most one); fields are the loop's except rc and err. */
+	struct {
+		bool running;
+		pthread_t thread;
+		struct conn *conn; /* who asked; NULL once it is gone */
+		struct control_id id;
+		char path[CONTROL_PATH_MAX + 1];
+		bool then_exit;
+		bool was_paused;
+		int rc;
+		char err[CONTROL_ERROR_MAX];
+	} snap;
+};
+
+static void conn_event(void *opaque, uint32_t events);
+
+/* ---- connections ---- */
+
+static void close_conn(struct conn *c)
+{
+	struct control *ctl = c->ctl;
+
+	for (struct conn **pp = &ctl->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	ctl->nconns--;
+	if (ctl->snap.conn == c)
+		ctl->snap.conn = NULL;
+	evloop_del(ctl->vm->loop, c->fd);
+	close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static int queue(struct conn *c, const char *data, size_t len)
+{
+	if (c->outlen + len > c->outcap) {
+		size_t cap = c->outcap ? c->outcap : 4096;
+		char *p;
+		while (cap < c->outlen + len)
+			cap *= 2;
+		p = realloc(c->out, cap);
+		if (!p)
+			return -1;
+		c->out = p;
+		c->outcap = cap;
+	}
+	memcpy(c->out + c->outlen, data, len);
+	c->outlen += len;
+	return 0;
+}
+
+/* Sends what the socket takes now; -1 when the client is gone. */
+static int flush(struct conn *c)
+{
+	size_t done = 0;
+	int rc = 0;
+
+	while (done < c->outlen) {
+		ssize_t n = send(c->fd, c->out + done, c->outlen - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			done += (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else {
+			if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+				rc = -1;
+			break;
+		}
+	}
+	memmove(c->out, c->out + done, c->outlen - done);
+	c->outlen -= done;
+	return rc;
+}
+
+/*
+ * The reply to a request that ends the VM must reach the client first: wait
+ * for it (bounded, it is one short line), then end the VM.
+ */
+static void exit_after_reply(struct control *ctl, struct conn *c, int status)
+{
+	struct timespec start, now;
+
+	ctl->exiting = true;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (c && c->outlen && flush(c) == 0 && c->outlen) {
+		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+		long waited;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= EXIT_FLUSH_MS || poll(&p, 1, (int)(EXIT_FLUSH_MS - waited)) <= 0)
+			break;
+	}
+	vm_request_exit(ctl->vm, status);
+}
+
+static bool can_read(const struct conn *c)
+{
+	return !c->eof && !c->closing && !c->pending && !c->ctl->exiting && c->outlen < OUT_HIGH &&
+	       c->inlen < IN_CAP;
+}
+
+static void update_watch(struct conn *c)
+{
+	uint32_t want = (can_read(c) ? EPOLLIN : 0) | (c->outlen ? EPOLLOUT : 0);
+
+	if (want != c->events && evloop_modify(c->ctl->vm->loop, c->fd, want) == 0)
+		c->events = want;
+}
+
+static void handle_line(struct conn *c, const char *line, size_t len);
+
+/*
+ * Answers the complete lines in the buffer while the client may be
+ * answered, sends what it can, and closes the connection when it is done.
+ * Returns false when the connection was closed.
+ */
+static bool process(struct conn *c)
+{
+	struct control *ctl = c->ctl;
+	size_t start = 0; /* lines before it are answered */
+
+	while (!c->pending && !c->closing && !ctl->exiting && c->outlen < OUT_HIGH && start < c->inlen) {
+		char *line = c->in + start;
+		size_t left = c->inlen - start, len, used;
+		char *nl = memchr(line, '\n', left);
+
+		if (nl) {
+			len = (size_t)(nl - line);
+			used = len + 1;
+		} else if (left > CONTROL_LINE_MAX || c->eof) {
+			/* Too long (refused, then closed), or the last line of a client that has finished. */
+			len = used = left;
+		} else {
+			break;
+		}
+		handle_line(c, line, len);
+		start += used;
+	}
+	if (c->closing)
+		start = c->inlen;
+	if (start) {
+		memmove(c->in, c->in + start, c->inlen - start);
+		c->inlen -= start;
+	}
+	if (ctl->exiting)
+		return true; /* the loop is stopping; control_stop() cleans up */
+	if (c->outlen && flush(c) < 0) {
+		close_conn(c);
+		return false;
+	}
+	if (!c->outlen && !c->pending && (c->closing || (c->eof && !c->inlen))) {
+		close_conn(c);
+		return false;
+	}
+	update_watch(c);
+	return true;
+}
+
+/* Reads what is there (once per event, for fairness between clients). */
+static int read_input(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->incap < IN_CAP && c->incap - c->inlen < 4096) {
+		size_t cap = c->incap ? c->incap * 2 : 8192;
+		char *p;
+		if (cap > IN_CAP)
+			cap = IN_CAP;
+		p = realloc(c->in, cap);
+		if (!p)
+			return -1;
+		c->in = p;
+		c->incap = cap;
+	}
+	if (c->inlen == c->incap)
+		return 0;
+	n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+	if (n > 0)
+		c->inlen += (size_t)n;
+	else if (n == 0)
+		c->eof = true;
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return -1;
+	return 0;
+}
+
+static void conn_event(void *opaque, uint32_t events)
+{
+	struct conn *c = opaque;
+
+	if (events & EPOLLOUT) {
+		if (flush(c) < 0) {
+			close_conn(c);
+			return;
+		}
+	}
+	if (events & EPOLLIN) {
+		if (read_input(c) < 0) {
+			close_conn(c);
+			return;
+		}
+	} else if (events & (EPOLLHUP | EPOLLERR)) {
+		/* Gone, and nothing left to read: whatever it was owed cannot be delivered. */
+		close_conn(c);
+		return;
+	}
+	process(c);
+}
+
+static void accept_event(void *opaque, uint32_t events)
+{
+	static const char too_many[] = "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+	struct control *ctl = opaque;
+
+	if (!(events & EPOLLIN))
+		return;
+	for (;;) {
+		int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct conn *c;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("control socket %s: accept: %s", ctl->path, strerror(errno));
+			return;
+		}
+		c = ctl->nconns < MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			if (send(fd, too_many, sizeof(too_many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				/* It was a courtesy. */
+			}
+			close(fd);
+			continue;
+		}
+		c->ctl = ctl;
+		c->fd = fd;
+		c->events = EPOLLIN;
+		if (evloop_add(ctl->vm->loop, fd, EPOLLIN, conn_event, c) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = ctl->conns;
+		ctl->conns = c;
+		ctl->nconns++;
+	}
+}
+
+/* ---- actions ---- */
+
+static bool vm_state_is(struct vm *vm, enum vm_run_state state)
+{
+	bool is;
+
+	pthread_mutex_lock(&vm->lock);
+	is = vm->state == state;
+	pthread_mutex_unlock(&vm->lock);
+	return is;
+}
+
+/* Common refusals; 0 when the VM can take a command now. */
+static int busy(struct control *ctl, char *err, size_t errlen)
+{
+	if (ctl->exiting || vm_is_exiting(ctl->vm)) {
+		snprintf(err, errlen, "the VM is shutting down");
+		return -1;
+	}
+	if (ctl->snap.running) {
+		snprintf(err, errlen, "a snapshot is being written");
+		return -1;
+	}
+	return 0;
+}
+
+static void op_status(void *opaque, struct control_status *st)
+{
+	struct conn *c = opaque;
+	struct control *ctl = c->ctl;
+	struct vm *vm = ctl->vm;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&vm->lock);
+	st->state = vm->state == VM_RUNNING ? "running" : vm->state == VM_PAUSED ? "paused" : "exiting";
+	pthread_mutex_unlock(&vm->lock);
+	st->name = vm->name;
+	st->cpus = vm->ncpus;
+	st->memory = vm->mem.size;
+	st->uptime = (double)(now.tv_sec - ctl->started.tv_sec) + (double)(now.tv_nsec - ctl->started.tv_nsec) / 1e9;
+	st->snapshot_in_progress = ctl->snap.running;
+}
+
+static int op_pause(void *opaque, char *err, size_t errlen)
+{
+	struct conn *c = opaque;
+
+	if (busy(c->ctl, err, errlen) < 0)
+		return -1;
+	vm_pause(c->ctl->vm);
+	return 0;
+}
+
+static int op_resume(void *opaque, char *err, size_t errlen)
+{
+	struct conn *c = opaque;
+
+	if (busy(c->ctl, err, errlen) < 0)
+		return -1;
+	vm_resume(c->ctl->vm);
+	return 0;
+}
+
+static void *snapshot_worker(void *arg)
+{
+	struct control *ctl = arg;
+	uint64_t one = 1;
+
+	ctl->snap.rc = snapshot_save(ctl->vm, ctl->snap.path, ctl->snap.err, sizeof(ctl->snap.err));
+	if (ctl->snap.rc < 0 && !ctl->snap.err[0])
+		snprintf(ctl->snap.err, sizeof(ctl->snap.err), "cannot write the snapshot");
+	/* The eventfd write is the release: the loop reads rc and err after it. */
+	if (write(ctl->done_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow with one write per snapshot. */
+	}
+	return NULL;
+}
+
+static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err, size_t errlen)
+{
+	struct conn *c = opaque;
+	struct control *ctl = c->ctl;
+	int rc;
+
+	if (busy(ctl, err, errlen) < 0)
+		return -1;
+	ctl->snap.was_paused = vm_state_is(ctl->vm, VM_PAUSED);
+	/*
+	 * Paused here, not on the worker: vm_pause() kicks vCPU threads, which
+	 * is only safe while the loop runs (they are joined after it stops).
+	 */
+	vm_pause(ctl->vm);
+	if (vm_is_exiting(ctl->vm)) {
+		snprintf(err, errlen, "the VM is shutting down");
+		return -1;
+	}
+	snprintf(ctl->snap.path, sizeof(ctl->snap.path), "%s", path);
+	ctl->snap.then_exit = then_exit;
+	ctl->snap.conn = c;
+	ctl->snap.rc = 0;
+	ctl->snap.err[0] = '\0';
+	rc = pthread_create(&ctl->snap.thread, NULL, snapshot_worker, ctl);
+	if (rc != 0) {
+		if (!ctl->snap.was_paused)
+			vm_resume(ctl->vm);
+		snprintf(err, errlen, "cannot start writing the snapshot: %s", strerror(rc));
+		return -1;
+	}
+	ctl->snap.running = true;
+	return 0;
+}
+
+static void snapshot_done_event(void *opaque, uint32_t events)
+{
+	struct control *ctl = opaque;
+	struct conn *c = ctl->snap.conn;
+	uint64_t count;
+	size_t len;
+
+	(void)events;
+	if (read(ctl->done_fd, &count, sizeof(count)) < 0 || !ctl->snap.running)
+		return;
+	pthread_join(ctl->snap.thread, NULL);
+	ctl->snap.running = false;
+	ctl->snap.conn = NULL;
+	if (ctl->snap.rc == 0 && ctl->snap.then_exit) {
+		/* The VM stays paused until it ends, so nothing happens after the saved state. */
+		if (c) {
+			len = control_reply_snapshot(&ctl->snap.id, ctl->snap.path, "exiting", ctl->reply);
+			c->pending = false;
+			if (queue(c, ctl->reply, len) < 0)
+				c = NULL;
+		}
+		exit_after_reply(ctl, c, HYVE_EXIT_POWEROFF);
+		return;
+	}
+	if (!ctl->snap.was_paused)
+		vm_resume(ctl->vm);
+	if (ctl->snap.rc < 0)
+		log_warn("snapshot to %s failed: %s", ctl->snap.path, ctl->snap.err);
+	if (!c)
+		return;
+	c->pending = false;
+	if (ctl->snap.rc == 0)
+		len = control_reply_snapshot(&ctl->snap.id, ctl->snap.path, ctl->snap.was_paused ? "paused" : "running",
+					     ctl->reply);
+	else
+		len = control_reply_error(&ctl->snap.id, ctl->snap.err, ctl->reply);
+	if (queue(c, ctl->reply, len) < 0) {
+		close_conn(c);
+		return;
+	}
+	process(c);
+}
+
+static int op_poweroff(void *opaque, char *err, size_t errlen)
+{
+	struct conn *c = opaque;
+
+	if (busy(c->ctl, err, errlen) < 0)
+		return -1;
+	acpi_pm_power_button(c->ctl->vm);
+	return 0;
+}
+
+static int op_may_exit(void *opaque, char *err, size_t errlen)
+{
+	struct conn *c = opaque;
+
+	return busy(c->ctl, err, errlen);
+}
+
+static const struct control_ops vm_ops = {
+	.status = op_status,
+	.pause = op_pause,
+	.resume = op_resume,
+	.snapshot = op_snapshot,
+	.poweroff = op_poweroff,
+	.may_exit = op_may_exit,
+};
+
+static void handle_line(struct conn *c, const char *line, size_t len)
+{
+	struct control *ctl = c->ctl;
+	struct control_result res;
+
+	control_handle_line(&vm_ops, c, line, len, ctl->reply, &res);
+	if (res.action == CONTROL_PENDING) {
+		c->pending = true;
+		ctl->snap.id = res.id;
+		return;
+	}
+	if (queue(c, ctl->reply, res.len) < 0) {
+		c->closing = true;
+		return;
+	}
+	if (res.action == CONTROL_CLOSE)
+		c->closing = true;
+	else if (res.action == CONTROL_EXIT)
+		exit_after_reply(ctl, c, res.exit_status);
+}
+
+/* ---- the listening socket ---- */
+
+/* Failures creating the default socket only disable it: a user without /run/hyve can still run VMs. */
+static bool only_warn(bool is_default, int err)
+{
+	return is_default && (err == EACCES || err == EPERM || err == EROFS || err == ENOENT);
+}
+
+/*
+ * Removes a socket file nobody accepts on (left by a VM that died); one
+ * somebody accepts on belongs to a running VM. 0, or -1 after logging.
+ */
+static int claim_path(struct control *ctl)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(ctl->path, &st) < 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("control socket %s: the file exists and is not a socket", ctl->path);
+		return -1;
+	}
+	memcpy(sa.sun_path, ctl->path, strlen(ctl->path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("control socket %s: %s", ctl->path, strerror(errno));
+		return -1;
+	}
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS) {
+		close(fd);
+		log_error("VM %s already running (control socket %s)", ctl->vm->name, ctl->path);
+		return -1;
+	}
+	rc = errno;
+	close(fd);
+	if (rc != ECONNREFUSED) {
+		log_error("control socket %s: %s", ctl->path, strerror(rc));
+		return -1;
+	}
+	if (unlink(ctl->path) < 0 && errno != ENOENT) {
+		log_error("control socket %s: cannot remove the stale socket: %s", ctl->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Binds and listens; 0, 1 when only a warning was due, -1 after logging. */
+static int open_socket(struct control *ctl, bool is_default)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(ctl->path)];
+	char *slash;
+	struct stat st;
+	mode_t old;
+	int dfd, rc = -1;
+
+	snprintf(dir, sizeof(dir), "%s", ctl->path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		if (only_warn(is_default, errno)) {
+			log_warn("no control socket: cannot create %s: %s", dir, strerror(errno));
+			return 1;
+		}
+		log_error("control socket %s: cannot create %s: %s", ctl->path, dir, strerror(errno));
+		return -1;
+	}
+	/* The folder's lock makes check-remove-bind one step against another hyve starting. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		flock(dfd, LOCK_EX);
+	if (claim_path(ctl) < 0)
+		goto out;
+	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ctl->listen_fd < 0) {
+		log_error("control socket %s: %s", ctl->path, strerror(errno));
+		goto out;
+	}
+	memcpy(sa.sun_path, ctl->path, strlen(ctl->path) + 1);
+	old = umask(0177);
+	rc = bind(ctl->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0) {
+		rc = only_warn(is_default, errno) ? 1 : -1;
+		if (rc > 0)
+			log_warn("no control socket: cannot create %s: %s", ctl->path, strerror(errno));
+		else
+			log_error("control socket %s: %s", ctl->path, strerror(errno));
+		goto out;
+	}
+	rc = -1;
+	if (chmod(ctl->path, 0600) < 0 || listen(ctl->listen_fd, 16) < 0 || stat(ctl->path, &st) < 0) {
+		log_error("control socket %s: %s", ctl->path, strerror(errno));
+		unlink(ctl->path);
+		goto out;
+	}
+	ctl->dev = st.st_dev;
+	ctl->ino = st.st_ino;
+	rc = 0;
+out:
+	if (dfd >= 0)
+		close(dfd); /* drops the lock */
+	return rc;
+}
+
+static void free_control(struct control *ctl)
+{
+	if (ctl->listen_fd >= 0)
+		close(ctl->listen_fd);
+	if (ctl->done_fd >= 0)
+		close(ctl->done_fd);
+	free(ctl);
+}
+
+int control_start(struct vm *vm, struct control **out)
+{
+	const char *spec = config_get(vm->cfg, "control.socket");
+	bool is_default = spec == NULL;
+	struct control *ctl;
+	int n, rc;
+
+	*out = NULL;
+	if (spec && (strcmp(spec, "off") == 0 || strcmp(spec, "none") == 0))
+		return 0;
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl) {
+		log_error("control socket: out of memory");
+		return -1;
+	}
+	ctl->vm = vm;
+	ctl->listen_fd = ctl->done_fd = -1;
+	if (is_default) {
+		if (!*vm->name || strchr(vm->name, '/')) {
+			log_error("VM name '%s' cannot name a control socket: set control.socket", vm->name);
+			free_control(ctl);
+			return -1;
+		}
+		n = snprintf(ctl->path, sizeof(ctl->path), DEFAULT_DIR "/%s.sock", vm->name);
+	} else {
+		n = snprintf(ctl->path, sizeof(ctl->path), "%s", spec);
+	}
+	if (n <= 0 || (size_t)n >= sizeof(ctl->path)) {
+		log_error("control socket %s%s: the path is empty or longer than %zu bytes",
+			  is_default ? DEFAULT_DIR "/" : "", is_default ? vm->name : spec, sizeof(ctl->path) - 1);
+		free_control(ctl);
+		return -1;
+	}
+	rc = open_socket(ctl, is_default);
+	if (rc != 0) {
+		free_control(ctl);
+		return rc > 0 ? 0 : -1;
+	}
+	ctl->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctl->done_fd < 0 || evloop_add(vm->loop, ctl->done_fd, EPOLLIN, snapshot_done_event, ctl) < 0 ||
+	    evloop_add(vm->loop, ctl->listen_fd, EPOLLIN, accept_event, ctl) < 0) {
+		log_error("control socket %s: %s", ctl->path, strerror(errno));
+		control_stop(ctl);
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ctl->started);
+	*out = ctl;
+	return 0;
+}
+
+void control_stop(struct control *ctl)
+{
+	struct stat st;
+
+	if (!ctl)
+		return;
+	if (ctl->snap.running)
+		pthread_join(ctl->snap.thread, NULL);
+	while (ctl->conns)
+		close_conn(ctl->conns);
+	if (ctl->done_fd >= 0)
+		evloop_del(ctl->vm->loop, ctl->done_fd);
+	if (ctl->listen_fd >= 0) {
+		evloop_del(ctl->vm->loop, ctl->listen_fd);
+		/* Only our own socket: another VM may have replaced a file we lost. */
+		if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+			unlink(ctl->path);
+	}
+	free_control(ctl);
+}

@@ -1,0 +1,98 @@
+/*
+ * The control protocol (docs/hyvectl.md), without sockets or a VM: one
+ * request line in, one reply line out. The server (control.c) supplies the
+ * actions through control_ops, so tests and the fuzzer can drive the whole
+ * parser and dispatcher with stand-ins.
+ *
+ * Requests are JSON objects, one per line: {"cmd":"NAME", ...arguments,
+ * "id":ID}. Replies are one line each: {"ok":true, ...} or
+ * {"ok":false,"error":"message"}, with the request's "id" echoed when it
+ * had a valid one.
+ */
+#ifndef HYVE_CONTROL_PROTOCOL_H
+#define HYVE_CONTROL_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest request line, not counting its newline. */
+#define CONTROL_LINE_MAX 65536
+/* A buffer of this size holds any reply line, newline included. */
+#define CONTROL_REPLY_MAX 32768
+/* Error messages are cut to this many bytes (at a character boundary). */
+#define CONTROL_ERROR_MAX 1024
+/* Longest string "id". */
+#define CONTROL_ID_MAX 256
+/* Longest snapshot path, in bytes. */
+#define CONTROL_PATH_MAX 4095
+
+/* A request's "id", echoed in its reply: none, an integer or a string. */
+struct control_id {
+	enum { CONTROL_ID_NONE, CONTROL_ID_INT, CONTROL_ID_STRING } kind;
+	int64_t num;
+	char str[CONTROL_ID_MAX + 1];
+};
+
+struct control_status {
+	const char *name;
+	const char *state;     /* "running", "paused" or "exiting" */
+	unsigned cpus;
+	uint64_t memory;       /* guest RAM bytes */
+	double uptime;         /* seconds since the VM started */
+	bool snapshot_in_progress;
+};
+
+/*
+ * Actions; each returns 0, or -1 with a one-line reason in err. They run on
+ * the caller's thread (the server's event loop) and must not block long.
+ */
+struct control_ops {
+	void (*status)(void *opaque, struct control_status *st);
+	int (*pause)(void *opaque, char *err, size_t errlen);
+	int (*resume)(void *opaque, char *err, size_t errlen);
+	/*
+	 * Starts saving the VM to `path` (absolute). On 0 the reply is deferred:
+	 * the caller answers later with control_reply_snapshot() or
+	 * control_reply_error().
+	 */
+	int (*snapshot)(void *opaque, const char *path, bool exit, char *err, size_t errlen);
+	/* Presses the ACPI power button. */
+	int (*poweroff)(void *opaque, char *err, size_t errlen);
+	/*
+	 * Whether the VM may end now (reset, quit); the server ends it after
+	 * sending the reply (CONTROL_EXIT).
+	 */
+	int (*may_exit)(void *opaque, char *err, size_t errlen);
+};
+
+/* What the server does with a handled line. */
+enum control_action {
+	CONTROL_KEEP,    /* send the reply, read on */
+	CONTROL_CLOSE,   /* send the reply, then close the connection */
+	CONTROL_EXIT,    /* send the reply, then end the VM with exit_status */
+	CONTROL_PENDING, /* no reply yet (a snapshot is being written) */
+};
+
+struct control_result {
+	enum control_action action;
+	int exit_status;       /* CONTROL_EXIT: an enum hyve_exit value */
+	struct control_id id;  /* the request's id, for a deferred reply */
+	size_t len;            /* reply bytes, newline included; 0 when PENDING */
+};
+
+/*
+ * Handles one request line (without its newline; a trailing '\r' is
+ * ignored) of any bytes: parses and validates it, calls at most one action,
+ * and writes the reply line into reply (CONTROL_REPLY_MAX bytes, NUL
+ * terminated). Pure apart from the actions: no I/O, no global state.
+ */
+void control_handle_line(const struct control_ops *ops, void *opaque, const char *line, size_t len,
+			 char *reply, struct control_result *res);
+
+/* Reply lines for deferred commands and for the server's own errors; return the length. */
+size_t control_reply_error(const struct control_id *id, const char *msg, char *reply);
+/* A finished snapshot: state is what the VM does next ("running", "paused" or "exiting"). */
+size_t control_reply_snapshot(const struct control_id *id, const char *path, const char *state, char *reply);
+
+#endif

@@ -1,0 +1,839 @@
+/*
+ * The control socket server (src/control/control.c) over real UNIX sockets,
+ * against a stand-in VM: this file provides the few VM functions the server
+ * calls (run state, exit, power button) and a scripted snapshot_save()
+ * double, and runs the server's event loop on a thread. Never linked into
+ * hyve.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control/control.h"
+#include "control/protocol.h"
+#include "core/config.h"
+#include "core/evloop.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "dev/acpi_pm.h"
+#include "snapshot/snapshot.h"
+
+/* ---- the stand-in VM ---- */
+
+static struct {
+	pthread_mutex_t lock;
+	int exit_status;          /* first vm_request_exit() status, -1 before */
+	unsigned pauses, resumes, power_buttons;
+	/* snapshot_save() double */
+	pthread_cond_t cond;      /* saves started, gate opened */
+	unsigned saves;
+	bool hold;                /* a save waits until the test opens the gate */
+	const char *save_error;   /* fail with this, or succeed and create the file */
+	bool paused_while_saving;
+} rec = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_RUNNING)
+		vm->state = VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&rec.lock);
+	rec.pauses++;
+	pthread_mutex_unlock(&rec.lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_PAUSED)
+		vm->state = VM_RUNNING;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&rec.lock);
+	rec.resumes++;
+	pthread_mutex_unlock(&rec.lock);
+}
+
+bool vm_is_exiting(struct vm *vm)
+{
+	bool exiting;
+
+	pthread_mutex_lock(&vm->lock);
+	exiting = vm->state == VM_EXITING;
+	pthread_mutex_unlock(&vm->lock);
+	return exiting;
+}
+
+void vm_request_exit(struct vm *vm, int status)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_EXITING) {
+		vm->state = VM_EXITING;
+		vm->exit_status = status;
+		pthread_mutex_lock(&rec.lock);
+		rec.exit_status = status;
+		pthread_mutex_unlock(&rec.lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	evloop_stop(vm->loop);
+}
+
+void acpi_pm_power_button(struct vm *vm)
+{
+	(void)vm;
+	pthread_mutex_lock(&rec.lock);
+	rec.power_buttons++;
+	pthread_mutex_unlock(&rec.lock);
+}
+
+/* Test double: the unit test links the server without the snapshot code. */
+int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
+{
+	int fd;
+
+	pthread_mutex_lock(&vm->lock);
+	rec.paused_while_saving = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&rec.lock);
+	rec.saves++;
+	pthread_cond_broadcast(&rec.cond);
+	while (rec.hold)
+		pthread_cond_wait(&rec.cond, &rec.lock);
+	pthread_mutex_unlock(&rec.lock);
+	if (rec.save_error) {
+		snprintf(err, errlen, "%s", rec.save_error);
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Holds the next saves until release_saves(). */
+static void hold_saves(void)
+{
+	pthread_mutex_lock(&rec.lock);
+	rec.hold = true;
+	pthread_mutex_unlock(&rec.lock);
+}
+
+static void release_saves(void)
+{
+	pthread_mutex_lock(&rec.lock);
+	rec.hold = false;
+	pthread_cond_broadcast(&rec.cond);
+	pthread_mutex_unlock(&rec.lock);
+}
+
+/* Waits until n saves have started. */
+static void wait_saves(unsigned n)
+{
+	pthread_mutex_lock(&rec.lock);
+	while (rec.saves < n)
+		pthread_cond_wait(&rec.cond, &rec.lock);
+	pthread_mutex_unlock(&rec.lock);
+}
+
+/* ---- fixture ---- */
+
+static char dir[64];
+static char sock[100];
+static struct vm *vm;
+static struct control *ctl;
+static pthread_t loop_thread;
+static bool loop_running;
+
+static void *loop_main(void *arg)
+{
+	evloop_run(arg);
+	return NULL;
+}
+
+static struct vm *new_vm(const char *name, const char *socket_spec)
+{
+	struct vm *v = calloc(1, sizeof(*v));
+
+	assert_non_null(v);
+	v->cfg = config_new();
+	assert_non_null(v->cfg);
+	assert_int_equal(config_set(v->cfg, "name", name), 0);
+	if (socket_spec)
+		assert_int_equal(config_set(v->cfg, "control.socket", socket_spec), 0);
+	v->name = config_get(v->cfg, "name");
+	v->loop = evloop_new();
+	assert_non_null(v->loop);
+	v->ncpus = 2;
+	v->mem.size = 256ULL << 20;
+	v->state = VM_RUNNING;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->cond, NULL);
+	return v;
+}
+
+static void free_vm(struct vm *v)
+{
+	evloop_free(v->loop);
+	config_free(v->cfg);
+	free(v);
+}
+
+static void start_loop(void)
+{
+	assert_int_equal(pthread_create(&loop_thread, NULL, loop_main, vm->loop), 0);
+	loop_running = true;
+}
+
+/* Waits for the loop to end by itself (the VM was told to exit). */
+static void join_loop(void)
+{
+	if (loop_running) {
+		pthread_join(loop_thread, NULL);
+		loop_running = false;
+	}
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	pthread_mutex_lock(&rec.lock);
+	rec.exit_status = -1;
+	rec.pauses = rec.resumes = rec.power_buttons = rec.saves = 0;
+	rec.hold = false;
+	rec.save_error = NULL;
+	rec.paused_while_saving = false;
+	pthread_mutex_unlock(&rec.lock);
+	snprintf(dir, sizeof(dir), "/tmp/hyve-ctl-test.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/run/vm.sock", dir);
+	vm = new_vm("vm1", sock);
+	assert_int_equal(control_start(vm, &ctl), 0);
+	assert_non_null(ctl);
+	start_loop();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	release_saves();
+	if (loop_running) {
+		evloop_stop(vm->loop);
+		join_loop();
+	}
+	control_stop(ctl);
+	ctl = NULL;
+	free_vm(vm);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+/* ---- client helpers ---- */
+
+static int client(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void send_str(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+		assert_true(n > 0);
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+static void say(int fd, const char *s)
+{
+	send_str(fd, s, strlen(s));
+}
+
+/* Reads one line (up to timeout_ms); returns its length without the newline, -1 on EOF/timeout. */
+static ssize_t read_line_timeout(int fd, char *buf, size_t size, int timeout_ms)
+{
+	size_t len = 0;
+
+	while (len + 1 < size) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return -1;
+		n = recv(fd, buf + len, 1, 0);
+		if (n <= 0)
+			return -1;
+		if (buf[len] == '\n') {
+			buf[len] = '\0';
+			return (ssize_t)len;
+		}
+		len++;
+	}
+	return -1;
+}
+
+static char line[CONTROL_REPLY_MAX];
+
+static const char *reply(int fd)
+{
+	ssize_t n = read_line_timeout(fd, line, sizeof(line), 5000);
+
+	if (n < 0)
+		fail_msg("no reply line");
+	return line;
+}
+
+static void assert_reply(int fd, const char *fragment)
+{
+	const char *r = reply(fd);
+
+	if (!strstr(r, fragment))
+		fail_msg("reply %s lacks %s", r, fragment);
+}
+
+/*
+ * True when the server has closed the connection within a second: end of
+ * input, or a reset when it closed with our unread request bytes.
+ */
+static bool closed_by_server(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+	char c;
+
+	if (poll(&p, 1, 1000) != 1)
+		return false;
+	n = recv(fd, &c, 1, 0);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static enum vm_run_state vm_state(void)
+{
+	enum vm_run_state s;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+/* ---- tests ---- */
+
+static void test_socket_modes(void **state)
+{
+	struct stat st;
+	char run[128];
+
+	(void)state;
+	assert_int_equal(lstat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	snprintf(run, sizeof(run), "%s/run", dir);
+	assert_int_equal(stat(run, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+}
+
+static void test_status(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"status\",\"id\":\"q\"}\n");
+	assert_reply(fd, "\"ok\":true,\"id\":\"q\",\"name\":\"vm1\",\"state\":\"running\",\"cpus\":2,\"memory\":268435456,");
+	assert_true(strstr(line, "\"snapshot_in_progress\":false}") != NULL);
+	close(fd);
+}
+
+static void test_pause_resume(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"pause\"}\n");
+	assert_reply(fd, "{\"ok\":true,\"state\":\"paused\"}");
+	assert_int_equal(vm_state(), VM_PAUSED);
+	say(fd, "{\"cmd\":\"pause\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	say(fd, "{\"cmd\":\"status\"}\n");
+	assert_reply(fd, "\"state\":\"paused\"");
+	say(fd, "{\"cmd\":\"resume\"}\n");
+	assert_reply(fd, "{\"ok\":true,\"state\":\"running\"}");
+	assert_int_equal(vm_state(), VM_RUNNING);
+	close(fd);
+}
+
+static void test_pipelined_and_split(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"status\",\"id\":1}\n{\"cmd\":\"bogus\",\"id\":2}\nnot json\n{\"cmd\":\"sta");
+	assert_reply(fd, "\"id\":1,");
+	assert_reply(fd, "{\"ok\":false,\"id\":2,\"error\":\"unknown command 'bogus'\"}");
+	assert_reply(fd, "malformed JSON");
+	usleep(50000);
+	say(fd, "tus\",\"id\":3}\r\n");
+	assert_reply(fd, "\"id\":3,");
+	close(fd);
+}
+
+static void test_several_clients(void **state)
+{
+	int fds[5];
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		fds[i] = client();
+	for (int i = 4; i >= 0; i--) {
+		char req[64];
+		snprintf(req, sizeof(req), "{\"cmd\":\"status\",\"id\":%d}\n", i);
+		say(fds[i], req);
+	}
+	for (int i = 0; i < 5; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "\"id\":%d,", i);
+		assert_reply(fds[i], want);
+		close(fds[i]);
+	}
+}
+
+static void test_overlong_line_closes(void **state)
+{
+	size_t len = CONTROL_LINE_MAX + 100;
+	char *big = malloc(len);
+	int fd = client(), other = client();
+
+	(void)state;
+	assert_non_null(big);
+	memset(big, ' ', len);
+	send_str(fd, big, len);
+	assert_reply(fd, "longer than 65536 bytes");
+	assert_true(closed_by_server(fd));
+	close(fd);
+	/* Others are unaffected. */
+	say(other, "{\"cmd\":\"status\"}\n");
+	assert_reply(other, "\"ok\":true");
+	close(other);
+	free(big);
+}
+
+static void test_longest_line_accepted(void **state)
+{
+	char *big = malloc(CONTROL_LINE_MAX + 1);
+	static const char req[] = "{\"cmd\":\"status\"}";
+	int fd = client();
+
+	(void)state;
+	assert_non_null(big);
+	memset(big, ' ', CONTROL_LINE_MAX);
+	memcpy(big + CONTROL_LINE_MAX - (sizeof(req) - 1), req, sizeof(req) - 1);
+	big[CONTROL_LINE_MAX] = '\n';
+	send_str(fd, big, CONTROL_LINE_MAX + 1);
+	assert_reply(fd, "\"ok\":true");
+	say(fd, "{\"cmd\":\"status\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	close(fd);
+	free(big);
+}
+
+static void test_half_close_gets_replies(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	/* The last request has no newline: the end of input finishes it. */
+	say(fd, "{\"cmd\":\"status\",\"id\":1}\n{\"cmd\":\"status\",\"id\":2}");
+	shutdown(fd, SHUT_WR);
+	assert_reply(fd, "\"id\":1,");
+	assert_reply(fd, "\"id\":2,");
+	assert_true(closed_by_server(fd));
+	close(fd);
+}
+
+static void test_client_gone_mid_request(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"sta");
+	close(fd);
+	usleep(50000);
+	fd = client();
+	say(fd, "{\"cmd\":\"status\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	close(fd);
+}
+
+static void test_poweroff(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"poweroff\"}\n");
+	assert_reply(fd, "{\"ok\":true}");
+	assert_int_equal(rec.power_buttons, 1);
+	assert_int_equal(rec.exit_status, -1);
+	close(fd);
+}
+
+static void check_exit(const char *cmd, int status)
+{
+	char req[64], want[64];
+	int fd = client();
+
+	snprintf(req, sizeof(req), "{\"cmd\":\"%s\"}\n", cmd);
+	say(fd, req);
+	snprintf(want, sizeof(want), "{\"ok\":true,\"exit_status\":%d}", status);
+	assert_reply(fd, want);
+	join_loop();
+	assert_int_equal(rec.exit_status, status);
+	close(fd);
+}
+
+static void test_reset(void **state)
+{
+	(void)state;
+	check_exit("reset", 0);
+}
+
+static void test_quit(void **state)
+{
+	(void)state;
+	check_exit("quit", 1);
+}
+
+static void snapshot_path(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "%s/%s", dir, name);
+}
+
+static void test_snapshot_keeps_running(void **state)
+{
+	char path[128], req[256], want[256];
+	int fd = client(), other = client();
+	struct stat st;
+
+	(void)state;
+	hold_saves();
+	snapshot_path(path, sizeof(path), "a.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"id\":9}\n", path);
+	say(fd, req);
+	wait_saves(1);
+	/* The loop keeps serving others while the snapshot is written, and refuses what would disturb it. */
+	say(other, "{\"cmd\":\"status\"}\n");
+	assert_reply(other, "\"state\":\"paused\"");
+	assert_true(strstr(line, "\"snapshot_in_progress\":true") != NULL);
+	say(other, "{\"cmd\":\"resume\"}\n");
+	assert_reply(other, "a snapshot is being written");
+	say(other, "{\"cmd\":\"quit\"}\n");
+	assert_reply(other, "a snapshot is being written");
+	say(other, "{\"cmd\":\"snapshot\",\"path\":\"/tmp/x\"}\n");
+	assert_reply(other, "a snapshot is being written");
+	/* Requests pipelined behind the snapshot wait for its reply. */
+	say(fd, "{\"cmd\":\"status\",\"id\":10}\n");
+	usleep(100000);
+	release_saves();
+	snprintf(want, sizeof(want), "{\"ok\":true,\"id\":9,\"path\":\"%s\",\"state\":\"running\"}", path);
+	assert_reply(fd, want);
+	assert_reply(fd, "\"id\":10,\"name\"");
+	assert_true(strstr(line, "\"state\":\"running\"") != NULL);
+	assert_true(rec.paused_while_saving);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(vm_state(), VM_RUNNING);
+	assert_int_equal(rec.exit_status, -1);
+	close(fd);
+	close(other);
+}
+
+static void test_snapshot_of_paused_vm_stays_paused(void **state)
+{
+	char path[128], req[256];
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"pause\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	snapshot_path(path, sizeof(path), "b.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\"}\n", path);
+	say(fd, req);
+	assert_reply(fd, "\"state\":\"paused\"");
+	assert_int_equal(vm_state(), VM_PAUSED);
+	close(fd);
+}
+
+static void test_snapshot_failure_resumes(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	rec.save_error = "cannot create /proc/x.tmp: No such file or directory";
+	say(fd, "{\"cmd\":\"snapshot\",\"path\":\"/proc/x\",\"id\":\"f\"}\n");
+	assert_reply(fd, "{\"ok\":false,\"id\":\"f\",\"error\":\"cannot create /proc/x.tmp: No such file or directory\"}");
+	assert_int_equal(vm_state(), VM_RUNNING);
+	assert_int_equal(rec.exit_status, -1);
+	say(fd, "{\"cmd\":\"status\"}\n");
+	assert_reply(fd, "\"snapshot_in_progress\":false");
+	close(fd);
+}
+
+static void test_snapshot_then_exit(void **state)
+{
+	char path[128], req[256];
+	int fd = client();
+
+	(void)state;
+	snapshot_path(path, sizeof(path), "c.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"exit\":true}\n", path);
+	say(fd, req);
+	assert_reply(fd, "\"state\":\"exiting\"");
+	join_loop();
+	assert_int_equal(rec.exit_status, 1);
+	/* Never resumed: nothing ran after the saved state. */
+	assert_int_equal(rec.resumes, 0);
+	close(fd);
+}
+
+static void test_snapshot_client_gone(void **state)
+{
+	char path[128], req[256];
+	int fd = client();
+	struct stat st;
+
+	(void)state;
+	hold_saves();
+	snapshot_path(path, sizeof(path), "d.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\"}\n", path);
+	say(fd, req);
+	wait_saves(1);
+	close(fd);
+	usleep(50000); /* the server sees the hang-up while the save goes on */
+	release_saves();
+	fd = client();
+	for (int i = 0; i < 500; i++) {
+		say(fd, "{\"cmd\":\"status\"}\n");
+		if (strstr(reply(fd), "\"snapshot_in_progress\":false"))
+			break;
+		usleep(10000);
+	}
+	assert_true(strstr(line, "\"snapshot_in_progress\":false") != NULL);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(vm_state(), VM_RUNNING);
+	close(fd);
+}
+
+static void test_too_many_clients(void **state)
+{
+	int fds[40];
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		fds[i] = client();
+	fds[32] = client();
+	assert_reply(fds[32], "too many control clients");
+	assert_true(closed_by_server(fds[32]));
+	close(fds[32]);
+	/* A slot frees up once the server has seen a client go. */
+	close(fds[0]);
+	for (int i = 0; i < 500; i++) {
+		fds[0] = client();
+		say(fds[0], "{\"cmd\":\"status\"}\n");
+		if (!strstr(reply(fds[0]), "too many"))
+			break;
+		close(fds[0]);
+		usleep(10000);
+	}
+	assert_true(strstr(line, "\"ok\":true") != NULL);
+	for (int i = 0; i < 32; i++)
+		close(fds[i]);
+}
+
+static void test_second_vm_refused(void **state)
+{
+	struct vm *second = new_vm("vm1", sock);
+	struct control *c2 = NULL;
+	int fd;
+
+	(void)state;
+	assert_int_equal(control_start(second, &c2), -1);
+	assert_null(c2);
+	free_vm(second);
+	/* The first one still answers. */
+	fd = client();
+	say(fd, "{\"cmd\":\"status\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	close(fd);
+}
+
+static void test_socket_removed_on_stop(void **state)
+{
+	struct stat st;
+
+	(void)state;
+	evloop_stop(vm->loop);
+	join_loop();
+	control_stop(ctl);
+	ctl = NULL;
+	assert_int_equal(lstat(sock, &st), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+/* ---- start-up cases without the fixture ---- */
+
+static void with_dir(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/hyve-ctl-test.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/vm.sock", dir);
+}
+
+static void without_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_stale_socket_replaced(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct control *c = NULL;
+	struct vm *v;
+	int fd;
+
+	(void)state;
+	with_dir();
+	/* A socket file nobody listens on any more, as a killed VM leaves behind. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	v = new_vm("vm1", sock);
+	assert_int_equal(control_start(v, &c), 0);
+	assert_non_null(c);
+	control_stop(c);
+	free_vm(v);
+	without_dir();
+}
+
+static void test_non_socket_file_refused(void **state)
+{
+	struct control *c = NULL;
+	struct vm *v;
+	int fd;
+
+	(void)state;
+	with_dir();
+	fd = open(sock, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	v = new_vm("vm1", sock);
+	assert_int_equal(control_start(v, &c), -1);
+	assert_null(c);
+	free_vm(v);
+	without_dir();
+}
+
+static void test_disabled(void **state)
+{
+	struct control *c = (struct control *)1;
+	struct vm *v;
+
+	(void)state;
+	v = new_vm("vm1", "off");
+	assert_int_equal(control_start(v, &c), 0);
+	assert_null(c);
+	free_vm(v);
+	v = new_vm("vm1", "none");
+	c = (struct control *)1;
+	assert_int_equal(control_start(v, &c), 0);
+	assert_null(c);
+	control_stop(c);
+	free_vm(v);
+}
+
+static void test_path_too_long(void **state)
+{
+	char path[200];
+	struct control *c = NULL;
+	struct vm *v;
+
+	(void)state;
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	v = new_vm("vm1", path);
+	assert_int_equal(control_start(v, &c), -1);
+	free_vm(v);
+}
+
+static void test_name_with_slash(void **state)
+{
+	struct control *c = NULL;
+	struct vm *v;
+
+	(void)state;
+	v = new_vm("a/b", NULL);
+	assert_int_equal(control_start(v, &c), -1);
+	free_vm(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_socket_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_and_split, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_several_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlong_line_closes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_longest_line_accepted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_close_gets_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_gone_mid_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poweroff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_keeps_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_of_paused_vm_stays_paused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_failure_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_then_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_client_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_vm_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_socket_removed_on_stop, setup, teardown),
+		cmocka_unit_test(test_stale_socket_replaced),
+		cmocka_unit_test(test_non_socket_file_refused),
+		cmocka_unit_test(test_disabled),
+		cmocka_unit_test(test_path_too_long),
+		cmocka_unit_test(test_name_with_slash),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
