@@ -14,7 +14,6 @@
 #define REC_HEADER_SIZE 40
 #define IO_CHUNK (1u << 20)
 
-static const uint8_t zero_page[SNAP_PAGE_SIZE];
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -149,6 +148,20 @@ static bool page_is_zero(const uint8_t *p)
 }
 
 /*
+ * RAM checksums cover the non-zero pages only, each prefixed by its page
+ * index, so zero pages (holes) cost nothing to save or verify while a
+ * page moved or zeroed is still detected.
+ */
+static void hash_page(XXH3_state_t *st, uint64_t index, const uint8_t *page)
+{
+	uint8_t le[8];
+
+	put64(le, index);
+	XXH3_64bits_update(st, le, sizeof(le));
+	XXH3_64bits_update(st, page, SNAP_PAGE_SIZE);
+}
+
+/*
  * Writes non-zero runs of pages at their fixed offsets; zero runs are left
  * as holes. Returns 0 or -1.
  */
@@ -159,7 +172,8 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 
 	for (uint64_t p = start; p < end; p += SNAP_PAGE_SIZE) {
 		bool zero = page_is_zero(mem + p);
-		XXH3_64bits_update(st, mem + p, SNAP_PAGE_SIZE);
+		if (!zero)
+			hash_page(st, p / SNAP_PAGE_SIZE, mem + p);
 		if (!zero && run == UINT64_MAX)
 			run = p;
 		if ((zero || p + SNAP_PAGE_SIZE == end || p + SNAP_PAGE_SIZE - run >= IO_CHUNK) && run != UINT64_MAX) {
@@ -172,11 +186,6 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 	return 0;
 }
 
-static void hash_zeros(XXH3_state_t *st, uint64_t len)
-{
-	for (; len; len -= SNAP_PAGE_SIZE)
-		XXH3_64bits_update(st, zero_page, SNAP_PAGE_SIZE);
-}
 
 /*
  * The memfd knows which ranges were never touched (SEEK_DATA/SEEK_HOLE):
@@ -195,7 +204,6 @@ static int write_ram_payload(struct snap_writer *w, const uint8_t *mem, uint64_t
 			if (data > len)
 				data = len;
 			data &= ~(uint64_t)(SNAP_PAGE_SIZE - 1);
-			hash_zeros(st, data - pos);
 			if (data == len)
 				break;
 			off_t h = lseek(memfd, (off_t)(memfd_offset + data), SEEK_HOLE);
@@ -447,45 +455,52 @@ uint8_t *snapr_load(struct snap_reader *r, const struct snap_record *rec)
 	return buf;
 }
 
+/* Hashes the data extents of a RAW payload the way the writer did; holes are skipped. */
+static int hash_raw_payload(struct snap_reader *r, const struct snap_record *rec, XXH3_state_t *st, uint8_t *buf)
+{
+	uint64_t pos = 0;
+
+	if (rec->len % SNAP_PAGE_SIZE)
+		return fail(r->err, r->errlen, "record %s: RAM payload is not whole pages", rec->name);
+	while (pos < rec->len) {
+		off_t data = lseek(r->fd, (off_t)(rec->payload_offset + pos), SEEK_DATA);
+		size_t n;
+		if (r->cancel && *r->cancel)
+			return -1;
+		if (data < 0)
+			break; /* only holes remain */
+		if ((uint64_t)data >= rec->payload_offset + rec->len)
+			break;
+		pos = ((uint64_t)data - rec->payload_offset) & ~(uint64_t)(SNAP_PAGE_SIZE - 1);
+		n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
+		if (read_exact(r->fd, buf, n, rec->payload_offset + pos) < 0)
+			return fail(r->err, r->errlen, "record %s: cannot read payload", rec->name);
+		for (size_t p = 0; p < n; p += SNAP_PAGE_SIZE)
+			if (!page_is_zero(buf + p))
+				hash_page(st, (pos + p) / SNAP_PAGE_SIZE, buf + p);
+		pos += n;
+	}
+	return 0;
+}
+
 int snapr_verify(struct snap_reader *r, const struct snap_record *rec)
 {
 	XXH3_state_t *st = XXH3_createState();
 	uint8_t *buf = malloc(IO_CHUNK);
-	uint64_t pos = 0;
 	int rc = 0;
 
 	if (!st || !buf) {
 		rc = fail(r->err, r->errlen, "out of memory");
-		goto out;
+	} else if (!(rec->flags & SNAP_REC_RAW)) {
+		uint8_t *payload = snapr_load(r, rec);
+		rc = payload ? 0 : -1;
+		free(payload);
+	} else {
+		XXH3_64bits_reset(st);
+		rc = hash_raw_payload(r, rec, st, buf);
+		if (rc == 0 && XXH3_64bits_digest(st) != rec->checksum)
+			rc = fail(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
 	}
-	XXH3_64bits_reset(st);
-	while (pos < rec->len && rc == 0) {
-		if (r->cancel && *r->cancel) {
-			rc = -1;
-			break;
-		}
-		/* Holes read as zeros; skipping them saves reading what was never written. */
-		off_t data = lseek(r->fd, (off_t)(rec->payload_offset + pos), SEEK_DATA);
-		uint64_t until = data < 0 ? rec->len : (uint64_t)data - rec->payload_offset;
-		if (until > rec->len)
-			until = rec->len;
-		if (until > pos) {
-			uint64_t zeros = (until - pos) & ~(uint64_t)(SNAP_PAGE_SIZE - 1);
-			hash_zeros(st, zeros);
-			pos += zeros;
-			if (zeros)
-				continue;
-		}
-		size_t n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
-		if (read_exact(r->fd, buf, n, rec->payload_offset + pos) < 0)
-			rc = fail(r->err, r->errlen, "record %s: cannot read payload", rec->name);
-		else
-			XXH3_64bits_update(st, buf, n);
-		pos += n;
-	}
-	if (rc == 0 && pos >= rec->len && XXH3_64bits_digest(st) != rec->checksum)
-		rc = fail(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
-out:
 	XXH3_freeState(st);
 	free(buf);
 	return rc;

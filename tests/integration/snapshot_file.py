@@ -10,6 +10,19 @@ RECORD = struct.Struct("<4sHHIIQQQ")
 OPTIONAL, RAW = 1, 2
 
 
+def checksum(payload, raw):
+    """XXH3-64 of a payload; of its non-zero pages, each after its index, for RAW (RAM) records."""
+    if not raw:
+        return xxhash.xxh3_64_intdigest(payload)
+    h = xxhash.xxh3_64()
+    zero = bytes(4096)
+    for i in range(0, len(payload), 4096):
+        page = payload[i:i + 4096]
+        if page != zero:
+            h.update(struct.pack("<Q", i // 4096) + page)
+    return h.intdigest()
+
+
 def read(path):
     """Returns (header dict, list of record dicts); payloads of non-RAW records decoded."""
     data = open(path, "rb").read()
@@ -28,7 +41,7 @@ def read(path):
         start = off + poff
         payload = data[start:start + length]
         assert len(payload) == length, name
-        assert psum == xxhash.xxh3_64_intdigest(payload), name
+        assert psum == checksum(payload, rflags & RAW), name
         rec = dict(name=name, flags=rflags, version=version, offset=off, payload_offset=start, length=length)
         if rflags & RAW:
             assert start % page == 0, name
