@@ -574,6 +574,41 @@ static void blk_reset(struct device *dev)
 	virtio_dev_reset(&s->vd);
 }
 
+/*
+ * Disks are not copied into snapshots: the image's identity is recorded so
+ * that a restore can tell the user when the disk is no longer the one the
+ * guest last saw.
+ */
+static void save_disk_identity(struct virtio_blk *s, struct state_writer *w)
+{
+	struct stat st;
+
+	if (fstat(s->fd, &st) < 0)
+		return;
+	state_begin_map(w, "disk");
+	state_put_str(w, "path", s->path);
+	state_put_u64(w, "size", (uint64_t)st.st_size);
+	state_put_u64(w, "mtime_ns", (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec);
+	state_end_map(w);
+}
+
+static void check_disk_identity(struct virtio_blk *s, struct state_reader *r)
+{
+	char path[4096];
+	uint64_t size, mtime;
+	struct stat st;
+
+	if (state_enter_map(r, "disk") < 0)
+		return;
+	if (state_get_str(r, "path", path, sizeof(path)) == 0 && state_get_u64(r, "size", &size) == 0 &&
+	    state_get_u64(r, "mtime_ns", &mtime) == 0 && fstat(s->fd, &st) == 0 &&
+	    ((uint64_t)st.st_size != size ||
+	     (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec != mtime))
+		log_warn("%s: disk image %s changed since the snapshot was taken (saved as %s); the guest's "
+			 "cached view of it may be stale", s->vd.dev->id, s->path, path);
+	state_leave_map(r);
+}
+
 static int blk_save(struct device *dev, struct state_writer *w)
 {
 	struct virtio_blk *s = dev->priv;
@@ -584,6 +619,7 @@ static int blk_save(struct device *dev, struct state_writer *w)
 		fdatasync(s->fd);
 	state_put_u64(w, "capacity", s->size / SECTOR);
 	state_put_u64(w, "sectorsize", s->sectorsize);
+	save_disk_identity(s, w);
 	return 0;
 }
 
@@ -605,6 +641,7 @@ static int blk_restore(struct device *dev, struct state_reader *r, unsigned vers
 			  s->sectorsize);
 		return -1;
 	}
+	check_disk_identity(s, r);
 	return virtio_restore(&s->vd, r);
 }
 
