@@ -191,11 +191,15 @@ static bool io_checkpoint(struct virtio_dev *vd)
 }
 
 /*
- * After a restore, chains the driver made available before the snapshot
- * still wait for the device, and no notification will come for them. They
- * are serviced once the VM runs: completing them earlier would send
- * interrupts into interrupt controllers whose state is restored after the
- * devices'. vCPU threads start only after the whole restore.
+ * After a restore, once the VM runs (vCPU threads start only after the
+ * whole restore; earlier, interrupts would land in interrupt controllers
+ * whose state is restored after the devices'):
+ * - chains the driver made available before the snapshot still wait for
+ *   the device and no notification will come for them: kick every queue;
+ * - completions made while the VM was being saved may have raised
+ *   interrupts after the vCPUs' interrupt state was saved (snapshots save
+ *   vCPUs first): interrupt every queue once. A driver finding nothing new
+ *   in the used ring ignores it.
  */
 static bool restore_kick_due(struct virtio_dev *vd)
 {
@@ -206,9 +210,12 @@ static bool restore_kick_due(struct virtio_dev *vd)
 	if (!vm->vcpus || !vm->ncpus || !__atomic_load_n(&vm->vcpus[0].thread_started, __ATOMIC_ACQUIRE))
 		return false;
 	vd->restore_kick = false;
-	for (unsigned q = 0; q < vd->nqueues; q++)
-		if (vd->queues[q].vq.enabled)
-			virtio_kick(vd, q);
+	for (unsigned q = 0; q < vd->nqueues; q++) {
+		if (!vd->queues[q].vq.enabled)
+			continue;
+		virtio_kick(vd, q);
+		raise_irq(vd, __atomic_load_n(&vd->queues[q].vector, __ATOMIC_RELAXED), VIRTIO_ISR_QUEUE);
+	}
 	return true;
 }
 
@@ -417,7 +424,7 @@ static void reset_locked_state(struct virtio_dev *vd)
 	vd->config_vector = VIRTIO_MSI_NO_VECTOR;
 	vd->queue_select = 0;
 	vd->isr = 0;
-	vd->error_logged = false;
+	/* error_logged stays: a guest that breaks the device again and again is reported once. */
 	pci_intx_deassert(&vd->fn);
 }
 

@@ -142,7 +142,7 @@ struct virtio_dev {
 	uint16_t config_vector;
 	uint16_t queue_select;
 	uint8_t isr;
-	bool error_logged;       /* NEEDS_RESET has been reported once */
+	bool error_logged;       /* an error was logged (once per device, across resets) */
 	uint8_t *config;         /* device configuration (model-owned layout) */
 	unsigned config_size;
 

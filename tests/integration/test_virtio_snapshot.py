@@ -42,8 +42,13 @@ def test_blk_and_rnd_survive_suspend_restore(tmp_path):
         guest_ok(g, "mount -t ext4 /dev/vda /mnt && echo before > /mnt/before.txt && sync")
         guest_ok(g, "dd if=/dev/urandom of=/tmp/src.bin bs=64k count=64 2>/dev/null")
         src_sum = guest_ok(g, "sha256sum /tmp/src.bin").split()[0]
-        # A writer that is busy when the snapshot is taken.
-        g.send("(dd if=/tmp/src.bin of=/mnt/during.bin bs=4k conv=fsync 2>/dev/null; echo WRITER-DONE rc=$?) &\n")
+        # A writer busy when the snapshot is taken: 1024 synchronous 4 KiB writes. It must have
+        # started (its command line read from the serial port) before the snapshot: input still
+        # queued on the host side is not part of the VM.
+        mark = len(g.text())
+        g.send("(echo WRITER-START; dd if=/tmp/src.bin of=/mnt/during.bin bs=4k oflag=direct conv=fsync "
+               "2>/dev/null; echo WRITER-DONE rc=$?) &\n")
+        g.wait_for("WRITER-START", timeout=60, start=mark)
         r = hyvectl(name, f"--suspend={snap}")
         assert r.returncode == 0, r.stderr
         assert g.wait_exit(120) == POWERED_OFF
