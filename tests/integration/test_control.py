@@ -294,7 +294,8 @@ def test_default_socket_and_stale_file(boot):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["name"] == "test-cmd"
     r = run_hyve(boot_args("cmd"))
-    assert r.returncode == ERROR and "VM test-cmd already running" in r.stderr, r.stderr
+    assert r.returncode == ERROR and "VM test-cmd already running" in r.stderr, (r.returncode, r.stderr,
+                                                                                 r.stdout[-2000:])
     ctl(sock, "quit")
     assert g.wait_exit(30) == POWERED_OFF
     assert not sock.exists()
