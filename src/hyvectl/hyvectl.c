@@ -185,18 +185,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-/*
- * A weak reference while src/snapshot/info.c is not yet part of every
- * build: without it, snapshot-info says so instead of failing to link.
- */
-#pragma weak snapshot_info
 
 static int snapshot_info_cmd(const char *path)
 {
-	if (!snapshot_info) {
-		fprintf(stderr, "hyvectl: snapshot-info is not available in this build\n");
-		return EXIT_REFUSED;
-	}
 	return snapshot_info(path, stdout) == 0 && fflush(stdout) == 0 ? 0 : EXIT_REFUSED;
 }
 
