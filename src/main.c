@@ -22,11 +22,13 @@
 struct signal_watch {
 	struct vm *vm;
 	int fd;
+	bool power_button_pressed;
 };
 
 /*
  * SIGTERM presses the ACPI power button, as bhyve does: the guest shuts
- * down cleanly and hyve exits 1. SIGINT and SIGHUP power off at once.
+ * down cleanly and hyve exits 1. A second SIGTERM (a guest that ignores
+ * the button), SIGINT and SIGHUP power off at once.
  */
 static void on_signal(void *opaque, uint32_t events)
 {
@@ -35,9 +37,10 @@ static void on_signal(void *opaque, uint32_t events)
 	(void)events;
 
 	while (read(sw->fd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGTERM)
+		if (si.ssi_signo == SIGTERM && !sw->power_button_pressed) {
+			sw->power_button_pressed = true;
 			acpi_pm_power_button(sw->vm);
-		else
+		} else
 			vm_request_exit(sw->vm, HYVE_EXIT_POWEROFF);
 	}
 }

@@ -23,9 +23,19 @@ struct evloop {
 	int epfd;
 	int stopfd; /* eventfd written by evloop_stop() */
 	atomic_bool stop;
-	pthread_mutex_t lock; /* guards watches */
+	pthread_mutex_t lock; /* guards watches and retired */
 	struct watch *watches;
+	struct watch *retired; /* removed, freed by the loop thread between batches */
 };
+
+static void free_list(struct watch *w)
+{
+	while (w) {
+		struct watch *next = w->next;
+		free(w);
+		w = next;
+	}
+}
 
 struct evloop *evloop_new(void)
 {
@@ -50,11 +60,8 @@ void evloop_free(struct evloop *loop)
 {
 	if (!loop)
 		return;
-	while (loop->watches) {
-		struct watch *w = loop->watches;
-		loop->watches = w->next;
-		free(w);
-	}
+	free_list(loop->watches);
+	free_list(loop->retired);
 	if (loop->epfd >= 0)
 		close(loop->epfd);
 	if (loop->stopfd >= 0)
@@ -105,10 +112,10 @@ int evloop_modify(struct evloop *loop, int fd, uint32_t events)
 }
 
 /*
- * Watches are freed only by the loop thread or after the loop has stopped,
- * so a callback never sees its watch freed under it: a removed watch is
- * unlinked and its fd dropped from epoll; its memory is kept on a retired
- * list until evloop_free().
+ * A removed watch is unlinked and its fd dropped from epoll at once, but
+ * its memory is kept on the retired list until the loop thread starts its
+ * next batch: events already fetched for it in the current batch find
+ * fn == NULL and are ignored.
  */
 void evloop_del(struct evloop *loop, int fd)
 {
@@ -119,12 +126,26 @@ void evloop_del(struct evloop *loop, int fd)
 		if ((*pp)->fd == fd) {
 			struct watch *w = *pp;
 			epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-			w->fn = NULL; /* events already fetched for it are ignored */
+			*pp = w->next;
+			w->fn = NULL;
 			w->fd = -1;
+			w->next = loop->retired;
+			loop->retired = w;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&loop->lock);
+}
+
+static void free_retired(struct evloop *loop)
+{
+	struct watch *retired;
+
+	pthread_mutex_lock(&loop->lock);
+	retired = loop->retired;
+	loop->retired = NULL;
+	pthread_mutex_unlock(&loop->lock);
+	free_list(retired);
 }
 
 int evloop_run(struct evloop *loop)
@@ -132,7 +153,9 @@ int evloop_run(struct evloop *loop)
 	struct epoll_event events[32];
 
 	while (!atomic_load(&loop->stop)) {
-		int n = epoll_wait(loop->epfd, events, 32, -1);
+		int n;
+		free_retired(loop);
+		n = epoll_wait(loop->epfd, events, 32, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -185,7 +185,6 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-
 static int snapshot_info_cmd(const char *path)
 {
 	return snapshot_info(path, stdout) == 0 && fflush(stdout) == 0 ? 0 : EXIT_REFUSED;

@@ -196,7 +196,8 @@ static void test_uip_tracks_updates(void **state)
 	do {
 		seen_high = cmos_read(vm, REG_A) & 0x80;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-	} while (!seen_high && now.tv_sec - start.tv_sec < 3);
+		/* The window is 244 us a second: on a loaded machine a poll may miss a few of them. */
+	} while (!seen_high && now.tv_sec - start.tv_sec < 15);
 	assert_true(seen_high);
 	before = cmos_read(vm, 0x00);
 	while (cmos_read(vm, REG_A) & 0x80)
