@@ -16,6 +16,7 @@
 #include "boot/layout.h"
 #include "boot/mptable.h"
 #include "core/config.h"
+#include "core/display.h"
 #include "core/log.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
@@ -218,6 +219,31 @@ static int enter_long_mode(struct vcpu *bsp)
 	return 0;
 }
 
+/* Describes the display's linear framebuffer (if any) for vesafb: the console shows on it at once. */
+static void fill_screen_info(struct vm *vm, struct boot_params *bp)
+{
+	struct display_screen d;
+	struct screen_info *si = &bp->screen_info;
+
+	if (display_screen(vm, &d) < 0)
+		return;
+	si->orig_video_isVGA = VIDEO_TYPE_VLFB;
+	si->lfb_base = (uint32_t)d.base;
+	si->ext_lfb_base = (uint32_t)(d.base >> 32);
+	if (d.base >> 32)
+		si->capabilities |= VIDEO_CAPABILITY_64BIT_BASE;
+	si->lfb_size = (uint32_t)(d.size >> 16); /* 64 KiB units for VIDEO_TYPE_VLFB */
+	si->lfb_width = (uint16_t)d.width;
+	si->lfb_height = (uint16_t)d.height;
+	si->lfb_depth = (uint16_t)d.bpp;
+	si->lfb_linelength = (uint16_t)d.stride;
+	si->red_size = 8, si->red_pos = 16;
+	si->green_size = 8, si->green_pos = 8;
+	si->blue_size = 8, si->blue_pos = 0;
+	si->rsvd_size = 8, si->rsvd_pos = 24;
+	si->pages = 1;
+}
+
 int linux_boot_setup(struct vm *vm)
 {
 	const char *kernel = config_get(vm->cfg, "boot.kernel");
@@ -239,6 +265,7 @@ int linux_boot_setup(struct vm *vm)
 	bp->hdr.heap_end_ptr = 0xfe00;
 	bp->hdr.vid_mode = 0xffff;
 	fill_e820(vm, bp);
+	fill_screen_info(vm, bp);
 	if (acpi_build(&vm->mem, vm->ncpus, &rsdp) < 0 || mptable_build(&vm->mem, vm->ncpus) < 0)
 		return -1;
 	bp->acpi_rsdp_addr = rsdp;

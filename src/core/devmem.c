@@ -1,0 +1,76 @@
+#include "devmem.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "log.h"
+#include "vm.h"
+
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool slot_used[DEVMEM_MAX_SLOTS];
+
+int vm_devmem_slot_alloc(struct vm *vm)
+{
+	(void)vm;
+	pthread_mutex_lock(&slots_lock);
+	for (int i = 0; i < DEVMEM_MAX_SLOTS; i++) {
+		if (!slot_used[i]) {
+			slot_used[i] = true;
+			pthread_mutex_unlock(&slots_lock);
+			return DEVMEM_SLOT_BASE + i;
+		}
+	}
+	pthread_mutex_unlock(&slots_lock);
+	log_error("no KVM memory slot left for device memory");
+	return -1;
+}
+
+void vm_devmem_slot_free(struct vm *vm, int slot)
+{
+	if (slot < DEVMEM_SLOT_BASE || slot >= DEVMEM_SLOT_BASE + DEVMEM_MAX_SLOTS)
+		return;
+	vm_unmap_device_memory(vm, slot);
+	pthread_mutex_lock(&slots_lock);
+	slot_used[slot - DEVMEM_SLOT_BASE] = false;
+	pthread_mutex_unlock(&slots_lock);
+}
+
+static int set_slot(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, uint32_t flags)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = (uint32_t)slot,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+	};
+
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r);
+}
+
+int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, bool log_dirty)
+{
+	/* KVM cannot move a slot: delete it, then create it at the new place. */
+	set_slot(vm, slot, 0, NULL, 0, 0);
+	if (set_slot(vm, slot, gpa, hva, size, log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0) < 0) {
+		log_error("cannot map %llu bytes of device memory at 0x%llx: %s", (unsigned long long)size,
+			  (unsigned long long)gpa, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void vm_unmap_device_memory(struct vm *vm, int slot)
+{
+	set_slot(vm, slot, 0, NULL, 0, 0);
+}
+
+int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = (uint32_t)slot, .dirty_bitmap = bitmap };
+
+	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log);
+}

@@ -1,0 +1,41 @@
+/*
+ * Device memory: RAM-like guest memory that a device owns (a display's
+ * framebuffer) given to KVM as its own memory slot at a guest physical
+ * address the device chooses (a BAR), so guest accesses do not exit.
+ * Slots come after the RAM slots (DEVMEM_SLOT_BASE up). Dirty logging
+ * lets the device find what the guest wrote.
+ *
+ * Threads: any thread; each slot is used by one device, which serialises
+ * its own calls.
+ */
+#ifndef HYVE_DEVMEM_H
+#define HYVE_DEVMEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+
+#define DEVMEM_SLOT_BASE 16
+#define DEVMEM_MAX_SLOTS 16
+
+/* Reserves a slot number; -1 after logging when none is left. */
+int vm_devmem_slot_alloc(struct vm *vm);
+void vm_devmem_slot_free(struct vm *vm, int slot);
+
+/*
+ * Maps [gpa, gpa+size) to host memory hva (page aligned, size a multiple
+ * of 4 KiB) in `slot`, replacing any earlier mapping of that slot. With
+ * log_dirty, KVM records written pages (vm_devmem_dirty_log). 0, or -1
+ * after logging.
+ */
+int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, bool log_dirty);
+/* Removes the slot's mapping (no-op when unmapped). */
+void vm_unmap_device_memory(struct vm *vm, int slot);
+/*
+ * Fetches and clears the slot's dirty page bitmap (one bit per 4 KiB page,
+ * size/4096 bits rounded up to 64). 0, or -1 (errno set).
+ */
+int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap);
+
+#endif

@@ -1,0 +1,585 @@
+/*
+ * Linear framebuffer display ("fbuf") with the Bochs/QEMU standard VGA
+ * programming interface, so stock drivers work (Linux bochs DRM, OVMF's
+ * QemuVideoDxe), shown over VNC:
+ *
+ *   -s SLOT,fbuf,tcp=[ADDR:]PORT|unix=PATH[,w=W][,h=H][,wait]
+ *
+ * PCI 1234:1111, class 0x0300. BAR0: 32 MiB prefetchable framebuffer, a
+ * memfd given to KVM as its own memory slot wherever the guest places the
+ * BAR (guest writes never exit; dirty logging tells VNC what changed).
+ * BAR2: 4 KiB MMIO with the DISPI registers at 0x500 (16-bit, index =
+ * (offset - 0x500) / 2); the VGA register block at 0x400 is not modelled
+ * (reads 0xff, writes ignored). DISPI is also reachable through I/O ports
+ * 0x1CE (index) and 0x1CF (data). While DISPI is disabled the screen is
+ * the boot mode W x H x 32 at the start of the framebuffer, which direct
+ * Linux boot describes in boot_params.screen_info (vesafb).
+ *
+ * Snapshots: DISPI registers, and the framebuffer bytes up to the last
+ * non-zero page (at most 32 MiB) in the device section.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/devmem.h"
+#include "core/device.h"
+#include "core/display.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "pci/pci.h"
+#include "snapshot/state.h"
+#include "ui/vnc.h"
+
+#define FB_SIZE (32u << 20)
+#define FB_PAGE 4096u
+#define MMIO_SIZE 4096u
+#define DISPI_MMIO 0x500u
+#define DISPI_PORT 0x1CE
+
+#define DISPI_ID 0
+#define DISPI_XRES 1
+#define DISPI_YRES 2
+#define DISPI_BPP 3
+#define DISPI_ENABLE 4
+#define DISPI_BANK 5
+#define DISPI_VIRT_WIDTH 6
+#define DISPI_VIRT_HEIGHT 7
+#define DISPI_X_OFFSET 8
+#define DISPI_Y_OFFSET 9
+#define DISPI_VIDEO_MEMORY_64K 10
+#define DISPI_NREGS 11
+
+#define DISPI_ID0 0xB0C0
+#define DISPI_ID5 0xB0C5
+#define ENABLE_ON 0x01
+#define ENABLE_GETCAPS 0x02
+#define ENABLE_8BIT_DAC 0x20
+#define ENABLE_LFB 0x40
+#define ENABLE_NOCLEARMEM 0x80
+
+#define MAX_XRES 3840
+#define MAX_YRES 2160
+#define MIN_W 640
+#define MIN_H 480
+#define DEF_W 1024
+#define DEF_H 768
+
+struct fbuf {
+	struct pci_function fn;
+	struct device *dev;
+	pthread_mutex_t lock;   /* registers and the slot */
+	int memfd;
+	uint8_t *mem;
+	int slot;
+	bool slot_mapped;
+	uint64_t slot_gpa;
+	uint32_t w, h;          /* boot mode */
+	uint16_t index;         /* selected DISPI register */
+	uint16_t reg[DISPI_NREGS];
+	bool host_wrote;        /* hyve changed the memory itself: not in KVM's dirty log */
+	bool have_ports, have_display;
+	struct vnc *vnc;
+};
+
+static struct device_model fbuf_model;
+
+/* ---- DISPI ---- */
+
+static unsigned bytes_pp(unsigned bpp)
+{
+	return bpp == 15 ? 2 : (bpp + 7) / 8;
+}
+
+/* Recomputes VIRT_HEIGHT from the memory that VIRT_WIDTH leaves (s->lock held). */
+static void update_virt_height(struct fbuf *s)
+{
+	uint32_t line = s->reg[DISPI_VIRT_WIDTH] * bytes_pp(s->reg[DISPI_BPP]);
+	uint32_t h = line ? FB_SIZE / line : 0;
+
+	s->reg[DISPI_VIRT_HEIGHT] = (uint16_t)(h > 0xffff ? 0xffff : h);
+}
+
+static uint16_t dispi_read(struct fbuf *s, unsigned idx)
+{
+	bool caps = s->reg[DISPI_ENABLE] & ENABLE_GETCAPS;
+
+	switch (idx) {
+	case DISPI_XRES:
+		return caps ? MAX_XRES : s->reg[idx];
+	case DISPI_YRES:
+		return caps ? MAX_YRES : s->reg[idx];
+	case DISPI_BPP:
+		return caps ? 32 : s->reg[idx];
+	case DISPI_VIDEO_MEMORY_64K:
+		return FB_SIZE >> 16;
+	default:
+		return idx < DISPI_NREGS ? s->reg[idx] : 0;
+	}
+}
+
+static void dispi_write(struct fbuf *s, unsigned idx, uint16_t val)
+{
+	bool on = s->reg[DISPI_ENABLE] & ENABLE_ON;
+
+	switch (idx) {
+	case DISPI_ID:
+		if (val >= DISPI_ID0 && val <= DISPI_ID5)
+			s->reg[idx] = val;
+		break;
+	case DISPI_XRES:
+	case DISPI_YRES:
+		if (!on)
+			s->reg[idx] = val;
+		break;
+	case DISPI_BPP:
+		if (!on && (val == 0 || val == 8 || val == 15 || val == 16 || val == 24 || val == 32))
+			s->reg[idx] = val ? val : 8;
+		break;
+	case DISPI_ENABLE:
+		if ((val & ENABLE_ON) && !on) {
+			uint32_t x = s->reg[DISPI_XRES], y = s->reg[DISPI_YRES];
+			if (!x || !y || x > MAX_XRES || y > MAX_YRES ||
+			    (uint64_t)x * y * bytes_pp(s->reg[DISPI_BPP]) > FB_SIZE) {
+				log_warn("%s: guest asked for mode %ux%ux%u, which does not fit; display stays off",
+					 s->dev->id, x, y, s->reg[DISPI_BPP]);
+				val &= (uint16_t)~ENABLE_ON;
+			} else {
+				s->reg[DISPI_VIRT_WIDTH] = (uint16_t)x;
+				s->reg[DISPI_X_OFFSET] = s->reg[DISPI_Y_OFFSET] = 0;
+				update_virt_height(s);
+				if (!(val & ENABLE_NOCLEARMEM)) {
+					memset(s->mem, 0, FB_SIZE);
+					s->host_wrote = true;
+				}
+			}
+		}
+		s->reg[idx] = val & (ENABLE_ON | ENABLE_GETCAPS | ENABLE_8BIT_DAC | ENABLE_LFB | ENABLE_NOCLEARMEM);
+		break;
+	case DISPI_BANK:
+		s->reg[idx] = val & 0x1ff; /* 64 KiB banks of 32 MiB (no legacy window to map them into) */
+		break;
+	case DISPI_VIRT_WIDTH:
+		if (val >= s->reg[DISPI_XRES] && (uint32_t)val * bytes_pp(s->reg[DISPI_BPP]) <= FB_SIZE) {
+			s->reg[idx] = val;
+			update_virt_height(s);
+		}
+		break;
+	case DISPI_X_OFFSET:
+	case DISPI_Y_OFFSET:
+		s->reg[idx] = val;
+		break;
+	default: /* VIRT_HEIGHT and VIDEO_MEMORY_64K are read-only */
+		break;
+	}
+}
+
+static void dispi_access(struct fbuf *s, unsigned idx, uint8_t *data, unsigned size, bool is_write)
+{
+	uint16_t v;
+
+	if (is_write) {
+		v = data[0] | (size > 1 ? (uint16_t)(data[1] << 8) : 0);
+		dispi_write(s, idx, v);
+	} else {
+		v = dispi_read(s, idx);
+		memset(data, 0, size);
+		data[0] = (uint8_t)v;
+		if (size > 1)
+			data[1] = (uint8_t)(v >> 8);
+	}
+}
+
+static void fbuf_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
+{
+	struct fbuf *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	if (off >= DISPI_MMIO && off < DISPI_MMIO + 2 * DISPI_NREGS && !(off & 1) && size <= 2)
+		dispi_access(s, (unsigned)(off - DISPI_MMIO) / 2, data, size, is_write);
+	else if (!is_write)
+		memset(data, 0xff, size);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Port 0x1CE: index; 0x1CF (and 0x1D0, as on Bochs): data. */
+static void fbuf_pio(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
+{
+	struct fbuf *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	if (off == 0) {
+		if (is_write)
+			s->index = data[0] | (size > 1 ? (uint16_t)(data[1] << 8) : 0);
+		else {
+			memset(data, 0, size);
+			data[0] = (uint8_t)s->index;
+			if (size > 1)
+				data[1] = (uint8_t)(s->index >> 8);
+		}
+	} else {
+		dispi_access(s, s->index, data, size, is_write);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- the framebuffer slot follows BAR0 ---- */
+
+static void sync_slot(struct fbuf *s)
+{
+	struct pci_bar *bar = &s->fn.bars[0];
+	bool mapped;
+	uint64_t gpa;
+
+	pthread_mutex_lock(&s->fn.lock);
+	mapped = bar->mapped;
+	gpa = bar->mapped_addr;
+	pthread_mutex_unlock(&s->fn.lock);
+
+	pthread_mutex_lock(&s->lock);
+	if (mapped != s->slot_mapped || gpa != s->slot_gpa) {
+		if (mapped) {
+			mapped = vm_map_device_memory(s->dev->vm, s->slot, gpa, s->mem, FB_SIZE, true) == 0;
+		} else {
+			vm_unmap_device_memory(s->dev->vm, s->slot);
+		}
+		s->slot_mapped = mapped;
+		s->slot_gpa = mapped ? gpa : 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void fbuf_cfg_write(struct pci_function *fn, unsigned off, unsigned size, uint32_t val)
+{
+	(void)val;
+	if (off < PCI_BASE_ADDRESS_0 + 8 && off + size > PCI_COMMAND)
+		sync_slot(fn->opaque);
+}
+
+/* BAR0 accesses only arrive while the slot is not in place (never, once mapped). */
+static void fbuf_bar0(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
+{
+	struct fbuf *s = opaque;
+
+	if (off + size > FB_SIZE)
+		return;
+	if (is_write) {
+		memcpy(s->mem + off, data, size);
+		pthread_mutex_lock(&s->lock);
+		s->host_wrote = true;
+		pthread_mutex_unlock(&s->lock);
+	} else
+		memcpy(data, s->mem + off, size);
+}
+
+/* ---- what the screen shows ---- */
+
+static void scanout_locked(struct fbuf *s, struct vnc_surface *out)
+{
+	*out = (struct vnc_surface){ .mem = s->mem, .mem_size = FB_SIZE };
+	if (s->reg[DISPI_ENABLE] & ENABLE_ON) {
+		unsigned bpp = s->reg[DISPI_BPP], b = bytes_pp(bpp);
+		out->width = s->reg[DISPI_XRES];
+		out->height = s->reg[DISPI_YRES];
+		out->bpp = bpp;
+		out->stride = s->reg[DISPI_VIRT_WIDTH] * b;
+		out->offset = (uint64_t)s->reg[DISPI_Y_OFFSET] * out->stride + (uint64_t)s->reg[DISPI_X_OFFSET] * b;
+	} else {
+		out->width = s->w;
+		out->height = s->h;
+		out->bpp = 32;
+		out->stride = s->w * 4;
+	}
+}
+
+static bool fbuf_scanout(void *opaque, struct vnc_surface *out, uint64_t *dirty)
+{
+	struct fbuf *s = opaque;
+	bool logged = true;
+
+	pthread_mutex_lock(&s->lock);
+	scanout_locked(s, out);
+	if (s->slot_mapped && vm_devmem_dirty_log(s->dev->vm, s->slot, dirty) < 0)
+		logged = false;
+	if (s->host_wrote)
+		logged = false;
+	s->host_wrote = false;
+	pthread_mutex_unlock(&s->lock);
+	return logged;
+}
+
+static int fbuf_screen(void *opaque, struct display_screen *out)
+{
+	struct fbuf *s = opaque;
+
+	*out = (struct display_screen){
+		.base = pci_bar_addr(&s->fn, 0),
+		.size = FB_SIZE,
+		.width = s->w,
+		.height = s->h,
+		.stride = s->w * 4,
+		.bpp = 32,
+	};
+	return 0;
+}
+
+/* ---- options ---- */
+
+static int get_dim(struct device *dev, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out)
+{
+	const char *v = config_getf(dev->vm->cfg, "%s.%s", dev->cfg_prefix, key);
+	uint64_t n;
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (parse_u64(v, &n) < 0 || n < min || n > max) {
+		log_error("%s: fbuf %s=%s: must be a number from %u to %u", dev->id, key, v, min, max);
+		return -1;
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int parse_listen(struct device *dev, struct vnc_options *o, char *buf, size_t len)
+{
+	const char *tcp = config_getf(dev->vm->cfg, "%s.tcp", dev->cfg_prefix);
+	const char *unx = config_getf(dev->vm->cfg, "%s.unix", dev->cfg_prefix);
+	const char *colon;
+	uint64_t port;
+
+	if (tcp && unx) {
+		log_error("%s: fbuf takes tcp= or unix=, not both", dev->id);
+		return -1;
+	}
+	if (unx) {
+		if (!*unx) {
+			log_error("%s: fbuf unix= needs a socket path", dev->id);
+			return -1;
+		}
+		o->unix_path = unx;
+		return 0;
+	}
+	if (!tcp)
+		tcp = "5900"; /* bhyve's default: 127.0.0.1:5900 */
+	colon = strrchr(tcp, ':');
+	if (colon) {
+		if ((size_t)(colon - tcp) >= len || colon == tcp) {
+			log_error("%s: fbuf tcp=%s: bad address", dev->id, tcp);
+			return -1;
+		}
+		memcpy(buf, tcp, (size_t)(colon - tcp));
+		buf[colon - tcp] = 0;
+		o->tcp_addr = buf;
+	} else {
+		o->tcp_addr = "127.0.0.1";
+	}
+	if (parse_u64(colon ? colon + 1 : tcp, &port) < 0 || port == 0 || port > 65535) {
+		log_error("%s: fbuf tcp=%s: the port must be 1-65535", dev->id, tcp);
+		return -1;
+	}
+	o->tcp_port = (uint16_t)port;
+	return 0;
+}
+
+/* ---- device model ---- */
+
+static void fbuf_regs_reset(struct fbuf *s)
+{
+	memset(s->reg, 0, sizeof(s->reg));
+	s->reg[DISPI_ID] = DISPI_ID5;
+	s->reg[DISPI_BPP] = 8;
+	s->index = 0;
+}
+
+static void fbuf_destroy(struct device *dev)
+{
+	struct fbuf *s = dev->priv;
+
+	if (!s)
+		return;
+	vnc_close(s->vnc);
+	if (s->have_display)
+		display_unregister(dev->vm);
+	if (s->fn.dev)
+		pci_function_destroy(&s->fn);
+	if (s->have_ports)
+		iobus_unregister(&dev->vm->pio, DISPI_PORT);
+	if (s->slot >= 0)
+		vm_devmem_slot_free(dev->vm, s->slot);
+	if (s->mem)
+		munmap(s->mem, FB_SIZE);
+	if (s->memfd >= 0)
+		close(s->memfd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	dev->priv = NULL;
+}
+
+static int fbuf_create(struct device *dev)
+{
+	struct fbuf *s = calloc(1, sizeof(*s));
+	struct vnc_options o = { .name = dev->vm->name };
+	struct vnc_source src;
+	char addr[256], key[96];
+	bool wait = false;
+
+	if (!s)
+		return -1;
+	dev->priv = s;
+	s->dev = dev;
+	s->memfd = s->slot = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	fbuf_regs_reset(s);
+	if (config_getf(dev->vm->cfg, "%s.password", dev->cfg_prefix)) {
+		log_error("%s: fbuf password= is not supported: neatvnc offers only VeNCrypt (TLS) authentication, "
+			  "not VNC passwords; use unix= or a loopback tcp= address", dev->id);
+		goto fail;
+	}
+	if (config_getf(dev->vm->cfg, "%s.vga", dev->cfg_prefix)) {
+		log_error("%s: fbuf vga= is not supported yet (no legacy VGA)", dev->id);
+		goto fail;
+	}
+	snprintf(key, sizeof(key), "%s.wait", dev->cfg_prefix);
+	if (get_dim(dev, "w", DEF_W, MIN_W, MAX_XRES, &s->w) < 0 || get_dim(dev, "h", DEF_H, MIN_H, MAX_YRES, &s->h) < 0 ||
+	    parse_listen(dev, &o, addr, sizeof(addr)) < 0 || config_get_bool(dev->vm->cfg, key, false, &wait) < 0)
+		goto fail;
+
+	s->memfd = memfd_create("hyve-fbuf", MFD_CLOEXEC);
+	if (s->memfd < 0 || ftruncate(s->memfd, FB_SIZE) < 0 ||
+	    (s->mem = mmap(NULL, FB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0)) == MAP_FAILED) {
+		s->mem = NULL;
+		log_error("%s: cannot allocate the framebuffer: %s", dev->id, strerror(errno));
+		goto fail;
+	}
+	if ((s->slot = vm_devmem_slot_alloc(dev->vm)) < 0)
+		goto fail;
+	if (pci_function_init(&s->fn, dev, 0x1234, 0x1111, 0x03, 0x00, 0x00) < 0)
+		goto fail;
+	s->fn.opaque = s;
+	s->fn.cfg_write = fbuf_cfg_write;
+	pci_set_subsystem(&s->fn, 0x1AF4, 0x1100);
+	pci_set_revision(&s->fn, 2);
+	if (pci_bar_add(&s->fn, 0, PCI_BAR_MEM32 | PCI_BAR_PREFETCH, FB_SIZE, fbuf_bar0, s) < 0 ||
+	    pci_bar_add(&s->fn, 2, PCI_BAR_MEM32, MMIO_SIZE, fbuf_mmio, s) < 0)
+		goto fail;
+	if (iobus_register(&dev->vm->pio, DISPI_PORT, 3, fbuf_pio, s) < 0) {
+		log_error("%s: DISPI ports 0x1ce-0x1d0 are taken (one fbuf per VM)", dev->id);
+		goto fail;
+	}
+	s->have_ports = true;
+	sync_slot(s);
+	if (display_register(dev->vm, fbuf_screen, s) < 0)
+		goto fail;
+	s->have_display = true;
+	src = (struct vnc_source){ .scanout = fbuf_scanout, .opaque = s, .mem_size = FB_SIZE };
+	s->vnc = vnc_open(dev->vm, &o, &src);
+	if (!s->vnc || (wait && vnc_wait_client(s->vnc) < 0))
+		goto fail;
+	return 0;
+fail:
+	fbuf_destroy(dev);
+	return -1;
+}
+
+static void fbuf_reset(struct device *dev)
+{
+	struct fbuf *s = dev->priv;
+
+	pci_function_reset(&s->fn);
+	sync_slot(s);
+	pthread_mutex_lock(&s->lock);
+	fbuf_regs_reset(s);
+	s->host_wrote = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* End of the last page holding a non-zero byte: what a snapshot must keep. */
+static size_t used_bytes(const struct fbuf *s)
+{
+	static const uint8_t zero[FB_PAGE];
+	size_t end = FB_SIZE;
+
+	while (end && memcmp(s->mem + end - FB_PAGE, zero, FB_PAGE) == 0)
+		end -= FB_PAGE;
+	return end;
+}
+
+static const char *const reg_names[DISPI_NREGS] = {
+	"id", "xres", "yres", "bpp", "enable", "bank", "virt_width", "virt_height", "x_offset", "y_offset", "video_memory_64k",
+};
+
+static int fbuf_save(struct device *dev, struct state_writer *w)
+{
+	struct fbuf *s = dev->priv;
+
+	pci_function_save(&s->fn, w);
+	pthread_mutex_lock(&s->lock);
+	state_put_u64(w, "index", s->index);
+	state_begin_map(w, "dispi");
+	for (unsigned i = 0; i < DISPI_NREGS; i++)
+		state_put_u64(w, reg_names[i], s->reg[i]);
+	state_end_map(w);
+	state_put_u64(w, "width", s->w);
+	state_put_u64(w, "height", s->h);
+	state_put_bytes(w, "framebuffer", s->mem, used_bytes(s));
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int fbuf_restore(struct device *dev, struct state_reader *r, unsigned version)
+{
+	struct fbuf *s = dev->priv;
+	uint64_t v;
+	size_t len = 0;
+	int rc = 0;
+
+	if (version != fbuf_model.state_version) {
+		log_error("%s: snapshot has fbuf state version %u, this hyve reads %u", dev->id, version,
+			  fbuf_model.state_version);
+		return -1;
+	}
+	if (pci_function_restore(&s->fn, r) < 0)
+		return -1;
+	sync_slot(s);
+	pthread_mutex_lock(&s->lock);
+	fbuf_regs_reset(s);
+	if (state_get_u64(r, "index", &v) == 0)
+		s->index = (uint16_t)v;
+	if (state_enter_map(r, "dispi") == 0) {
+		for (unsigned i = 0; i < DISPI_NREGS; i++)
+			if (state_get_u64(r, reg_names[i], &v) == 0)
+				s->reg[i] = (uint16_t)v;
+		state_leave_map(r);
+	}
+	s->reg[DISPI_VIDEO_MEMORY_64K] = FB_SIZE >> 16;
+	if ((state_get_u64(r, "width", &v) == 0 && v != s->w) || (state_get_u64(r, "height", &v) == 0 && v != s->h))
+		log_warn("%s: the snapshot's boot mode differs from w=/h=; the guest keeps its own mode", dev->id);
+	memset(s->mem, 0, FB_SIZE);
+	s->host_wrote = true;
+	if (state_get_bytes_var(r, "framebuffer", s->mem, FB_SIZE, &len) < 0) {
+		log_error("%s: snapshot has no framebuffer contents", dev->id);
+		rc = -1;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static struct device_model fbuf_model = {
+	.name = "fbuf",
+	.state_version = 1,
+	.on_pci = true,
+	.create = fbuf_create,
+	.reset = fbuf_reset,
+	.save = fbuf_save,
+	.restore = fbuf_restore,
+	.destroy = fbuf_destroy,
+};
+
+DEVICE_MODEL(fbuf_model)
