@@ -31,11 +31,13 @@
 
 #include "control/protocol.h"
 #include "core/config.h"
+#include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
 #include "snapshot/snapshot.h"
+#include "ui/screenshot.h"
 
 #define DEFAULT_DIR "/run/hyve"
 #define MAX_CLIENTS 32
@@ -356,6 +358,7 @@ static void op_status(void *opaque, struct control_status *st)
 	struct control *ctl = c->ctl;
 	struct vm *vm = ctl->vm;
 	struct timespec now;
+	struct display_vnc_stats vs;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&vm->lock);
@@ -366,6 +369,15 @@ static void op_status(void *opaque, struct control_status *st)
 	st->memory = vm->mem.size;
 	st->uptime = (double)(now.tv_sec - ctl->started.tv_sec) + (double)(now.tv_nsec - ctl->started.tv_nsec) / 1e9;
 	st->snapshot_in_progress = ctl->snap.running;
+	if (display_vnc_stats(vm, &vs)) {
+		st->has_vnc = true;
+		st->vnc.clients = vs.clients;
+		st->vnc.ticks = vs.ticks;
+		st->vnc.dirty_pages = vs.dirty_pages;
+		st->vnc.bytes_compared = vs.bytes_compared;
+		st->vnc.tiles_sent = vs.tiles_sent;
+		st->vnc.bytes_sent = vs.bytes_sent;
+	}
 }
 
 static int op_pause(void *opaque, char *err, size_t errlen)
@@ -497,11 +509,19 @@ static int op_may_exit(void *opaque, char *err, size_t errlen)
 	return busy(c->ctl, err, errlen);
 }
 
+static int op_screenshot(void *opaque, const char *path, char *err, size_t errlen)
+{
+	struct conn *c = opaque;
+
+	return screenshot_png(c->ctl->vm, path, err, errlen);
+}
+
 static const struct control_ops vm_ops = {
 	.status = op_status,
 	.pause = op_pause,
 	.resume = op_resume,
 	.snapshot = op_snapshot,
+	.screenshot = op_screenshot,
 	.poweroff = op_poweroff,
 	.may_exit = op_may_exit,
 };

@@ -196,6 +196,20 @@ static void ok_state(struct request *rq, const char *state)
 	rq->res->len = reply_end(&r, rq->out);
 }
 
+/* The VNC server's counters: the idle test watches bytes_compared stay put on a static screen. */
+static struct json_object *vnc_status(const struct control_status *st)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "clients", json_object_new_int64(st->vnc.clients));
+	json_object_object_add(o, "ticks", json_object_new_uint64(st->vnc.ticks));
+	json_object_object_add(o, "dirty_pages", json_object_new_uint64(st->vnc.dirty_pages));
+	json_object_object_add(o, "bytes_compared", json_object_new_uint64(st->vnc.bytes_compared));
+	json_object_object_add(o, "tiles_sent", json_object_new_uint64(st->vnc.tiles_sent));
+	json_object_object_add(o, "bytes_sent", json_object_new_uint64(st->vnc.bytes_sent));
+	return o;
+}
+
 static void do_status(struct request *rq)
 {
 	struct control_status st = { .name = "", .state = "running" };
@@ -213,6 +227,8 @@ static void do_status(struct request *rq)
 	reply_add(&r, "memory", json_object_new_uint64(st.memory));
 	reply_add(&r, "uptime", json_object_new_double_s(st.uptime, uptime));
 	reply_add(&r, "snapshot_in_progress", json_object_new_boolean(st.snapshot_in_progress));
+	if (st.has_vnc)
+		reply_add(&r, "vnc", vnc_status(&st));
 	rq->res->len = reply_end(&r, rq->out);
 }
 
@@ -235,14 +251,17 @@ static void do_resume(struct request *rq)
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-/* Checks snapshot's arguments; NULL when they are fine, else why not. */
-static const char *snapshot_arguments(struct json_object *obj, const char **path, bool *then_exit)
+/* Checks a command's "path" (absolute, no NULs); NULL when it is fine, else why not. */
+static const char *path_argument(struct json_object *obj, const char *cmd, const char **path)
 {
+	static char why[64];
 	struct json_object *v;
 	size_t len;
 
-	if (!json_object_object_get_ex(obj, "path", &v))
-		return "snapshot needs \"path\"";
+	if (!json_object_object_get_ex(obj, "path", &v)) {
+		snprintf(why, sizeof(why), "%s needs \"path\"", cmd);
+		return why;
+	}
 	if (!json_object_is_type(v, json_type_string))
 		return "\"path\" must be a string";
 	*path = json_object_get_string(v);
@@ -255,6 +274,17 @@ static const char *snapshot_arguments(struct json_object *obj, const char **path
 		return "\"path\" is longer than " STR(CONTROL_PATH_MAX) " bytes";
 	if ((*path)[0] != '/')
 		return "\"path\" must be absolute (the VM's working directory is not the client's)";
+	return NULL;
+}
+
+/* Checks snapshot's arguments; NULL when they are fine, else why not. */
+static const char *snapshot_arguments(struct json_object *obj, const char **path, bool *then_exit)
+{
+	struct json_object *v;
+	const char *why = path_argument(obj, "snapshot", path);
+
+	if (why)
+		return why;
 	*then_exit = false;
 	if (json_object_object_get_ex(obj, "exit", &v)) {
 		if (!json_object_is_type(v, json_type_boolean))
@@ -278,6 +308,22 @@ static void do_snapshot(struct request *rq)
 		rq->res->action = CONTROL_PENDING;
 		rq->res->len = 0;
 		rq->out[0] = '\0';
+	}
+}
+
+static void do_screenshot(struct request *rq)
+{
+	const char *path = NULL, *why = path_argument(rq->obj, "screenshot", &path);
+	struct reply r;
+
+	if (why) {
+		fail(rq, "%s", why);
+	} else if (rq->ops->screenshot(rq->opaque, path, rq->err, sizeof(rq->err)) < 0) {
+		fail_action(rq);
+	} else {
+		reply_begin(&r, true, &rq->res->id);
+		reply_add_text(&r, "path", path, CONTROL_PATH_MAX);
+		rq->res->len = reply_end(&r, rq->out);
 	}
 }
 
@@ -316,6 +362,7 @@ static void do_quit(struct request *rq)
 
 static const char *const no_args[] = { NULL };
 static const char *const snapshot_args[] = { "path", "exit", NULL };
+static const char *const screenshot_args[] = { "path", NULL };
 
 static const struct command {
 	const char *name;
@@ -326,6 +373,7 @@ static const struct command {
 	{ "pause", do_pause, no_args },
 	{ "resume", do_resume, no_args },
 	{ "snapshot", do_snapshot, snapshot_args },
+	{ "screenshot", do_screenshot, screenshot_args },
 	{ "poweroff", do_poweroff, no_args },
 	{ "reset", do_reset, no_args },
 	{ "quit", do_quit, no_args },

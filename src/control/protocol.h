@@ -41,6 +41,11 @@ struct control_status {
 	uint64_t memory;       /* guest RAM bytes */
 	double uptime;         /* seconds since the VM started */
 	bool snapshot_in_progress;
+	bool has_vnc;          /* the display's VNC server counters follow */
+	struct {
+		unsigned clients;
+		uint64_t ticks, dirty_pages, bytes_compared, tiles_sent, bytes_sent;
+	} vnc;
 };
 
 /*
@@ -57,6 +62,8 @@ struct control_ops {
 	 * control_reply_error().
 	 */
 	int (*snapshot)(void *opaque, const char *path, bool exit, char *err, size_t errlen);
+	/* Writes the display's picture to `path` (absolute) as PNG. */
+	int (*screenshot)(void *opaque, const char *path, char *err, size_t errlen);
 	/* Presses the ACPI power button. */
 	int (*poweroff)(void *opaque, char *err, size_t errlen);
 	/*

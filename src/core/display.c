@@ -1,29 +1,27 @@
 #include "display.h"
 
 #include <pthread.h>
-#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
 
+/* Guards the provider; capture runs under it so the device cannot go away meanwhile. */
 static pthread_mutex_t display_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	struct vm *vm;
-	display_screen_fn fn;
-	void *opaque;
-} provider;
+static struct vm *provider_vm;
+static struct display_provider provider;
 
-int display_register(struct vm *vm, display_screen_fn fn, void *opaque)
+int display_register(struct vm *vm, const struct display_provider *p)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&display_lock);
-	if (provider.vm == vm && provider.fn) {
+	if (provider_vm == vm) {
 		log_error("only one display device is supported");
 		rc = -1;
 	} else {
-		provider.vm = vm;
-		provider.fn = fn;
-		provider.opaque = opaque;
+		provider_vm = vm;
+		provider = *p;
 	}
 	pthread_mutex_unlock(&display_lock);
 	return rc;
@@ -32,24 +30,81 @@ int display_register(struct vm *vm, display_screen_fn fn, void *opaque)
 void display_unregister(struct vm *vm)
 {
 	pthread_mutex_lock(&display_lock);
-	if (provider.vm == vm) {
-		provider.vm = NULL;
-		provider.fn = NULL;
-		provider.opaque = NULL;
+	if (provider_vm == vm) {
+		provider_vm = NULL;
+		provider = (struct display_provider){ 0 };
 	}
 	pthread_mutex_unlock(&display_lock);
 }
 
 int display_screen(struct vm *vm, struct display_screen *out)
 {
-	display_screen_fn fn = NULL;
-	void *opaque = NULL;
+	int rc = -1;
 
 	pthread_mutex_lock(&display_lock);
-	if (provider.vm == vm) {
-		fn = provider.fn;
-		opaque = provider.opaque;
+	if (provider_vm == vm && provider.screen)
+		rc = provider.screen(provider.opaque, out);
+	pthread_mutex_unlock(&display_lock);
+	return rc;
+}
+
+bool display_vnc_stats(struct vm *vm, struct display_vnc_stats *out)
+{
+	bool have = false;
+
+	pthread_mutex_lock(&display_lock);
+	if (provider_vm == vm && provider.vnc_stats) {
+		provider.vnc_stats(provider.opaque, out);
+		have = true;
 	}
 	pthread_mutex_unlock(&display_lock);
-	return fn ? fn(opaque, out) : -1;
+	return have;
+}
+
+static bool surface_ok(const struct display_surface *s)
+{
+	return s->mem && s->bpp == 32 && s->width && s->height && s->stride >= (uint64_t)s->width * 4 &&
+	       s->offset + (uint64_t)s->stride * (s->height - 1) + (uint64_t)s->width * 4 <= s->mem_size;
+}
+
+static void to_rgb(const struct display_surface *s, uint8_t *rgb)
+{
+	for (uint32_t y = 0; y < s->height; y++) {
+		const uint8_t *src = s->mem + s->offset + (uint64_t)y * s->stride;
+		for (uint32_t x = 0; x < s->width; x++, src += 4, rgb += 3) {
+			rgb[0] = src[2];
+			rgb[1] = src[1];
+			rgb[2] = src[0];
+		}
+	}
+}
+
+int display_capture_rgb(struct vm *vm, uint8_t **rgb, uint32_t *w, uint32_t *h, char *err, size_t errlen)
+{
+	struct display_surface s = { 0 };
+	int rc = -1;
+
+	pthread_mutex_lock(&display_lock);
+	if (provider_vm != vm || !provider.surface) {
+		snprintf(err, errlen, "the VM has no display device");
+		goto out;
+	}
+	provider.surface(provider.opaque, &s);
+	if (!surface_ok(&s)) {
+		snprintf(err, errlen, s.bpp && s.bpp != 32 ? "the guest's display mode (%u bits per pixel) cannot be captured"
+							   : "the display is off",
+			 s.bpp);
+		goto out;
+	}
+	if (!(*rgb = malloc((size_t)s.width * s.height * 3))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	to_rgb(&s, *rgb);
+	*w = s.width;
+	*h = s.height;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&display_lock);
+	return rc;
 }

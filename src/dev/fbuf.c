@@ -3,7 +3,7 @@
  * programming interface, so stock drivers work (Linux bochs DRM, OVMF's
  * QemuVideoDxe), shown over VNC:
  *
- *   -s SLOT,fbuf,tcp=[ADDR:]PORT|unix=PATH[,w=W][,h=H][,wait]
+ *   -s SLOT,fbuf,tcp=[ADDR:]PORT|unix=PATH[,w=W][,h=H][,wait][,password=SECRET]
  *
  * PCI 1234:1111, class 0x0300. BAR0: 32 MiB prefetchable framebuffer, a
  * memfd given to KVM as its own memory slot wherever the guest places the
@@ -34,6 +34,7 @@
 #include "core/vm.h"
 #include "pci/pci.h"
 #include "snapshot/state.h"
+#include "ui/rfb.h"
 #include "ui/vnc.h"
 
 #define FB_SIZE (32u << 20)
@@ -279,9 +280,9 @@ static void fbuf_bar0(void *opaque, uint64_t off, uint8_t *data, unsigned size, 
 
 /* ---- what the screen shows ---- */
 
-static void scanout_locked(struct fbuf *s, struct vnc_surface *out)
+static void scanout_locked(struct fbuf *s, struct display_surface *out)
 {
-	*out = (struct vnc_surface){ .mem = s->mem, .mem_size = FB_SIZE };
+	*out = (struct display_surface){ .mem = s->mem, .mem_size = FB_SIZE };
 	if (s->reg[DISPI_ENABLE] & ENABLE_ON) {
 		unsigned bpp = s->reg[DISPI_BPP], b = bytes_pp(bpp);
 		out->width = s->reg[DISPI_XRES];
@@ -297,20 +298,36 @@ static void scanout_locked(struct fbuf *s, struct vnc_surface *out)
 	}
 }
 
-static bool fbuf_scanout(void *opaque, struct vnc_surface *out, uint64_t *dirty)
+static bool fbuf_scanout(void *opaque, struct display_surface *out, uint64_t *dirty)
 {
 	struct fbuf *s = opaque;
 	bool logged = true;
 
 	pthread_mutex_lock(&s->lock);
 	scanout_locked(s, out);
-	if (s->slot_mapped && vm_devmem_dirty_log(s->dev->vm, s->slot, dirty) < 0)
+	if (dirty && s->slot_mapped && vm_devmem_dirty_log(s->dev->vm, s->slot, dirty) < 0)
 		logged = false;
 	if (s->host_wrote)
 		logged = false;
 	s->host_wrote = false;
 	pthread_mutex_unlock(&s->lock);
 	return logged;
+}
+
+static void fbuf_surface(void *opaque, struct display_surface *out)
+{
+	struct fbuf *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	scanout_locked(s, out);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void fbuf_vnc_stats(void *opaque, struct display_vnc_stats *out)
+{
+	struct fbuf *s = opaque;
+
+	vnc_get_stats(s->vnc, out);
 }
 
 static int fbuf_screen(void *opaque, struct display_screen *out)
@@ -388,6 +405,30 @@ static int parse_listen(struct device *dev, struct vnc_options *o, char *buf, si
 	return 0;
 }
 
+/*
+ * VNC authentication uses the first 8 characters only; longer passwords are
+ * refused rather than silently cut, and so are keys DES calls weak.
+ */
+static int get_password(struct device *dev, const char **out)
+{
+	const char *pw = config_getf(dev->vm->cfg, "%s.password", dev->cfg_prefix);
+	uint8_t probe[16] = { 0 };
+
+	*out = NULL;
+	if (!pw)
+		return 0;
+	if (!*pw || strlen(pw) > 8) {
+		log_error("%s: fbuf password= must have 1 to 8 characters (VNC authentication uses 8)", dev->id);
+		return -1;
+	}
+	if (rfb_vnc_auth_response(pw, probe, probe) < 0) {
+		log_error("%s: fbuf password= gives a weak DES key; choose another", dev->id);
+		return -1;
+	}
+	*out = pw;
+	return 0;
+}
+
 /* ---- device model ---- */
 
 static void fbuf_regs_reset(struct fbuf *s)
@@ -404,9 +445,9 @@ static void fbuf_destroy(struct device *dev)
 
 	if (!s)
 		return;
-	vnc_close(s->vnc);
 	if (s->have_display)
 		display_unregister(dev->vm);
+	vnc_close(s->vnc);
 	if (s->fn.dev)
 		pci_function_destroy(&s->fn);
 	if (s->have_ports)
@@ -427,6 +468,7 @@ static int fbuf_create(struct device *dev)
 	struct fbuf *s = calloc(1, sizeof(*s));
 	struct vnc_options o = { .name = dev->vm->name };
 	struct vnc_source src;
+	struct display_provider provider;
 	char addr[256], key[96];
 	bool wait = false;
 
@@ -437,11 +479,8 @@ static int fbuf_create(struct device *dev)
 	s->memfd = s->slot = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	fbuf_regs_reset(s);
-	if (config_getf(dev->vm->cfg, "%s.password", dev->cfg_prefix)) {
-		log_error("%s: fbuf password= is not supported: neatvnc offers only VeNCrypt (TLS) authentication, "
-			  "not VNC passwords; use unix= or a loopback tcp= address", dev->id);
+	if (get_password(dev, &o.password) < 0)
 		goto fail;
-	}
 	if (config_getf(dev->vm->cfg, "%s.vga", dev->cfg_prefix)) {
 		log_error("%s: fbuf vga= is not supported yet (no legacy VGA)", dev->id);
 		goto fail;
@@ -475,12 +514,16 @@ static int fbuf_create(struct device *dev)
 	}
 	s->have_ports = true;
 	sync_slot(s);
-	if (display_register(dev->vm, fbuf_screen, s) < 0)
-		goto fail;
-	s->have_display = true;
 	src = (struct vnc_source){ .scanout = fbuf_scanout, .opaque = s, .mem_size = FB_SIZE };
 	s->vnc = vnc_open(dev->vm, &o, &src);
-	if (!s->vnc || (wait && vnc_wait_client(s->vnc) < 0))
+	if (!s->vnc)
+		goto fail;
+	provider = (struct display_provider){ .screen = fbuf_screen, .surface = fbuf_surface,
+					      .vnc_stats = fbuf_vnc_stats, .opaque = s };
+	if (display_register(dev->vm, &provider) < 0)
+		goto fail;
+	s->have_display = true;
+	if (wait && vnc_wait_client(s->vnc) < 0)
 		goto fail;
 	return 0;
 fail:

@@ -45,6 +45,7 @@ static void usage(FILE *out)
 		"  poweroff           press the ACPI power button: the guest shuts down\n"
 		"  reset              end the VM at once with status 0, to be restarted (--force-reset)\n"
 		"  quit               end the VM at once with status 1 (--force-poweroff)\n"
+		"  screenshot FILE    write the display's current picture to FILE as PNG\n"
 		"  snapshot-info FILE describe a snapshot file, as JSON (no VM needed)\n"
 		"\n"
 		"options:\n"
@@ -150,7 +151,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		const char *cmd = argv[optind];
 		if (a->cmd)
 			return usage_error("give one command");
-		if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "snapshot-info") == 0) {
+		if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "snapshot-info") == 0 || strcmp(cmd, "screenshot") == 0) {
 			if (nargs != 2)
 				return usage_error("%s needs one FILE", cmd);
 			set_cmd(a, cmd, argv[optind + 1], false);
@@ -181,7 +182,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	if (!a->socket && (!*a->vm || strchr(a->vm, '/')))
 		return usage_error("--vm=%s: not a VM name (use --socket=PATH)", a->vm);
 	if (a->file && !*a->file)
-		return usage_error("empty snapshot FILE");
+		return usage_error("empty %s FILE", a->cmd);
 	return 0;
 }
 

@@ -1,10 +1,16 @@
 /*
- * VNC server for a display device, on neatvnc. The server runs on hyve's
- * event loop: aml's fd is watched there, and a ~30 Hz timer asks the
- * device for its scanout and the pages the guest wrote since the last
- * tick (KVM dirty log), which are compared against a shadow copy so only
- * changed rows become damage. A static screen costs one dirty-log fetch
- * per tick and no pixel work.
+ * VNC server for a display device: hyve's own RFB 3.3/3.7/3.8 server
+ * (src/ui/rfb.[ch] for the protocol) on hyve's event loop. Why not
+ * neatvnc: it offers no classic VNC authentication (needed for password=
+ * with TigerVNC and noVNC) and no RFB 3.3 (needed by vncsnapshot).
+ *
+ * A ~30 Hz timer asks the device for its scanout and the pages the guest
+ * wrote since the last tick (KVM dirty log); only those pages' rows are
+ * compared against a shadow copy, so a static screen costs one dirty-log
+ * fetch per tick and no pixel work, and only changed 64x64 tiles are sent.
+ *
+ * Threads: everything runs on the event loop thread, except the LED
+ * listener (any thread), which only sets a flag.
  */
 #ifndef HYVE_VNC_H
 #define HYVE_VNC_H
@@ -12,23 +18,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/display.h"
+
 struct vm;
 struct vnc;
 
-struct vnc_surface {
-	const uint8_t *mem;  /* framebuffer memory (stays mapped while the server lives) */
-	uint64_t mem_size;
-	uint64_t offset;     /* first visible byte inside mem */
-	uint32_t width, height, stride, bpp; /* bpp 0: nothing to show (display off or bad mode) */
-};
-
 struct vnc_source {
 	/*
-	 * Fills the current scanout and the dirty page bitmap of mem (one bit
-	 * per 4 KiB page, cleared by the call). Returns false when the dirty
-	 * log is unavailable: everything visible is then compared.
+	 * Fills the current scanout and, when dirty is not NULL, the dirty
+	 * page bitmap of the memory (one bit per 4 KiB page, cleared by the
+	 * call). Returns false when the dirty log is unavailable: everything
+	 * visible is then compared.
 	 */
-	bool (*scanout)(void *opaque, struct vnc_surface *s, uint64_t *dirty);
+	bool (*scanout)(void *opaque, struct display_surface *s, uint64_t *dirty);
 	void *opaque;
 	uint64_t mem_size;   /* bytes of framebuffer memory the bitmap covers */
 };
@@ -38,6 +40,7 @@ struct vnc_options {
 	const char *tcp_addr;  /* tcp_addr:tcp_port */
 	uint16_t tcp_port;
 	const char *name;      /* desktop name */
+	const char *password;  /* VNC authentication (at most 8 characters count); NULL: none */
 };
 
 /* Listens and hooks into vm->loop; NULL after logging (address in use, ...). */
@@ -46,9 +49,11 @@ struct vnc *vnc_open(struct vm *vm, const struct vnc_options *o, const struct vn
 int vnc_wait_client(struct vnc *v);
 void vnc_close(struct vnc *v);
 
-struct vnc_stats {
-	uint64_t ticks, dirty_pages, bytes_compared, damaged_rows, frames;
-};
-void vnc_get_stats(struct vnc *v, struct vnc_stats *out);
+/*
+ * Counters: ticks (refresh timer runs with a client connected),
+ * dirty_pages (framebuffer pages the dirty log reported), bytes_compared
+ * (against the shadow), tiles_sent (64x64 tiles), bytes_sent, clients.
+ */
+void vnc_get_stats(struct vnc *v, struct display_vnc_stats *out);
 
 #endif

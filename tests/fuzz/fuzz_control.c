@@ -83,11 +83,20 @@ static int op_may_exit(void *opaque, char *err, size_t errlen)
 	return outcome(err, errlen);
 }
 
+static int op_screenshot(void *opaque, const char *path, char *err, size_t errlen)
+{
+	(void)opaque;
+	CHECK(path[0] == '/');
+	CHECK(strlen(path) <= CONTROL_PATH_MAX);
+	return outcome(err, errlen);
+}
+
 static const struct control_ops ops = {
 	.status = op_status,
 	.pause = op_pause,
 	.resume = op_pause,
 	.snapshot = op_snapshot,
+	.screenshot = op_screenshot,
 	.poweroff = op_pause,
 	.may_exit = op_may_exit,
 };

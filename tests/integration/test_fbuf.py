@@ -1,6 +1,9 @@
 """The fbuf display: vesafb from boot_params.screen_info, the bochs DRM driver through
-DISPI, the framebuffer as a KVM memory slot, and the picture as real VNC clients receive
-it (libvncclient through build/vncgrab, gtk-vnc's gvnccapture), compared pixel for pixel."""
+DISPI, the framebuffer as a KVM memory slot, and the picture as independent VNC clients
+receive it (libvncclient through build/vncgrab with Raw and ZRLE, gtk-vnc's gvnccapture,
+vncsnapshot, and tests/integration/rfb_client.py), compared pixel for pixel; screenshots
+through hyvectl; two clients, the UNIX listener, passwords, `wait`, snapshots."""
+import os
 import pathlib
 import shutil
 import socket
@@ -11,12 +14,34 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import KERNEL, REPO, run_hyve
+from conftest import HYVE, KERNEL, REPO, Guest, boot_args, run_hyve
+from rfb_client import AuthFailed, RfbClient
 
 VNCGRAB = REPO / "build" / "vncgrab"
-PAT_X, PAT_Y, BLOCK = 256, 600, 64
+HYVECTL = HYVE.parent / "hyvectl"
+RUNDIR = os.environ.get("HYVE_RUNDIR", "/run/hyve-tests")
+# Block edges on multiples of 16 pixels: vncsnapshot writes JPEG, whose 16x16 blocks then
+# each hold one colour and come back exact up to colour-conversion rounding.
+PAT_X, PAT_Y, BLOCK = 256, 608, 64
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255),
           (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 128, 128)]
+
+
+def sock(name):
+    os.makedirs(RUNDIR, exist_ok=True)
+    return os.path.join(RUNDIR, f"{name}.sock")
+
+
+def hyvectl(name, *args):
+    return subprocess.run([str(HYVECTL), f"--socket={sock(name)}", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def status(name):
+    import json
+    r = hyvectl(name, "--json", "status")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
 
 
 def pattern_command(stride):
@@ -31,8 +56,7 @@ def pattern_command(stride):
 
 
 def capture(port, path):
-    """gvnccapture (gtk-vnc's client) writes PNG: exact pixels. (vncsnapshot cannot be used: it
-    speaks only RFB 3.3, which neatvnc does not offer, and it writes only JPEG.)"""
+    """gvnccapture (gtk-vnc's client) writes PNG: exact pixels."""
     assert 5900 <= port < 6000
     r = subprocess.run(["gvnccapture", "--quiet", f"127.0.0.1:{port - 5900}", str(path)],
                        capture_output=True, text=True, timeout=120)
@@ -40,19 +64,27 @@ def capture(port, path):
     return Image.open(path).convert("RGB")
 
 
-def grab(target, path):
-    """libvncclient, Raw encoding, written as PPM: exact pixels."""
-    r = subprocess.run([str(VNCGRAB), target, str(path)], capture_output=True, text=True, timeout=120)
+def snapshot_jpeg(port, path):
+    """vncsnapshot (TightVNC 1.2.8's client, RFB 3.3) writes JPEG only."""
+    r = subprocess.run(["vncsnapshot", "-quiet", "-quality", "100", f"127.0.0.1:{port - 5900}", str(path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return Image.open(path).convert("RGB")
+
+
+def grab(target, path, *opts):
+    """libvncclient (Raw unless -e says otherwise), written as PPM: exact pixels."""
+    r = subprocess.run([str(VNCGRAB), *opts, target, str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return Image.open(path).convert("RGB")
 
 
-def grab_until(target, path, ok, timeout=30):
+def grab_until(target, path, ok, *opts, timeout=60):
     """Grabs until ok(img) holds (the guest's writes may reach the framebuffer a little later:
     DRM's fbdev emulation flushes its shadow buffer from a worker); returns the last image."""
     deadline = time.monotonic() + timeout
     while True:
-        img = grab(target, path)
+        img = grab(target, path, *opts)
         if ok(img) or time.monotonic() > deadline:
             return img
         time.sleep(0.5)
@@ -84,33 +116,60 @@ def fb_info(g):
     return lines[0], w, h, int(lines[-2]), int(lines[-1])
 
 
-def check_display(g, port, workdir, w, h, stride):
-    # fbcon draws text on the framebuffer.
-    rc, out = g.run("printf 'HYVE FBCON TEXT\\n' > /dev/tty1")
-    assert rc == 0, out
-    img = grab_until(f"127.0.0.1:{port}", workdir / "console.ppm", lambda i: lit_pixels(i) > 100)
-    assert img.size == (w, h)
-    lit = lit_pixels(img)
-    assert lit > 100, f"console area is blank ({lit} lit pixels)"
+def near(img, box, want, tol=3):
+    """Every pixel of box within tol of want per channel (JPEG's colour conversion rounds)."""
+    x0, y0, x1, y1 = box
+    return all(abs(c - w) <= tol for y in range(y0, y1) for x in range(x0, x1)
+               for c, w in zip(img.getpixel((x, y)), want))
 
-    # A known pattern written through /dev/fb0 arrives at the clients.
+
+def client_pattern_ok(c):
+    return all(c.pixel(PAT_X + i * BLOCK + dx, PAT_Y + dy) == col
+               for i, col in enumerate(COLORS) for dx, dy in ((0, 0), (BLOCK - 1, BLOCK - 1), (7, 33)))
+
+
+def check_pattern(g, port, workdir, w, h, stride, vmname):
+    """The pattern through /dev/fb0, as every kind of client and hyvectl screenshot see it."""
+    target = f"127.0.0.1:{port}"
     rc, out = g.run(pattern_command(stride), timeout=120)
     assert rc == 0 and "written" in out and str(stride * BLOCK) in out, out
-    exact = grab_until(f"127.0.0.1:{port}", workdir / "pattern.ppm", pattern_ok)
+    exact = grab_until(target, workdir / "pattern.ppm", pattern_ok)
+    assert exact.size == (w, h)
     for i, want in enumerate(COLORS):
         x0 = PAT_X + i * BLOCK
         got = {exact.getpixel((x, y)) for y in range(PAT_Y, PAT_Y + BLOCK) for x in range(x0, x0 + BLOCK)}
         assert got == {want}, (i, want, sorted(got)[:5])
     around = {exact.getpixel((x, y)) for y in range(PAT_Y, PAT_Y + BLOCK) for x in range(PAT_X - 32, PAT_X)}
     assert around == {(0, 0, 0)}, sorted(around)[:5]
-    img = capture(port, workdir / "pattern.png")
-    assert img.size == (w, h) and pattern_ok(img)
+    # The same picture through ZRLE, gtk-vnc, and hyve's own PNG writer.
+    zrle = grab(target, workdir / "zrle.ppm", "-e", "zrle")
+    assert zrle.tobytes() == exact.tobytes()
+    assert capture(port, workdir / "pattern.png").tobytes() == exact.tobytes()
+    shot = workdir / "shot.png"
+    r = hyvectl(vmname, "screenshot", shot)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(shot).convert("RGB").tobytes() == exact.tobytes()
+    # vncsnapshot: JPEG, so equal within rounding, block by block.
+    jpeg = snapshot_jpeg(port, workdir / "snap.jpg")
+    assert jpeg.size == (w, h)
+    for i, want in enumerate(COLORS):
+        box = (PAT_X + i * BLOCK, PAT_Y, PAT_X + (i + 1) * BLOCK, PAT_Y + BLOCK)
+        assert near(jpeg, box, want), (i, want)
+    return exact
 
-    # The screen follows later writes (dirty logging of the framebuffer slot).
-    rc, out = g.run(f"dd if=/dev/zero of=/dev/fb0 bs={stride} seek={PAT_Y} count={BLOCK} conv=notrunc 2>/dev/null")
-    assert rc == 0, out
-    img = grab_until(f"127.0.0.1:{port}", workdir / "cleared.ppm", cleared_ok)
-    assert cleared_ok(img)
+
+def check_idle(vmname, client, frame_bytes):
+    """A static screen with a client connected: the refresh keeps ticking but compares
+    (almost) nothing and sends nothing."""
+    client.request()  # outstanding, as a viewer always has one
+    before = status(vmname)["vnc"]
+    time.sleep(5)
+    after = status(vmname)["vnc"]
+    assert after["clients"] >= 1
+    assert after["ticks"] - before["ticks"] >= 10, (before, after)
+    compared = after["bytes_compared"] - before["bytes_compared"]
+    assert compared < frame_bytes // 10, f"{compared} bytes compared on a static screen ({before} -> {after})"
+    assert after["tiles_sent"] == before["tiles_sent"], (before, after)
 
 
 @pytest.fixture
@@ -122,42 +181,131 @@ def workdir():
 
 @pytest.fixture(autouse=True)
 def clients():
-    if not shutil.which("gvnccapture") or not VNCGRAB.is_file():
-        pytest.fail("needs gvnccapture (gvncviewer) and build/vncgrab (libvncserver-dev): scripts/install-deps",
-                    pytrace=False)
+    missing = [t for t in ("gvnccapture", "vncsnapshot") if not shutil.which(t)]
+    if missing or not VNCGRAB.is_file():
+        pytest.fail(f"needs {missing} and build/vncgrab (libvncserver-dev): scripts/install-deps", pytrace=False)
 
 
-def test_vesafb_from_screen_info(boot, workdir):
-    """No display driver module: vesafb and fbcon use what boot_params.screen_info describes."""
-    w, h, port = 1280, 720, 5977   # not the default, and rows straddle pages (stride 5120)
-    g = boot("cmd", extra_cmdline="module_blacklist=bochs",
-             extra_args=["-s", f"5,fbuf,tcp=127.0.0.1:{port},w={w},h={h}"])
-    g.wait_for("HYVE-CMD-READY", timeout=240)
-    rc, out = g.run("cat /sys/bus/pci/devices/0000:00:05.0/vendor /sys/bus/pci/devices/0000:00:05.0/device "
-                    "/sys/bus/pci/devices/0000:00:05.0/class")
-    assert rc == 0 and out.split() == ["0x1234", "0x1111", "0x030000"], out
-    name, fw, fh, bpp, stride = fb_info(g)
-    assert "VESA VGA" in name and (fw, fh, bpp, stride) == (w, h, 32, w * 4), (name, fw, fh, bpp, stride)
-    check_display(g, port, workdir, w, h, stride)
+def fbuf_guest(name, fbuf_opts, extra_cmdline=""):
+    g = Guest(boot_args("cmd", extra_cmdline=extra_cmdline,
+                        extra_args=["-s", f"5,fbuf,{fbuf_opts}", "-o", f"control.socket={sock(name)}"])[:-1]
+              + [name])
+    return g
 
 
-def test_bochs_drm_through_dispi(boot, workdir):
-    """The stock bochs DRM driver programs the DISPI registers; VNC follows its mode."""
-    port = 5976
-    g = boot("cmd", extra_args=["-s", f"5,fbuf,tcp=127.0.0.1:{port}"])
-    g.wait_for("HYVE-CMD-READY", timeout=240)
-    name, w, h, bpp, stride = fb_info(g)
-    assert "bochs" in name and bpp == 32, name
-    rc, out = g.run("ls /sys/bus/pci/devices/0000:00:05.0/driver/module/ -d && readlink "
-                    "/sys/bus/pci/devices/0000:00:05.0/driver")
-    assert rc == 0 and "bochs" in out, out
-    check_display(g, port, workdir, w, h, stride)
+def test_vesafb_two_clients_idle(workdir):
+    """No display driver module: vesafb and fbcon use what boot_params.screen_info describes.
+    Two clients at once see the same picture; an idle screen costs no comparing."""
+    w, h, port, name = 1280, 720, 5977, "fbuf-vesa"  # rows straddle pages (stride 5120)
+    g = fbuf_guest(name, f"tcp=127.0.0.1:{port},w={w},h={h}", "module_blacklist=bochs")
+    try:
+        g.wait_for("HYVE-CMD-READY", timeout=240)
+        rc, out = g.run("cat /sys/bus/pci/devices/0000:00:05.0/vendor /sys/bus/pci/devices/0000:00:05.0/device "
+                        "/sys/bus/pci/devices/0000:00:05.0/class")
+        assert rc == 0 and out.split() == ["0x1234", "0x1111", "0x030000"], out
+        fbname, fw, fh, bpp, stride = fb_info(g)
+        assert "VESA VGA" in fbname and (fw, fh, bpp, stride) == (w, h, 32, w * 4), (fbname, fw, fh, bpp, stride)
+        viewer = RfbClient(("127.0.0.1", port))
+        assert (viewer.width, viewer.height) == (w, h)
+        viewer.update(incremental=False)
+
+        # fbcon draws text on the framebuffer from early boot.
+        rc, out = g.run("printf 'HYVE FBCON TEXT\\n' > /dev/tty1; echo 0 > /sys/class/graphics/fbcon/cursor_blink")
+        assert rc == 0, out
+        img = grab_until(f"127.0.0.1:{port}", workdir / "console.ppm", lambda i: lit_pixels(i) > 100)
+        assert lit_pixels(img) > 100, "console area is blank"
+
+        exact = check_pattern(g, port, workdir, w, h, stride, name)
+        viewer.wait_until(client_pattern_ok)  # the first client, connected all along
+        assert bytes(viewer.pixels[:w * 4 * 64]) != bytes(w * 4 * 64)  # and the console text
+        assert exact.getpixel((PAT_X, PAT_Y)) == viewer.pixel(PAT_X, PAT_Y)
+
+        check_idle(name, viewer, w * h * 4)
+
+        # Later writes arrive (dirty logging of the framebuffer slot), at both clients.
+        rc, out = g.run(f"dd if=/dev/zero of=/dev/fb0 bs={stride} seek={PAT_Y} count={BLOCK} conv=notrunc 2>/dev/null")
+        assert rc == 0, out
+        img = grab_until(f"127.0.0.1:{port}", workdir / "cleared.ppm", cleared_ok)
+        assert cleared_ok(img)
+        viewer.wait_until(lambda c: c.pixel(PAT_X, PAT_Y) == (0, 0, 0))
+        viewer.close()
+    finally:
+        g.kill()
+
+
+def test_bochs_mode_change_and_snapshot(workdir, tmp_path):
+    """The stock bochs DRM driver programs DISPI; a connected client gets the new size
+    (DesktopSize) and the right pixels; a snapshot keeps mode and picture."""
+    port, name = 5976, "fbuf-bochs"
+    g = fbuf_guest(name, f"tcp=127.0.0.1:{port},w=800,h=600", "hyve.noload=bochs")
+    try:
+        g.wait_for("HYVE-CMD-READY", timeout=240)
+        viewer = RfbClient(("127.0.0.1", port))
+        assert (viewer.width, viewer.height) == (800, 600)
+        viewer.update(incremental=False)
+        rc, out = g.run("modprobe bochs && sleep 1 && readlink /sys/bus/pci/devices/0000:00:05.0/driver")
+        assert rc == 0 and "bochs" in out, out
+        fbname, w, h, bpp, stride = fb_info(g)
+        assert "bochs" in fbname and bpp == 32 and (w, h) != (800, 600), (fbname, w, h)
+        viewer.wait_until(lambda c: (c.width, c.height) == (w, h))
+        exact = check_pattern(g, port, workdir, w, h, stride, name)
+        viewer.wait_until(client_pattern_ok)
+        viewer.close()
+
+        snap = tmp_path / "fbuf.snap"
+        r = hyvectl(name, "snapshot", snap, "--exit")
+        assert r.returncode == 0, r.stderr
+        assert g.wait_exit(120) == 1
+        g = Guest(["-r", snap, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
+        again = grab_until(f"127.0.0.1:{port}", workdir / "restored.ppm", pattern_ok)
+        assert again.size == (w, h) and again.tobytes() == exact.tobytes()
+        rc, out = g.run("cat /sys/class/graphics/fb0/virtual_size")
+        assert rc == 0 and out.strip() == f"{w},{h}", out
+    finally:
+        g.kill()
+
+
+def test_unix_password_wait(workdir):
+    """A UNIX listener with a password and `wait`: the guest starts only when a client has
+    authenticated; wrong passwords are refused, the right one (libvncclient and our own
+    client) accepted."""
+    name = "fbuf-unix"
+    path = os.path.join(RUNDIR, "fbuf-vnc.sock")
+    if os.path.exists(path):
+        os.unlink(path)
+    g = fbuf_guest(name, f"unix={path},password=hyve-pw,wait")
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
+            time.sleep(0.2)
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+        with pytest.raises(AuthFailed):
+            RfbClient(path, password="wrong")
+        with pytest.raises(AuthFailed):
+            RfbClient(path)  # no password at all
+        r = subprocess.run([str(VNCGRAB), "-p", "nope", path, str(workdir / "x.ppm")], capture_output=True, timeout=60)
+        assert r.returncode != 0
+        time.sleep(2)
+        assert "HYVE-INIT-REACHED" not in g.text() and not g.output, "the guest started before a client authenticated"
+        viewer = RfbClient(path, password="hyve-pw")
+        g.wait_for("HYVE-CMD-READY", timeout=240)
+        rc, out = g.run("printf 'HYVE FBCON TEXT\\n' > /dev/tty1")
+        img = grab_until(path, workdir / "unix.ppm", lambda i: lit_pixels(i) > 100, "-p", "hyve-pw", "-e", "zrle")
+        assert lit_pixels(img) > 100
+        viewer.update(incremental=False)
+        viewer.close()
+    finally:
+        g.kill()
 
 
 @pytest.mark.parametrize("opts,msg", [
     ("tcp=5979,w=10", "w=10"),
     ("tcp=5979,h=abc", "h=abc"),
+    ("tcp=5979,w=4000", "w=4000"),
     ("tcp=70000", "tcp=70000"),
+    ("tcp=5979,unix=/tmp/x.sock", "not both"),
+    ("tcp=5979,password=123456789", "password"),
     ("unix=/nonexistent-dir/vnc.sock", "/nonexistent-dir/vnc.sock"),
 ])
 def test_bad_options(opts, msg):
@@ -176,4 +324,3 @@ def test_port_in_use():
     assert r.returncode == 4, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "5978" in lines[0] and "in use" in lines[0], r.stderr
-

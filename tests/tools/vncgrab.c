@@ -2,18 +2,20 @@
  * vncgrab: a test tool that captures a VNC server's screen exactly, through
  * libvncclient (a complete RFB client), as a binary PPM.
  *
- *   vncgrab HOST:PORT OUT.ppm     TCP
- *   vncgrab /path/to/socket OUT.ppm   UNIX socket
+ *   vncgrab [-e ENCODINGS] [-p PASSWORD] [-b 16|32] HOST:PORT OUT.ppm     TCP
+ *   vncgrab [...] /path/to/socket OUT.ppm                                 UNIX socket
  *
- * Requests Raw encoding so the picture is lossless, waits until every
- * pixel of the screen has arrived in some update, and writes it. Exit status 0, or 1 with a
- * message.
+ * Requests Raw encoding unless -e names others (e.g. "zrle"; all lossless),
+ * waits until every pixel of the screen has arrived in some update, and
+ * writes it. -b 16 asks for an RGB565 pixel format (the server converts).
+ * Exit status 0, or 1 with a message (2 when authentication failed).
  */
 #include <rfb/rfbclient.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint8_t *seen;     /* one byte per pixel: received */
 static long seen_count, seen_w, seen_h;
@@ -41,18 +43,60 @@ static bool complete(rfbClient *cl)
 	return seen && cl->width == seen_w && cl->height == seen_h && seen_count == seen_w * seen_h;
 }
 
+static char *password;
+
+static char *get_password(rfbClient *cl)
+{
+	(void)cl;
+	return strdup(password ? password : "");
+}
+
+/* The pixel at i as 8-bit R, G, B whatever format was asked for. */
+static void put_pixel(FILE *f, rfbClient *cl, int i)
+{
+	uint8_t rgb[3];
+
+	if (cl->format.bitsPerPixel == 16) {
+		uint16_t p = (uint16_t)(cl->frameBuffer[2 * i] | cl->frameBuffer[2 * i + 1] << 8);
+		rgb[0] = (uint8_t)(((p >> 11) & 31) * 255 / 31);
+		rgb[1] = (uint8_t)(((p >> 5) & 63) * 255 / 63);
+		rgb[2] = (uint8_t)((p & 31) * 255 / 31);
+	} else {
+		memcpy(rgb, cl->frameBuffer + 4 * (size_t)i, 3);
+	}
+	fwrite(rgb, 1, 3, f);
+}
+
 int main(int argc, char **argv)
 {
 	rfbClient *cl;
-	char *host, *colon;
+	char *host, *colon, *encodings = "raw";
+	int bpp = 32, opt;
 	FILE *f;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: vncgrab HOST:PORT|SOCKET OUT.ppm\n");
+	while ((opt = getopt(argc, argv, "e:p:b:")) != -1) {
+		if (opt == 'e')
+			encodings = optarg;
+		else if (opt == 'p')
+			password = optarg;
+		else if (opt == 'b')
+			bpp = atoi(optarg);
+		else
+			return 1;
+	}
+	if (argc - optind != 2 || (bpp != 16 && bpp != 32)) {
+		fprintf(stderr, "usage: vncgrab [-e ENCODINGS] [-p PASSWORD] [-b 16|32] HOST:PORT|SOCKET OUT.ppm\n");
 		return 1;
 	}
+	argv += optind - 1;
 	rfbEnableClientLogging = FALSE;
-	cl = rfbGetClient(8, 3, 4); /* 32 bpp, little endian: bytes R, G, B, unused */
+	/* 32 bpp little endian: bytes R, G, B, unused; 16 bpp: RGB565 */
+	cl = bpp == 16 ? rfbGetClient(5, 3, 2) : rfbGetClient(8, 3, 4);
+	if (bpp == 16) {
+		cl->format.redShift = 11, cl->format.greenShift = 5, cl->format.blueShift = 0;
+		cl->format.redMax = 31, cl->format.greenMax = 63, cl->format.blueMax = 31;
+	}
+	cl->GetPassword = get_password;
 	host = strdup(argv[1]);
 	colon = host[0] == '/' ? NULL : strrchr(host, ':');
 	if (colon) {
@@ -60,12 +104,12 @@ int main(int argc, char **argv)
 		cl->serverPort = atoi(colon + 1);
 	}
 	cl->serverHost = host;
-	cl->appData.encodingsString = "raw";
+	cl->appData.encodingsString = encodings;
 	cl->canHandleNewFBSize = TRUE;
 	cl->GotFrameBufferUpdate = on_rect;
 	if (!rfbInitClient(cl, NULL, NULL)) { /* frees cl on failure */
-		fprintf(stderr, "vncgrab: cannot connect to %s\n", argv[1]);
-		return 1;
+		fprintf(stderr, "vncgrab: cannot connect to %s or not authenticated\n", argv[1]);
+		return 2;
 	}
 	while (!complete(cl)) {
 		int n = WaitForMessage(cl, 10 * 1000 * 1000);
@@ -82,7 +126,7 @@ int main(int argc, char **argv)
 	}
 	fprintf(f, "P6\n%d %d\n255\n", cl->width, cl->height);
 	for (int i = 0; i < cl->width * cl->height; i++)
-		fwrite(cl->frameBuffer + 4 * (size_t)i, 1, 3, f);
+		put_pixel(f, cl, i);
 	fclose(f);
 	rfbClientCleanup(cl);
 	return 0;

@@ -18,6 +18,7 @@ static struct {
 	unsigned status, pause, resume, snapshot, poweroff, may_exit;
 	char path[CONTROL_PATH_MAX + 1];
 	bool then_exit;
+	unsigned screenshot;
 	const char *fail; /* when set, every action fails with this reason */
 	const char *state;
 	const char *name;
@@ -80,11 +81,20 @@ static int op_may_exit(void *opaque, char *err, size_t errlen)
 	return result(err, errlen);
 }
 
+static int op_screenshot(void *opaque, const char *path, char *err, size_t errlen)
+{
+	(void)opaque;
+	calls.screenshot++;
+	snprintf(calls.path, sizeof(calls.path), "%s", path);
+	return result(err, errlen);
+}
+
 static const struct control_ops ops = {
 	.status = op_status,
 	.pause = op_pause,
 	.resume = op_resume,
 	.snapshot = op_snapshot,
+	.screenshot = op_screenshot,
 	.poweroff = op_poweroff,
 	.may_exit = op_may_exit,
 };
@@ -337,6 +347,24 @@ static void test_snapshot_bad_arguments(void **state)
 	assert_int_equal(calls.snapshot, 1);
 }
 
+static void test_screenshot(void **state)
+{
+	struct json_object *obj;
+
+	(void)state;
+	assert_error("{\"cmd\":\"screenshot\"}", "screenshot needs \"path\"");
+	assert_error("{\"cmd\":\"screenshot\",\"path\":\"shot.png\"}", "must be absolute");
+	assert_error("{\"cmd\":\"screenshot\",\"path\":\"/x\",\"exit\":true}", "unknown argument 'exit'");
+	assert_int_equal(calls.screenshot, 0);
+	obj = handle("{\"cmd\":\"screenshot\",\"path\":\"/tmp/s.png\"}");
+	assert_true(json_object_get_boolean(field(obj, "ok")));
+	assert_string_equal(json_object_get_string(field(obj, "path")), "/tmp/s.png");
+	json_object_put(obj);
+	assert_int_equal(calls.screenshot, 1);
+	calls.fail = "the display is off";
+	assert_error("{\"cmd\":\"screenshot\",\"path\":\"/tmp/s.png\"}", "the display is off");
+}
+
 static void test_snapshot_replies(void **state)
 {
 	struct control_id id = { .kind = CONTROL_ID_INT, .num = 3 };
@@ -513,6 +541,7 @@ int main(void)
 		cmocka_unit_test_setup(test_snapshot, setup),
 		cmocka_unit_test_setup(test_snapshot_bad_arguments, setup),
 		cmocka_unit_test_setup(test_snapshot_replies, setup),
+		cmocka_unit_test_setup(test_screenshot, setup),
 		cmocka_unit_test_setup(test_poweroff, setup),
 		cmocka_unit_test_setup(test_reset_and_quit, setup),
 		cmocka_unit_test_setup(test_bad_json, setup),

@@ -273,7 +273,7 @@ static void test_bad_options(void **state)
 {
 	static const char *const bad[][3] = {
 		{ "w=10", NULL }, { "h=abc", NULL }, { "w=639", NULL }, { "h=4000", NULL },
-		{ "password=secret", NULL }, { "tcp=1234", NULL }, /* with unix= too */
+		{ "password=", NULL }, { "password=ninechars", NULL }, { "tcp=1234", NULL }, /* with unix= too */
 	};
 
 	(void)state;
@@ -285,6 +285,8 @@ static void test_bad_options(void **state)
 	}
 }
 
+static const char *grab_opts = ""; /* vncgrab options: encodings, password, pixel format */
+
 /* Grabs the screen with build/vncgrab (libvncclient); returns pixel (x, y) as 0xRRGGBB, or -1. */
 static long grab_pixel(const char *sock, unsigned x, unsigned y, unsigned *w, unsigned *h)
 {
@@ -294,7 +296,7 @@ static long grab_pixel(const char *sock, unsigned x, unsigned y, unsigned *w, un
 	unsigned maxv;
 
 	snprintf(out, sizeof(out), "%s.ppm", sock);
-	snprintf(cmd, sizeof(cmd), "%s %s %s", VNCGRAB, sock, out);
+	snprintf(cmd, sizeof(cmd), "%s %s %s %s", VNCGRAB, grab_opts, sock, out);
 	if (system(cmd) != 0)
 		return -1;
 	f = fopen(out, "rb");
@@ -356,6 +358,41 @@ static void test_vnc_shows_framebuffer(void **state)
 	fx_free(f);
 }
 
+/* ZRLE and a 16-bit pixel format through libvncclient's decoders; VNC authentication. */
+static void test_vnc_encodings_and_password(void **state)
+{
+	static const char *const opts[] = { "password=hyve-pw", NULL };
+	unsigned w, h;
+	int rc;
+	struct fx *f = fx_new(opts, &rc);
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	if (access(VNCGRAB, X_OK) != 0) {
+		fx_free(f);
+		skip();
+	}
+	testvm_start_loop(f->vm);
+	fb_write32(f, (3 * 1024 + 100) * 4, 0x00FF0000);
+	fb_write32(f, (3 * 1024 + 101) * 4, 0x000000FF);
+	grab_opts = "-p hyve-pw -e zrle";
+	assert_int_equal(grab_until(f->sock, 100, 3, 0xFF0000), 0xFF0000);
+	assert_int_equal(grab_pixel(f->sock, 101, 3, &w, &h), 0x0000FF);
+	assert_int_equal(grab_pixel(f->sock, 102, 3, &w, &h), 0);
+	assert_int_equal(w, 1024);
+	assert_int_equal(h, 768);
+	grab_opts = "-p hyve-pw -e zrle -b 16";
+	assert_int_equal(grab_pixel(f->sock, 100, 3, &w, &h), 0xFF0000);
+	grab_opts = "-p hyve-pw -e raw -b 16";
+	assert_int_equal(grab_pixel(f->sock, 101, 3, &w, &h), 0x0000FF);
+	grab_opts = "-p wrong-pw";
+	assert_int_equal(grab_pixel(f->sock, 100, 3, &w, &h), -1);
+	grab_opts = "";
+	assert_int_equal(grab_pixel(f->sock, 100, 3, &w, &h), -1);
+	grab_opts = "";
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -366,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_default_mode),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_vnc_shows_framebuffer),
+		cmocka_unit_test(test_vnc_encodings_and_password),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
