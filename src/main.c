@@ -132,6 +132,23 @@ static void block_handled_signals(void)
 }
 
 /* Everything after the command line; cfg is the tree the VM is built from. */
+/* log.level=error|warn|info|debug (default warn). */
+static int set_log_level(struct config *cfg)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	const char *v = config_get(cfg, "log.level");
+
+	if (!v)
+		return 0;
+	for (int l = LOG_ERROR; l <= LOG_DEBUG; l++)
+		if (strcmp(v, names[l]) == 0) {
+			log_set_level((enum log_level)l);
+			return 0;
+		}
+	log_error("log.level=%s: use error, warn, info or debug", v);
+	return -1;
+}
+
 static int configure_and_run(struct config *cli)
 {
 	struct config *cfg = cli;
@@ -139,6 +156,8 @@ static int configure_and_run(struct config *cli)
 	bool dump = false;
 	int status;
 
+	if (set_log_level(cli) < 0)
+		return HYVE_EXIT_ERROR;
 	if (config_get(cli, "snapshot.restore")) {
 		snap = open_snapshot(cli, &cfg);
 		if (!snap) {

@@ -128,6 +128,7 @@ static void dispi_write(struct fbuf *s, unsigned idx, uint16_t val)
 {
 	bool on = s->reg[DISPI_ENABLE] & ENABLE_ON;
 
+	log_debug("%s: DISPI register %u = 0x%x", s->dev->id, idx, val);
 	switch (idx) {
 	case DISPI_ID:
 		if (val >= DISPI_ID0 && val <= DISPI_ID5)

@@ -26,6 +26,7 @@ enum {
 /* Encodings and pseudo-encodings. */
 enum {
 	RFB_ENC_RAW = 0,
+	RFB_ENC_TIGHT = 7,
 	RFB_ENC_ZRLE = 16,
 	RFB_ENC_DESKTOP_SIZE = -223,
 	RFB_ENC_QEMU_EXT_KEY = -258,
@@ -118,6 +119,15 @@ void rfb_encode_raw(struct rfb_buf *b, const struct rfb_image *img, const struct
  */
 int rfb_encode_zrle(struct rfb_buf *b, z_stream *zs, const struct rfb_image *img, const struct rfb_pixel_format *pf,
 		    uint16_t x, uint16_t y, uint16_t w, uint16_t h);
+
+/*
+ * Tight encoding (lossless: fill and basic compression with the palette
+ * and copy filters; zlib streams 0-2 of the connection) of a rectangle,
+ * sent as one Tight rectangle per 64x64 tile. Returns the number of
+ * rectangles written, or -1 when zlib fails.
+ */
+int rfb_encode_tight(struct rfb_buf *b, z_stream zs[3], const struct rfb_image *img, const struct rfb_pixel_format *pf,
+		     uint16_t x, uint16_t y, uint16_t w, uint16_t h);
 
 /* VNC authentication: the response a client with `password` gives to challenge. */
 int rfb_vnc_auth_response(const char *password, const uint8_t challenge[16], uint8_t response[16]);

@@ -297,3 +297,124 @@ int rfb_encode_zrle(struct rfb_buf *b, z_stream *zs, const struct rfb_image *img
 	rfb_buf_free(&tiles);
 	return rc;
 }
+
+/* ---- Tight (basic compression and fill; no JPEG, so lossless) ---- */
+
+#define TIGHT_MIN_TO_COMPRESS 12
+#define TIGHT_FILL 0x80
+#define TIGHT_EXPLICIT_FILTER 0x40
+#define TIGHT_FILTER_PALETTE 1
+
+/* TPIXEL: 24-bit true colour as R, G, B bytes; other formats as whole pixels. */
+static size_t tpixel_store(uint8_t *out, uint32_t native, const struct rfb_pixel_format *pf)
+{
+	if (pf->bpp == 32 && pf->depth == 24 && pf->red_max == 255 && pf->green_max == 255 && pf->blue_max == 255) {
+		uint32_t v = convert(native, pf);
+		out[0] = (uint8_t)(v >> pf->red_shift);
+		out[1] = (uint8_t)(v >> pf->green_shift);
+		out[2] = (uint8_t)(v >> pf->blue_shift);
+		return 3;
+	}
+	return store(out, convert(native, pf), pf);
+}
+
+static void put_compact_length(struct rfb_buf *b, size_t n)
+{
+	rfb_buf_u8(b, (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0)));
+	if (n > 0x7f) {
+		rfb_buf_u8(b, (uint8_t)(((n >> 7) & 0x7f) | (n > 0x3fff ? 0x80 : 0)));
+		if (n > 0x3fff)
+			rfb_buf_u8(b, (uint8_t)(n >> 14));
+	}
+}
+
+/* Data of a basic-compression rectangle: raw when short, else compact length + zlib. */
+static int tight_data(struct rfb_buf *b, z_stream *zs, const struct rfb_buf *data)
+{
+	struct rfb_buf z = { 0 };
+	size_t at;
+	int rc;
+
+	if (data->len < TIGHT_MIN_TO_COMPRESS) {
+		rfb_buf_put(b, data->data, data->len);
+		return b->failed ? -1 : 0;
+	}
+	/* deflate_into writes a u32 length first; Tight wants a compact one instead */
+	rc = deflate_into(&z, zs, data);
+	if (rc == 0 && !z.failed) {
+		at = z.len - 4;
+		put_compact_length(b, at);
+		rfb_buf_put(b, z.data + 4, at);
+	}
+	rfb_buf_free(&z);
+	return rc < 0 || b->failed ? -1 : 0;
+}
+
+static int tight_tile(struct rfb_buf *b, z_stream zs[3], const struct rfb_image *img, const struct rfb_pixel_format *pf,
+		      uint32_t x, uint32_t y, uint32_t w, uint32_t h)
+{
+	uint32_t pal[ZRLE_MAX_PALETTE + 1];
+	unsigned n = tile_palette(img, x, y, w, h, pal);
+	struct rfb_buf data = { 0 };
+	uint8_t px[4];
+	int rc;
+
+	rfb_put_rect_header(b, (uint16_t)x, (uint16_t)y, (uint16_t)w, (uint16_t)h, RFB_ENC_TIGHT);
+	if (n == 1) {
+		rfb_buf_u8(b, TIGHT_FILL);
+		rfb_buf_put(b, px, tpixel_store(px, pal[0], pf));
+		return b->failed ? -1 : 0;
+	}
+	if (n <= ZRLE_MAX_PALETTE) {
+		unsigned stream = n == 2 ? 1 : 2;
+		rfb_buf_u8(b, (uint8_t)((stream << 4) | TIGHT_EXPLICIT_FILTER));
+		rfb_buf_u8(b, TIGHT_FILTER_PALETTE);
+		rfb_buf_u8(b, (uint8_t)(n - 1));
+		for (unsigned k = 0; k < n; k++)
+			rfb_buf_put(b, px, tpixel_store(px, pal[k], pf));
+		for (uint32_t j = 0; j < h; j++) {
+			uint8_t acc = 0;
+			unsigned used = 0;
+			for (uint32_t i = 0; i < w; i++) {
+				unsigned k = palette_index(pal, n, pixel_at(img, x + i, y + j));
+				if (n > 2) {
+					rfb_buf_u8(&data, (uint8_t)k);
+					continue;
+				}
+				acc = (uint8_t)(acc << 1 | k);
+				if (++used == 8) {
+					rfb_buf_u8(&data, acc);
+					acc = 0;
+					used = 0;
+				}
+			}
+			if (used)
+				rfb_buf_u8(&data, (uint8_t)(acc << (8 - used)));
+		}
+		rc = data.failed ? -1 : tight_data(b, &zs[stream], &data);
+	} else {
+		rfb_buf_u8(b, 0); /* stream 0, copy filter */
+		for (uint32_t j = 0; j < h; j++)
+			for (uint32_t i = 0; i < w; i++)
+				rfb_buf_put(&data, px, tpixel_store(px, pixel_at(img, x + i, y + j), pf));
+		rc = data.failed ? -1 : tight_data(b, &zs[0], &data);
+	}
+	rfb_buf_free(&data);
+	return rc;
+}
+
+int rfb_encode_tight(struct rfb_buf *b, z_stream zs[3], const struct rfb_image *img, const struct rfb_pixel_format *pf,
+		     uint16_t x, uint16_t y, uint16_t w, uint16_t h)
+{
+	int rects = 0;
+
+	for (uint32_t ty = 0; ty < h; ty += ZRLE_TILE)
+		for (uint32_t tx = 0; tx < w; tx += ZRLE_TILE) {
+			uint32_t tw = w - tx < ZRLE_TILE ? w - tx : ZRLE_TILE;
+			uint32_t th = h - ty < ZRLE_TILE ? h - ty : ZRLE_TILE;
+			if (tight_tile(b, zs, img, pf, x + tx, y + ty, tw, th) < 0)
+				return -1;
+			rects++;
+		}
+	return rects;
+}

@@ -43,13 +43,14 @@ struct client {
 	uint8_t challenge[16];
 
 	struct rfb_pixel_format pf;
-	bool zrle, desktop_size, ext_key, led_state;
+	int32_t encoding;                /* RFB_ENC_RAW, _ZRLE or _TIGHT */
+	bool desktop_size, ext_key, led_state;
 	bool ext_key_acked;
 	unsigned leds_sent;              /* ~0u: never sent */
 	uint32_t fb_w, fb_h;             /* the size this client knows */
 	bool update_requested, need_resize;
 	uint8_t *dirty;                  /* one byte per tile of the current mode */
-	z_stream zs;
+	z_stream zs[3];                  /* ZRLE uses the first; Tight streams 0-2 */
 	bool zs_ready, writing;
 	uint8_t buttons;
 	struct client *next;
@@ -223,6 +224,8 @@ static void find_damage(struct vnc *v, bool all_dirty)
 	v->stats.dirty_pages += ndirty;
 	if (!ndirty)
 		return;
+	log_debug("vnc: %llu dirty pages in [%llu, %llu]%s", (unsigned long long)ndirty, (unsigned long long)first,
+		  (unsigned long long)last, all_dirty ? " (no dirty log)" : "");
 	for (uint32_t y = 0; y < s->height; y++)
 		if (all_dirty || range_dirty(v, s->offset + (uint64_t)y * s->stride, line))
 			compare_row(v, y);
@@ -293,9 +296,11 @@ static int put_tiles_rect(struct client *c, uint32_t x, uint32_t y, uint32_t w, 
 		w = c->fb_w - x;
 	if (y + h > c->fb_h)
 		h = c->fb_h - y;
-	if (c->zrle)
-		return rfb_encode_zrle(&c->out, &c->zs, &img, &c->pf, (uint16_t)x, (uint16_t)y, (uint16_t)w,
+	if (c->encoding == RFB_ENC_ZRLE)
+		return rfb_encode_zrle(&c->out, &c->zs[0], &img, &c->pf, (uint16_t)x, (uint16_t)y, (uint16_t)w,
 				       (uint16_t)h) < 0 ? -1 : 1;
+	if (c->encoding == RFB_ENC_TIGHT)
+		return rfb_encode_tight(&c->out, c->zs, &img, &c->pf, (uint16_t)x, (uint16_t)y, (uint16_t)w, (uint16_t)h);
 	rfb_encode_raw(&c->out, &img, &c->pf, (uint16_t)x, (uint16_t)y, (uint16_t)w, (uint16_t)h);
 	return 1;
 }
@@ -394,30 +399,41 @@ static void update_all(struct vnc *v)
 
 /* ---- client messages ---- */
 
+/* Initialises the zlib streams once: RFC 6143 keeps them for the whole connection. */
+static int start_zlib(struct client *c)
+{
+	for (int i = 0; !c->zs_ready && i < 3; i++)
+		if (deflateInit(&c->zs[i], 6) != Z_OK) {
+			while (i-- > 0)
+				deflateEnd(&c->zs[i]);
+			return -1;
+		}
+	c->zs_ready = true;
+	return 0;
+}
+
+/* The first of ZRLE, Tight and Raw in the client's order of preference. */
 static void set_encodings(struct client *c, const struct rfb_msg *m)
 {
 	bool chose = false;
 
-	c->zrle = c->desktop_size = c->ext_key = c->led_state = false;
+	c->encoding = RFB_ENC_RAW;
+	c->desktop_size = c->ext_key = c->led_state = false;
 	for (unsigned i = 0; i < m->u.encodings.count; i++) {
 		int32_t e = rfb_encoding_at(m, i);
-		if (e == RFB_ENC_ZRLE && !chose)
-			c->zrle = chose = true;
-		else if (e == RFB_ENC_RAW)
-			chose = true;  /* Raw listed before ZRLE: the client prefers it */
-		else if (e == RFB_ENC_DESKTOP_SIZE)
+		if ((e == RFB_ENC_ZRLE || e == RFB_ENC_TIGHT || e == RFB_ENC_RAW) && !chose) {
+			c->encoding = e;
+			chose = true;
+		} else if (e == RFB_ENC_DESKTOP_SIZE)
 			c->desktop_size = true;
 		else if (e == RFB_ENC_QEMU_EXT_KEY)
 			c->ext_key = true;
 		else if (e == RFB_ENC_QEMU_LED_STATE)
 			c->led_state = true;
 	}
-	if (c->zrle && !c->zs_ready) {
-		if (deflateInit(&c->zs, 6) != Z_OK) {
-			client_close(c, "zlib initialisation failed");
-			return;
-		}
-		c->zs_ready = true;
+	if (c->encoding != RFB_ENC_RAW && start_zlib(c) < 0) {
+		client_close(c, "zlib initialisation failed");
+		return;
 	}
 	c->ext_key_acked = false;
 	c->leds_sent = ~0u;
@@ -683,8 +699,8 @@ static void on_client_io(void *opaque, uint32_t events)
 
 static void client_free(struct client *c)
 {
-	if (c->zs_ready)
-		deflateEnd(&c->zs);
+	for (int i = 0; c->zs_ready && i < 3; i++)
+		deflateEnd(&c->zs[i]);
 	rfb_buf_free(&c->in);
 	rfb_buf_free(&c->out);
 	free(c->dirty);

@@ -6,7 +6,7 @@
  * message by message exactly as the server does (a parse that needs more
  * bytes waits, an error ends the stream). Every SetPixelFormat the parser
  * accepts is then used to encode a small picture, chosen from the input,
- * in Raw and ZRLE, and every UpdateRequest's rectangle, clipped as the
+ * in Raw, ZRLE and Tight, and every UpdateRequest's rectangle, clipped as the
  * server clips it, is encoded too. Invariants (__builtin_trap): a parse
  * never claims more bytes than it was given; a SetEncodings list lies
  * inside the input; Raw output has exactly the size the pixel format
@@ -52,6 +52,15 @@ static void encode(const struct rfb_pixel_format *pf, uint16_t x, uint16_t y, ui
 		CHECK(len == b.len - 16);
 	}
 	deflateEnd(&zs);
+	b.len = 0;
+	{
+		z_stream tz[3] = { { 0 } };
+		for (int i = 0; i < 3; i++)
+			CHECK(deflateInit(&tz[i], 1) == Z_OK);
+		CHECK(rfb_encode_tight(&b, tz, &img, pf, x, y, w, h) >= (w && h ? 1 : 0) || b.failed);
+		for (int i = 0; i < 3; i++)
+			deflateEnd(&tz[i]);
+	}
 	rfb_buf_free(&b);
 }
 

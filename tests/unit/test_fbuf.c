@@ -381,6 +381,9 @@ static void test_vnc_encodings_and_password(void **state)
 	assert_int_equal(grab_pixel(f->sock, 102, 3, &w, &h), 0);
 	assert_int_equal(w, 1024);
 	assert_int_equal(h, 768);
+	grab_opts = "-p hyve-pw -e tight";
+	assert_int_equal(grab_pixel(f->sock, 100, 3, &w, &h), 0xFF0000);
+	assert_int_equal(grab_pixel(f->sock, 101, 3, &w, &h), 0x0000FF);
 	grab_opts = "-p hyve-pw -e zrle -b 16";
 	assert_int_equal(grab_pixel(f->sock, 100, 3, &w, &h), 0xFF0000);
 	grab_opts = "-p hyve-pw -e raw -b 16";
