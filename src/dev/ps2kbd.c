@@ -382,7 +382,6 @@ void ps2kbd_write(struct ps2kbd *k, uint8_t b)
 		reply(k, PS2_RESEND);
 		return;
 	}
-	ps2_queue_clear(&k->reply); /* a new command: an unread answer is stale */
 	command(k, b);
 }
 

@@ -377,7 +377,6 @@ void ps2mouse_write(struct ps2mouse *m, uint8_t b)
 		parameter(m, cmd, b);
 		return;
 	}
-	ps2_queue_clear(&m->reply);
 	command(m, b);
 }
 

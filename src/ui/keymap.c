@@ -130,6 +130,7 @@ static const struct {
 	{ 0x1008FFA7, KEY_SUSPEND },
 };
 
+/* Function keys and keypad digits: keysym ranges. */
 static unsigned function_key(uint32_t keysym)
 {
 	static const uint16_t f[24] = {
@@ -138,6 +139,12 @@ static unsigned function_key(uint32_t keysym)
 		KEY_F17, KEY_F18, KEY_F19, KEY_F20, KEY_F21, KEY_F22, KEY_F23, KEY_F24,
 	};
 
+	static const uint16_t kp[10] = {
+		KEY_KP0, KEY_KP1, KEY_KP2, KEY_KP3, KEY_KP4, KEY_KP5, KEY_KP6, KEY_KP7, KEY_KP8, KEY_KP9,
+	};
+
+	if (keysym >= 0xFFB0 && keysym <= 0xFFB9) /* XK_KP_0..XK_KP_9 */
+		return kp[keysym - 0xFFB0];
 	return keysym >= 0xFFBE && keysym <= 0xFFD5 ? f[keysym - 0xFFBE] : 0; /* XK_F1..XK_F24 */
 }
 
