@@ -22,6 +22,7 @@
 #include "core/input.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "ui/keymap.h"
 #include "ui/rfb.h"
 
 #define TICK_NS (33 * 1000 * 1000L) /* ~30 Hz */
@@ -473,11 +474,23 @@ static void pointer_event(struct client *c, const struct rfb_msg *m)
 	input_pointer(c->v->vm, m->u.pointer.x, m->u.pointer.y, c->v->cur.width, c->v->cur.height, held, wv, wh);
 }
 
+/*
+ * Keys: the scancode of a QEMU extended key event names the key itself,
+ * whatever the client's layout; plain key events carry a keysym, mapped
+ * for a US layout. The client sends Shift itself, so a keysym's shift
+ * state is not added.
+ */
 static void key_event(struct client *c, const struct rfb_msg *m)
 {
-	(void)c;
-	log_debug("vnc: key keysym 0x%x scancode 0x%x %s: no keymap yet", m->u.key.keysym, m->u.key.qnum,
-		  m->u.key.down ? "down" : "up");
+	unsigned code = m->u.key.qnum ? keymap_qnum_to_evdev(m->u.key.qnum) : 0;
+
+	if (!code)
+		code = keymap_keysym_to_evdev(m->u.key.keysym, NULL);
+	if (!code) {
+		log_debug("vnc: no key for keysym 0x%x / scancode 0x%x", m->u.key.keysym, m->u.key.qnum);
+		return;
+	}
+	input_key(c->v->vm, code, m->u.key.down);
 }
 
 static void handle_msg(struct client *c, const struct rfb_msg *m)
