@@ -45,14 +45,15 @@ def status(name):
 
 
 def pattern_command(stride):
-    """Shell for the guest: 64 rows with 8 blocks of 64x64 pixels at (PAT_X, PAT_Y) on /dev/fb0."""
+    """Shell for the guest: 64 rows with 8 blocks of 64x64 pixels at (PAT_X, PAT_Y) on /dev/fb0,
+    drawn through mmap (tests/tools/fbwrite.c)."""
     blocks = " ".join("'\\%03o\\%03o\\%03o\\000'" % (b, g, r) for r, g, b in COLORS)
     return ("cd /tmp && "
             f"for c in {blocks}; do i=0; while [ $i -lt {BLOCK} ]; do printf \"$c\"; i=$((i+1)); done; done > pat && "
             f"dd if=/dev/zero bs={PAT_X * 4} count=1 2>/dev/null > row && cat pat >> row && "
             f"dd if=/dev/zero bs={stride - PAT_X * 4 - len(COLORS) * BLOCK * 4} count=1 2>/dev/null >> row && "
             f"i=0; while [ $i -lt {BLOCK} ]; do cat row; i=$((i+1)); done > blk && "
-            f"wc -c < blk && dd if=blk of=/dev/fb0 bs={stride} seek={PAT_Y} conv=notrunc 2>/dev/null && echo written")
+            f"fbwrite {PAT_Y * stride} < blk && echo written")
 
 
 def capture(port, path):
@@ -223,7 +224,7 @@ def test_vesafb_two_clients_idle(workdir):
         check_idle(name, viewer, w * h * 4)
 
         # Later writes arrive (dirty logging of the framebuffer slot), at both clients.
-        rc, out = g.run(f"dd if=/dev/zero of=/dev/fb0 bs={stride} seek={PAT_Y} count={BLOCK} conv=notrunc 2>/dev/null")
+        rc, out = g.run(f"dd if=/dev/zero bs={stride} count={BLOCK} 2>/dev/null | fbwrite {PAT_Y * stride}")
         assert rc == 0, out
         img = grab_until(f"127.0.0.1:{port}", workdir / "cleared.ppm", cleared_ok)
         assert cleared_ok(img)

@@ -20,52 +20,10 @@
 #include "core/log.h"
 #include "core/vm.h"
 #include "pci/pci.h"
+#include "testdevmem.h"
 #include "testvm.h"
 
 #define SLOT 5
-
-/* ---- KVM memory slot stand-ins ---- */
-
-static uint64_t slot_gpa;
-static int slot_maps;
-static bool slot_mapped;
-
-int vm_devmem_slot_alloc(struct vm *vm)
-{
-	(void)vm;
-	return DEVMEM_SLOT_BASE;
-}
-
-void vm_devmem_slot_free(struct vm *vm, int slot)
-{
-	vm_unmap_device_memory(vm, slot);
-}
-
-int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, bool log_dirty)
-{
-	(void)vm, (void)slot, (void)hva, (void)size, (void)log_dirty;
-	slot_gpa = gpa;
-	slot_mapped = true;
-	slot_maps++;
-	return 0;
-}
-
-void vm_unmap_device_memory(struct vm *vm, int slot)
-{
-	(void)vm, (void)slot;
-	slot_mapped = false;
-}
-
-static bool all_dirty_next; /* the next dirty log reports every page */
-
-int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
-{
-	(void)vm, (void)slot;
-	if (all_dirty_next)
-		memset(bitmap, 0xff, ((32u << 20) / 4096 / 64) * 8);
-	all_dirty_next = false;
-	return 0;
-}
 
 /* ---- fixture ---- */
 
@@ -150,20 +108,20 @@ static void test_pci_identity_and_slot(void **state)
 	assert_int_equal(cfg_read(f->vm, PCI_CLASS_DEVICE, 2), 0x0300);
 	bar0 = cfg_read(f->vm, PCI_BASE_ADDRESS_0, 4);
 	assert_int_equal(bar0 & 0xF, 0x8); /* 32-bit prefetchable memory */
-	assert_true(slot_mapped);
-	assert_int_equal(slot_gpa, bar0 & ~0xFu);
+	assert_true(testdevmem.mapped);
+	assert_int_equal(testdevmem.gpa, bar0 & ~0xFu);
 	/* Sizing: 32 MiB. */
 	cfg_write(f->vm, PCI_BASE_ADDRESS_0, 4, 0xFFFFFFFF);
 	assert_int_equal(cfg_read(f->vm, PCI_BASE_ADDRESS_0, 4) & ~0xFu, 0xFE000000u);
 	/* A move takes the KVM slot along; memory decoding off removes it. */
 	cfg_write(f->vm, PCI_BASE_ADDRESS_0, 4, 0xD0000000);
-	assert_true(slot_mapped);
-	assert_int_equal(slot_gpa, 0xD0000000);
+	assert_true(testdevmem.mapped);
+	assert_int_equal(testdevmem.gpa, 0xD0000000);
 	cfg_write(f->vm, PCI_COMMAND, 2, cfg_read(f->vm, PCI_COMMAND, 2) & ~PCI_COMMAND_MEMORY);
-	assert_false(slot_mapped);
+	assert_false(testdevmem.mapped);
 	cfg_write(f->vm, PCI_COMMAND, 2, cfg_read(f->vm, PCI_COMMAND, 2) | PCI_COMMAND_MEMORY);
-	assert_true(slot_mapped);
-	assert_int_equal(slot_gpa, 0xD0000000);
+	assert_true(testdevmem.mapped);
+	assert_int_equal(testdevmem.gpa, 0xD0000000);
 	fx_free(f);
 }
 

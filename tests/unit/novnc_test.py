@@ -1,0 +1,118 @@
+"""noVNC (Debian's novnc, in headless Chromium, through websockify to hyve's UNIX VNC
+listener with a password) shows the test pattern fbserve displays, pixel for pixel; with a
+wrong password it shows nothing. Usage: novnc_test.py FBSERVE"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from PIL import Image
+
+PAT_X, PAT_Y, BLOCK = 256, 608, 64
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255),
+          (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 128, 128)]
+NOVNC = "/usr/share/novnc"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"websockify exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("websockify did not start listening")
+
+
+def screenshot(port, password, out):
+    """vnc_lite.html connects on load (not scaled); Chromium takes the picture after 8 s of page time."""
+    url = (f"http://127.0.0.1:{port}/vnc_lite.html?host=127.0.0.1&port={port}"
+           f"&password={password}")
+    r = subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--force-device-scale-factor=1", "--window-size=1200,900", "--virtual-time-budget=8000",
+                        f"--screenshot={out}", url], capture_output=True, text=True, timeout=120)
+    if not os.path.exists(out):
+        raise SystemExit(f"chromium took no screenshot: {r.stderr[-2000:]}")
+    return Image.open(out).convert("RGB")
+
+
+def find_pattern(img):
+    """The top-left corner of the pattern (the first red pixel row-wise) or None."""
+    w, h = img.size
+    px = img.load()
+    for y in range(h):
+        for x in range(w):
+            if px[x, y] == COLORS[0]:
+                return x, y
+    return None
+
+
+def check_pattern(img, origin):
+    x0, y0 = origin
+    px = img.load()
+    for i, want in enumerate(COLORS):
+        for dy in range(BLOCK):
+            for dx in range(BLOCK):
+                got = px[x0 + i * BLOCK + dx, y0 + dy]
+                if got != want:
+                    raise SystemExit(f"block {i} pixel ({dx},{dy}): {got}, want {want}")
+    # The framebuffer's black around it: the canvas is shown 1:1.
+    for dx in range(1, 9):
+        if px[x0 - dx, y0] != (0, 0, 0):
+            raise SystemExit(f"left of the pattern is {px[x0 - dx, y0]}, not black")
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    for tool in ("chromium", "websockify"):
+        if not shutil.which(tool):
+            raise SystemExit(f"needs {tool} (scripts/install-deps)")
+    if not os.path.isfile(f"{NOVNC}/vnc_lite.html"):
+        raise SystemExit("needs novnc (scripts/install-deps)")
+    d = tempfile.mkdtemp(prefix="novnc-")
+    sock = os.path.join(d, "vnc.sock")
+    server = subprocess.Popen([sys.argv[1], f"unix={sock}", "password=hyve-pw"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    ws = None
+    try:
+        if server.stdout.readline().strip() != "READY":
+            raise SystemExit("fbserve did not start")
+        port = free_port()
+        ws = subprocess.Popen(["websockify", "--web", NOVNC, f"--unix-target={sock}", f"127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(port, ws)
+        img = screenshot(port, "hyve-pw", os.path.join(d, "good.png"))
+        origin = find_pattern(img)
+        if origin is None:
+            raise SystemExit("noVNC with the right password does not show the pattern")
+        check_pattern(img, origin)
+        # The canvas starts where the page puts it; the pattern sits at (PAT_X, PAT_Y) inside it.
+        print(f"pattern at {origin} in the page (framebuffer {PAT_X},{PAT_Y})")
+        bad = screenshot(port, "wrong-pw", os.path.join(d, "bad.png"))
+        if find_pattern(bad) is not None:
+            raise SystemExit("noVNC with a wrong password shows the picture")
+        print("noVNC: right password shows the pattern exactly, wrong password shows nothing")
+    finally:
+        if ws:
+            ws.terminate()
+            ws.wait()
+        server.stdin.close()
+        server.wait(30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
