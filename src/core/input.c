@@ -15,8 +15,6 @@ struct input_router {
 	uint32_t last_x, last_y;   /* screen position, for relative sinks */
 	bool have_last;
 	unsigned leds;
-	void (*led_fn)(void *opaque, unsigned leds);
-	void *led_opaque;
 	struct input_router *next;
 };
 
@@ -66,7 +64,7 @@ static void drop_if_empty(struct input_router *r)
 {
 	struct input_router **pp;
 
-	if (r->sinks || r->led_fn)
+	if (r->sinks)
 		return;
 	for (pp = &routers; *pp; pp = &(*pp)->next)
 		if (*pp == r) {
@@ -183,11 +181,8 @@ void input_set_leds(struct vm *vm, unsigned leds)
 	struct input_router *r;
 
 	lock();
-	if ((r = router(vm, true)) && r->leds != leds) {
+	if ((r = router(vm, true)))
 		r->leds = leds;
-		if (r->led_fn)
-			r->led_fn(r->led_opaque, leds);
-	}
 	unlock();
 }
 
@@ -201,17 +196,4 @@ unsigned input_leds(struct vm *vm)
 		leds = r->leds;
 	unlock();
 	return leds;
-}
-
-void input_set_led_listener(struct vm *vm, void (*fn)(void *opaque, unsigned leds), void *opaque)
-{
-	struct input_router *r;
-
-	lock();
-	if ((r = router(vm, fn != NULL))) {
-		r->led_fn = fn;
-		r->led_opaque = opaque;
-		drop_if_empty(r);
-	}
-	unlock();
 }

@@ -80,10 +80,8 @@ void input_key(struct vm *vm, unsigned evdev_code, bool down);
 void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t buttons,
 		   int32_t wheel_v, int32_t wheel_h);
 
-/* Keyboard models report the guest's LED state; the UI reads it (INPUT_LED_*). */
+/* Keyboard models report the guest's LED state; the UI polls it (INPUT_LED_*). */
 void input_set_leds(struct vm *vm, unsigned leds);
 unsigned input_leds(struct vm *vm);
-/* Called (on any thread) when the LED state changes; one listener (the UI). */
-void input_set_led_listener(struct vm *vm, void (*fn)(void *opaque, unsigned leds), void *opaque);
 
 #endif

@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +71,6 @@ struct vnc {
 	uint32_t tiles_w, tiles_h;
 	uint64_t *dirty_log;
 	size_t dirty_words;
-	atomic_bool leds_changed;
 	struct display_vnc_stats stats;
 };
 
@@ -820,16 +818,7 @@ static void on_timer(void *opaque, uint32_t events)
 		return;
 	v->stats.ticks++;
 	refresh(v);
-	atomic_store(&v->leds_changed, false);
 	update_all(v);
-}
-
-static void on_leds(void *opaque, unsigned leds)
-{
-	struct vnc *v = opaque;
-
-	(void)leds;
-	atomic_store(&v->leds_changed, true); /* sent on the next tick, from the loop thread */
 }
 
 /* ---- listening ---- */
@@ -911,7 +900,6 @@ struct vnc *vnc_open(struct vm *vm, const struct vnc_options *o, const struct vn
 		log_error("vnc: cannot start the refresh timer: %s", strerror(errno));
 		goto fail;
 	}
-	input_set_led_listener(vm, on_leds, v);
 	return v;
 fail:
 	if (v->listen_fd >= 0)
@@ -974,7 +962,6 @@ void vnc_close(struct vnc *v)
 {
 	if (!v)
 		return;
-	input_set_led_listener(v->vm, NULL, NULL);
 	while (v->clients)
 		client_close(v->clients, "server closing");
 	free_closed(v);

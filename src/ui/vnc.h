@@ -9,8 +9,9 @@
  * compared against a shadow copy, so a static screen costs one dirty-log
  * fetch per tick and no pixel work, and only changed 64x64 tiles are sent.
  *
- * Threads: everything runs on the event loop thread, except the LED
- * listener (any thread), which only sets a flag.
+ * Threads: everything runs on the event loop thread. The keyboard LEDs a
+ * guest sets reach clients (QEMU LED-state pseudo-encoding) on the next
+ * tick.
  */
 #ifndef HYVE_VNC_H
 #define HYVE_VNC_H

@@ -6,7 +6,7 @@ import socket
 import struct
 import time
 
-ENC_RAW, ENC_DESKTOP_SIZE, ENC_QEMU_EXT_KEY, ENC_QEMU_LED = 0, -223, -258, -261
+ENC_RAW, ENC_ZRLE, ENC_DESKTOP_SIZE, ENC_QEMU_EXT_KEY, ENC_QEMU_LED = 0, 16, -223, -258, -261
 
 
 class AuthFailed(Exception):
@@ -14,13 +14,13 @@ class AuthFailed(Exception):
 
 
 def _recv_exact(sock, n):
-    buf = b""
+    buf = bytearray()
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
         if not chunk:
             raise EOFError(f"server closed the connection ({len(buf)}/{n} bytes)")
         buf += chunk
-    return buf
+    return bytes(buf)
 
 
 def vnc_auth_response(password, challenge):
@@ -43,19 +43,25 @@ class RfbClient:
         self.ext_key_acked = False
         self.leds = None
         self.updates = 0
+        self.bytes_received = 0
         self._handshake(password)
         self.set_pixel_format()
         self.set_encodings(encodings)
 
+    def _recv(self, n):
+        data = _recv_exact(self.sock, n)
+        self.bytes_received += n
+        return data
+
     def _handshake(self, password):
-        version = _recv_exact(self.sock, 12)
+        version = self._recv(12)
         assert version == b"RFB 003.008\n", version
         self.sock.sendall(b"RFB 003.008\n")
-        n = _recv_exact(self.sock, 1)[0]
+        n = self._recv(1)[0]
         if n == 0:
-            reason = _recv_exact(self.sock, struct.unpack(">I", _recv_exact(self.sock, 4))[0])
+            reason = self._recv(struct.unpack(">I", self._recv(4))[0])
             raise AuthFailed(reason.decode())
-        types = _recv_exact(self.sock, n)
+        types = self._recv(n)
         if password is None:
             if 1 not in types:
                 raise AuthFailed(f"server wants authentication (types {list(types)})")
@@ -64,15 +70,15 @@ class RfbClient:
             if 2 not in types:
                 raise AuthFailed(f"server offers no VNC authentication (types {list(types)})")
             self.sock.sendall(b"\x02")
-            self.sock.sendall(vnc_auth_response(password, _recv_exact(self.sock, 16)))
-        result = struct.unpack(">I", _recv_exact(self.sock, 4))[0]
+            self.sock.sendall(vnc_auth_response(password, self._recv(16)))
+        result = struct.unpack(">I", self._recv(4))[0]
         if result != 0:
-            reason = _recv_exact(self.sock, struct.unpack(">I", _recv_exact(self.sock, 4))[0])
+            reason = self._recv(struct.unpack(">I", self._recv(4))[0])
             raise AuthFailed(reason.decode())
         self.sock.sendall(b"\x01")  # shared
-        w, h = struct.unpack(">HH", _recv_exact(self.sock, 4))
-        _recv_exact(self.sock, 16)  # the server's pixel format
-        self.name = _recv_exact(self.sock, struct.unpack(">I", _recv_exact(self.sock, 4))[0]).decode()
+        w, h = struct.unpack(">HH", self._recv(4))
+        self._recv(16)  # the server's pixel format
+        self.name = self._recv(struct.unpack(">I", self._recv(4))[0]).decode()
         self._resize(w, h)
 
     def _resize(self, w, h):
@@ -92,30 +98,32 @@ class RfbClient:
     def read_update(self):
         """Reads one server message; returns the rectangles of a framebuffer update as
         (x, y, w, h, encoding), or None for another message."""
-        kind = _recv_exact(self.sock, 1)[0]
+        kind = self._recv(1)[0]
         if kind == 2:  # bell
             return None
         if kind == 3:  # cut text
-            _recv_exact(self.sock, 3)
-            _recv_exact(self.sock, struct.unpack(">I", _recv_exact(self.sock, 4))[0])
+            self._recv(3)
+            self._recv(struct.unpack(">I", self._recv(4))[0])
             return None
         assert kind == 0, f"unexpected server message {kind}"
-        _recv_exact(self.sock, 1)
+        self._recv(1)
         rects = []
-        for _ in range(struct.unpack(">H", _recv_exact(self.sock, 2))[0]):
-            x, y, w, h, enc = struct.unpack(">HHHHi", _recv_exact(self.sock, 12))
+        for _ in range(struct.unpack(">H", self._recv(2))[0]):
+            x, y, w, h, enc = struct.unpack(">HHHHi", self._recv(12))
             rects.append((x, y, w, h, enc))
             if enc == ENC_RAW:
-                data = _recv_exact(self.sock, w * h * 4)
+                data = self._recv(w * h * 4)
                 for row in range(h):
                     at = ((y + row) * self.width + x) * 4
                     self.pixels[at:at + w * 4] = data[row * w * 4:(row + 1) * w * 4]
+            elif enc == ENC_ZRLE:  # not decoded: the benchmark only counts its bytes
+                self._recv(struct.unpack(">I", self._recv(4))[0])
             elif enc == ENC_DESKTOP_SIZE:
                 self._resize(w, h)
             elif enc == ENC_QEMU_EXT_KEY:
                 self.ext_key_acked = True
             elif enc == ENC_QEMU_LED:
-                self.leds = _recv_exact(self.sock, 1)[0]
+                self.leds = self._recv(1)[0]
             else:
                 raise AssertionError(f"encoding {enc} was not asked for")
         self.updates += 1
