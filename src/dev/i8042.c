@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "core/config.h"
 #include "core/device.h"
 #include "core/input.h"
 #include "core/log.h"
@@ -399,8 +400,22 @@ static void i8042_destroy(struct device *dev)
 	dev->priv = NULL;
 }
 
+/*
+ * lpc.i8042 (bool) turns the controller off. Unset, it is on for a new VM
+ * but off for a restored one: a snapshot of a VM that had the controller
+ * carries lpc.i8042=true, recorded here, while one taken before hyve had
+ * an i8042 holds no state for it and must restore without it.
+ */
 static int i8042_attach(struct vm *vm)
 {
+	bool on;
+
+	if (config_get_bool(vm->cfg, "lpc.i8042", !config_get(vm->cfg, "snapshot.restore"), &on) < 0)
+		return -1; /* logged */
+	if (!on)
+		return 0;
+	if (config_set(vm->cfg, "lpc.i8042", "true") < 0)
+		return -1;
 	return device_create(vm, &i8042_model, "lpc.i8042", "lpc.i8042") ? 0 : -1;
 }
 

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "core/config.h"
 #include "core/device.h"
 #include "core/input.h"
 #include "core/log.h"
@@ -651,6 +652,37 @@ static void test_restore_refuses_bad_values(void **state)
 	testvm_free(vm);
 }
 
+/* lpc.i8042: on for new VMs (and recorded), off for snapshots that predate the controller. */
+static void test_attach_config(void **state)
+{
+	static const struct {
+		const char *restore, *value;
+		int rc;
+		bool present;
+	} cases[] = {
+		{ NULL, NULL, 0, true },
+		{ NULL, "false", 0, false },
+		{ "/x.snap", NULL, 0, false },
+		{ "/x.snap", "true", 0, true },
+		{ NULL, "maybe", -1, false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vm *vm = testvm_new(64ULL << 20);
+		if (cases[i].restore)
+			assert_int_equal(config_set(vm->cfg, "snapshot.restore", cases[i].restore), 0);
+		if (cases[i].value)
+			assert_int_equal(config_set(vm->cfg, "lpc.i8042", cases[i].value), 0);
+		assert_int_equal(device_model_find("i8042")->attach(vm), cases[i].rc);
+		assert_int_equal(device_find(vm, "lpc.i8042") != NULL, cases[i].present);
+		if (cases[i].present)
+			assert_string_equal(config_get(vm->cfg, "lpc.i8042"), "true");
+		assert_int_equal(inb(vm, CMD), cases[i].present ? 0x14 : 0xFF);
+		testvm_free(vm);
+	}
+}
+
 /* ---- key maps ---- */
 
 static void test_keymap_qnum(void **state)
@@ -759,6 +791,7 @@ int main(void)
 		cmocka_unit_test(test_mouse_disabled_sends_nothing),
 		cmocka_unit_test(test_save_restore),
 		cmocka_unit_test(test_restore_refuses_bad_values),
+		cmocka_unit_test(test_attach_config),
 		cmocka_unit_test(test_keymap_qnum),
 		cmocka_unit_test(test_keymap_keysym),
 		cmocka_unit_test(test_keymaps_reach_the_keyboard),
