@@ -5,6 +5,7 @@ must report exactly the evdev codes that were typed, in order."""
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -55,7 +56,17 @@ KEYSYM_ONLY_SKIP = {86}
 
 
 class VncInput:
-    def __init__(self, port):
+    def __init__(self, port, timeout=120):
+        # A restored VM listens again only once it has read the snapshot: wait for the port.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.proc = subprocess.Popen([str(VNCINPUT), f"127.0.0.1:{port}"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
