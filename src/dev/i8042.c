@@ -231,6 +231,8 @@ static void data_for_command(struct i8042 *s, uint8_t cmd, uint8_t v)
 {
 	if (cmd >= CMD_WRITE_RAM && cmd < CMD_WRITE_RAM + RAM_SIZE) {
 		s->ram[cmd - CMD_WRITE_RAM] = v;
+		if (cmd == CMD_WRITE_RAM && !(v & CB_XLATE))
+			s->xlate_break = false; /* a swallowed F0 must not mark a byte after translation returns */
 		return;
 	}
 	switch (cmd) {
