@@ -140,16 +140,38 @@ static bool kbd_byte(struct i8042 *s, uint8_t *b)
 	return false;
 }
 
-/* Fills an empty output buffer from the enabled ports, then drives the lines. */
-static void deliver(struct i8042 *s)
+static bool take_kbd(struct i8042 *s)
 {
 	uint8_t b;
 
+	if ((s->ram[0] & CB_KBD_DIS) || !kbd_byte(s, &b))
+		return false;
+	load(s, b, false);
+	return true;
+}
+
+static bool take_aux(struct i8042 *s)
+{
+	uint8_t b;
+
+	if ((s->ram[0] & CB_AUX_DIS) || !ps2mouse_read(s->mouse, &b))
+		return false;
+	load(s, b, true);
+	return true;
+}
+
+/*
+ * Fills an empty output buffer from the enabled ports, the one that did not
+ * send the last byte first, so that neither device's stream starves the
+ * other's; then drives the lines.
+ */
+static void deliver(struct i8042 *s)
+{
 	if (!s->out_full) {
-		if (!(s->ram[0] & CB_KBD_DIS) && kbd_byte(s, &b))
-			load(s, b, false);
-		else if (!(s->ram[0] & CB_AUX_DIS) && ps2mouse_read(s->mouse, &b))
-			load(s, b, true);
+		if (s->out_aux)
+			(void)(take_kbd(s) || take_aux(s));
+		else
+			(void)(take_aux(s) || take_kbd(s));
 	}
 	update_irqs(s);
 }

@@ -423,6 +423,33 @@ static void test_reply_before_queued_keys(void **state)
 	testvm_free(vm);
 }
 
+/* With both devices sending, the output buffer takes their bytes in turn. */
+static void test_ports_take_turns(void **state)
+{
+	struct vm *vm = new_vm();
+	const uint8_t want[] = { 0x1C, 0x08, 0xF0, 0x0A, 0x1C, 0x05 };
+
+	(void)state;
+	setup_cb(vm, false);
+	aux(vm, 0xF4);
+	assert_bytes(vm, 0xFA);
+	input_pointer(vm, 100, 100, 1024, 768, 0, 0, 0);
+	ctl(vm, 0xAD);
+	ctl(vm, 0xA7);
+	press(vm, KEY_A);
+	input_pointer(vm, 110, 95, 1024, 768, 0, 0, 0);
+	ctl(vm, 0xAE);
+	ctl(vm, 0xA8);
+	for (size_t i = 0; i < sizeof(want); i++) {
+		uint8_t st = inb(vm, CMD);
+		assert_int_equal(st & ST_OBF, ST_OBF);
+		assert_int_equal(!!(st & ST_AUXB), i % 2);
+		assert_int_equal(inb(vm, DATA), want[i]);
+	}
+	assert_nothing(vm);
+	testvm_free(vm);
+}
+
 /* ---- mouse ---- */
 
 static void set_rates(struct vm *vm, uint8_t a, uint8_t b, uint8_t c)
@@ -784,6 +811,7 @@ int main(void)
 		cmocka_unit_test(test_scanning_disabled_and_kbd_port_disabled),
 		cmocka_unit_test(test_keyboard_overrun),
 		cmocka_unit_test(test_reply_before_queued_keys),
+		cmocka_unit_test(test_ports_take_turns),
 		cmocka_unit_test(test_mouse_identify_sequences),
 		cmocka_unit_test(test_mouse_packets),
 		cmocka_unit_test(test_wheel_packets),
