@@ -167,7 +167,7 @@ def check_idle(vmname, client, frame_bytes):
     time.sleep(5)
     after = status(vmname)["vnc"]
     assert after["clients"] >= 1
-    assert after["ticks"] - before["ticks"] >= 10, (before, after)
+    assert after["ticks"] - before["ticks"] >= 5, (before, after)  # slowed down, but watching
     compared = after["bytes_compared"] - before["bytes_compared"]
     assert compared < frame_bytes // 10, f"{compared} bytes compared on a static screen ({before} -> {after})"
     assert after["tiles_sent"] == before["tiles_sent"], (before, after)
