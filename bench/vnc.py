@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from rfb_client import ENC_DESKTOP_SIZE, ENC_ZRLE, RfbClient  # noqa: E402
 from snapshot import Serial  # noqa: E402
 
-CMDLINE = "console=ttyS0 quiet hyve.test=cmd"
+CMDLINE = "console=ttyS0 quiet hyve.test=cmd video=1024x768"  # QEMU offers EDID with 1280x800
 QUIET = 1.0
 FULL = ("i=0; while [ $i -lt 48 ]; do printf '%0128d\\n' $i; i=$((i+1)); done > /dev/tty1; "
         "echo repainted")

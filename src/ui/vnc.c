@@ -24,7 +24,8 @@
 #include "ui/keymap.h"
 #include "ui/rfb.h"
 
-#define TICK_NS (33 * 1000 * 1000L) /* ~30 Hz */
+#define TICK_NS (33 * 1000 * 1000L) /* ~30 Hz while the screen changes */
+#define IDLE_TICK_MAX_NS (500 * 1000 * 1000L) /* a static screen is looked at twice a second */
 #define PAGE 4096u
 #define TILE 64u                    /* damage granularity, also ZRLE's tile */
 #define BLANK_W 640
@@ -71,11 +72,14 @@ struct vnc {
 	uint32_t tiles_w, tiles_h;
 	uint64_t *dirty_log;
 	size_t dirty_words;
+	long tick_ns;                    /* the refresh timer's current period */
+	bool changed;                    /* the last refresh found damage */
 	struct display_vnc_stats stats;
 };
 
 static void client_close(struct client *c, const char *why);
 static void try_update(struct client *c);
+static void set_tick(struct vnc *v, long ns);
 
 /* ---- output ---- */
 
@@ -148,6 +152,7 @@ static int set_mode(struct vnc *v, const struct display_surface *s, bool blank)
 	v->cur = *s;
 	v->blank = blank;
 	v->have_mode = true;
+	v->changed = true;
 	v->tiles_w = (s->width + TILE - 1) / TILE;
 	v->tiles_h = (s->height + TILE - 1) / TILE;
 	for (uint32_t y = 0; y < s->height; y++) {
@@ -180,6 +185,7 @@ static bool range_dirty(const struct vnc *v, uint64_t start, uint64_t len)
 
 static void mark_tiles(struct vnc *v, uint32_t x0, uint32_t x1, uint32_t y)
 {
+	v->changed = true;
 	for (uint32_t t = x0 / TILE; t <= (x1 - 1) / TILE; t++)
 		for (struct client *c = v->clients; c; c = c->next)
 			if (c->state == ST_NORMAL)
@@ -402,7 +408,7 @@ static void update_all(struct vnc *v)
 static int start_zlib(struct client *c)
 {
 	for (int i = 0; !c->zs_ready && i < 3; i++)
-		if (deflateInit(&c->zs[i], 6) != Z_OK) {
+		if (deflateInit(&c->zs[i], Z_BEST_COMPRESSION) != Z_OK) { /* updates are small: bytes matter more */
 			while (i-- > 0)
 				deflateEnd(&c->zs[i]);
 			return -1;
@@ -469,6 +475,7 @@ static void pointer_event(struct client *c, const struct rfb_msg *m)
 	int32_t wh = (pressed & 0x40 ? 1 : 0) - (pressed & 0x20 ? 1 : 0);
 
 	c->buttons = b;
+	set_tick(c->v, TICK_NS);
 	input_pointer(c->v->vm, m->u.pointer.x, m->u.pointer.y, c->v->cur.width, c->v->cur.height, held, wv, wh);
 }
 
@@ -488,6 +495,7 @@ static void key_event(struct client *c, const struct rfb_msg *m)
 		log_debug("vnc: no key for keysym 0x%x / scancode 0x%x", m->u.key.keysym, m->u.key.qnum);
 		return;
 	}
+	set_tick(c->v, TICK_NS);
 	input_key(c->v->vm, code, m->u.key.down);
 }
 
@@ -807,6 +815,28 @@ static void on_listen(void *opaque, uint32_t events)
 	accept_clients(opaque);
 }
 
+static void set_tick(struct vnc *v, long ns)
+{
+	struct itimerspec its = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
+
+	if (ns == v->tick_ns || timerfd_settime(v->timer_fd, 0, &its, NULL) < 0)
+		return;
+	v->tick_ns = ns;
+}
+
+/*
+ * The refresh slows down while nothing changes (by one fast period per
+ * quiet tick, up to IDLE_TICK_MAX_NS) and is fast again as soon as the
+ * screen changes or a client sends input the guest will answer.
+ */
+static void adapt_tick(struct vnc *v)
+{
+	if (v->changed)
+		set_tick(v, TICK_NS);
+	else if (v->tick_ns < IDLE_TICK_MAX_NS)
+		set_tick(v, v->tick_ns + TICK_NS > IDLE_TICK_MAX_NS ? IDLE_TICK_MAX_NS : v->tick_ns + TICK_NS);
+}
+
 static void on_timer(void *opaque, uint32_t events)
 {
 	struct vnc *v = opaque;
@@ -817,7 +847,9 @@ static void on_timer(void *opaque, uint32_t events)
 	if (read(v->timer_fd, &n, sizeof(n)) != sizeof(n) || !have_active_clients(v))
 		return;
 	v->stats.ticks++;
+	v->changed = false;
 	refresh(v);
+	adapt_tick(v);
 	update_all(v);
 }
 
@@ -890,6 +922,7 @@ struct vnc *vnc_open(struct vm *vm, const struct vnc_options *o, const struct vn
 		goto fail;
 	}
 	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	v->tick_ns = TICK_NS;
 	if (v->timer_fd < 0 || timerfd_settime(v->timer_fd, 0, &its, NULL) < 0 ||
 	    evloop_add(vm->loop, v->listen_fd, EPOLLIN, on_listen, v) < 0) {
 		log_error("vnc: cannot watch the listener: %s", strerror(errno));

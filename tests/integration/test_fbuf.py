@@ -167,7 +167,7 @@ def check_idle(vmname, client, frame_bytes):
     time.sleep(5)
     after = status(vmname)["vnc"]
     assert after["clients"] >= 1
-    assert after["ticks"] - before["ticks"] >= 10, (before, after)
+    assert after["ticks"] - before["ticks"] >= 5, (before, after)  # slowed down, but watching
     compared = after["bytes_compared"] - before["bytes_compared"]
     assert compared < frame_bytes // 10, f"{compared} bytes compared on a static screen ({before} -> {after})"
     assert after["tiles_sent"] == before["tiles_sent"], (before, after)
@@ -244,7 +244,8 @@ def test_bochs_mode_change_and_snapshot(workdir, tmp_path):
         viewer = RfbClient(("127.0.0.1", port))
         assert (viewer.width, viewer.height) == (800, 600)
         viewer.update(incremental=False)
-        rc, out = g.run("modprobe bochs && sleep 1 && readlink /sys/bus/pci/devices/0000:00:05.0/driver")
+        rc, out = g.run("modprobe bochs && sleep 1 && readlink /sys/bus/pci/devices/0000:00:05.0/driver && "
+                        "echo 0 > /sys/class/graphics/fbcon/cursor_blink")  # a static picture to compare
         assert rc == 0 and "bochs" in out, out
         fbname, w, h, bpp, stride = fb_info(g)
         assert "bochs" in fbname and bpp == 32 and (w, h) != (800, 600), (fbname, w, h)
