@@ -601,6 +601,10 @@ static int get_vga(struct device *dev, enum vga_option *out)
 		log_error("%s: fbuf vga=%s: must be off, io or on", dev->id, v);
 		return -1;
 	}
+	if (*out != VGA_ON && config_getf(dev->vm->cfg, "%s.font", dev->cfg_prefix)) {
+		log_error("%s: fbuf font= is for the text mode of vga=on", dev->id);
+		return -1;
+	}
 	return 0;
 }
 

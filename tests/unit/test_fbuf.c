@@ -385,8 +385,43 @@ static void write_test_font(const char *path)
 	fclose(f);
 }
 
+/*
+ * A PSF1 font (16-bit Unicode table): glyph 5 (the diagonal) is 'A' and,
+ * only inside a sequence, 'X'; glyph 7 (all lit) is U+2588; the rest have
+ * no code points.
+ */
+static void write_psf1_font(const char *path)
+{
+	uint8_t glyphs[256][16] = { { 0 } }, hdr[4] = { 0x36, 0x04, 0x02, 16 };
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	for (unsigned y = 0; y < 16; y++)
+		glyphs[5][y] = test_glyph_row(y), glyphs[7][y] = 0xFF;
+	assert_int_equal(fwrite(hdr, sizeof(hdr), 1, f), 1);
+	assert_int_equal(fwrite(glyphs, sizeof(glyphs), 1, f), 1);
+	for (unsigned g = 0; g < 256; g++) {
+		static const uint16_t five[] = { 'A', 0xFFFE, 'X', 0x0301, 0xFFFF }, seven[] = { 0x2588, 0xFFFF };
+		const uint16_t end = 0xFFFF;
+		if (g == 5)
+			assert_int_equal(fwrite(five, sizeof(five), 1, f), 1);
+		else if (g == 7)
+			assert_int_equal(fwrite(seven, sizeof(seven), 1, f), 1);
+		else
+			assert_int_equal(fwrite(&end, sizeof(end), 1, f), 1);
+	}
+	fclose(f);
+}
+
+static struct fx *vga_fx_new_font(void (*write_font)(const char *path));
+
 /* An fbuf with vga=on and the test font. */
 static struct fx *vga_fx_new(void)
+{
+	return vga_fx_new_font(write_test_font);
+}
+
+static struct fx *vga_fx_new_font(void (*write_font)(const char *path))
 {
 	static char font[96], font_opt[128];
 	const char *opts[] = { "vga=on", font_opt, NULL };
@@ -394,7 +429,7 @@ static struct fx *vga_fx_new(void)
 	struct fx *f;
 
 	snprintf(font, sizeof(font), "/tmp/test-fbuf-font.%d.psf", (int)getpid());
-	write_test_font(font);
+	write_font(font);
 	snprintf(font_opt, sizeof(font_opt), "font=%s", font);
 	f = fx_new(opts, &rc);
 	unlink(font);
@@ -606,6 +641,25 @@ static void test_vga_text_render(void **state)
 	fx_free(f);
 }
 
+/* PSF1: code points from the 16-bit table, sequences left out. */
+static void test_vga_psf1_font(void **state)
+{
+	struct fx *f = vga_fx_new_font(write_psf1_font);
+	uint8_t *text = text_window(), diag[16], block[16], blank[16] = { 0 };
+
+	(void)state;
+	for (unsigned y = 0; y < 16; y++)
+		diag[y] = test_glyph_row(y), block[y] = 0xFF;
+	crtc_out(f->vm, 0x0A, 0x20);
+	text[0] = 'A', text[1] = 0x07;
+	text[2] = 'X', text[3] = 0x07;
+	text[4] = 0xDB, text[5] = 0x07;
+	assert_cell(f->vm, 0, 0, diag, 0xAAAAAA, 0);
+	assert_cell(f->vm, 1, 0, blank, 0xAAAAAA, 0);
+	assert_cell(f->vm, 2, 0, block, 0xAAAAAA, 0);
+	fx_free(f);
+}
+
 /* VNC follows the text window's dirty log and register writes. */
 static void test_vga_text_vnc(void **state)
 {
@@ -714,6 +768,7 @@ static void test_vga_bad_options(void **state)
 	static const char *const bad[][3] = {
 		{ "vga=maybe", NULL }, { "vga=", NULL }, { "vga=on", "font=/nonexistent/font.psf" },
 		{ "vga=on", "font=/etc/hostname" }, /* not a PSF font */
+		{ "vga=io", "font=/usr/share/consolefonts/Uni2-VGA16.psf.gz" }, /* no text mode to use it */
 	};
 
 	(void)state;
@@ -739,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_vga_registers),
 		cmocka_unit_test(test_vga_off_ignores_ports),
 		cmocka_unit_test(test_vga_text_render),
+		cmocka_unit_test(test_vga_psf1_font),
 		cmocka_unit_test(test_vga_text_vnc),
 		cmocka_unit_test(test_vga_snapshot),
 		cmocka_unit_test(test_vga_bad_options),
