@@ -341,6 +341,19 @@ def vga_text_ok(text, fg, bg):
     return lambda img: img.size == (640, 400) and all(cell_pixels(img, i, 0) == w for i, w in enumerate(want))
 
 
+def wait_listening(g, port, timeout=120):
+    """Until the (restored) hyve accepts VNC connections; fails with its stderr if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert g.proc.poll() is None, f"hyve exited with {g.proc.poll()}: {g.stderr.decode(errors='replace')}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}: {g.stderr.decode(errors='replace')}"
+            time.sleep(0.2)
+
+
 def test_vga_text_console(workdir, tmp_path):
     """vga=on: direct boot describes VGA text mode, the stock kernel's vgacon writes the
     0xB8000 window; VNC shows the text rendered with the font, cell for cell as this test
@@ -383,6 +396,7 @@ def test_vga_text_console(workdir, tmp_path):
         assert r.returncode == 0, r.stderr
         assert g.wait_exit(120) == 1
         g = Guest(["-r", snap, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
+        wait_listening(g, port)
         again = grab_until(f"127.0.0.1:{port}", workdir / "vga-restored.ppm", ok)
         assert again.tobytes() == img.tobytes()
         # The restored guest still writes through the window (its KVM slot is back in place).
