@@ -18,16 +18,17 @@
  * Legacy VGA (dev/vga.h): vga=off (default) leaves it out: BAR2 0x400-0x41F
  * reads 0xff. vga=io answers the VGA registers at ports 0x3B4/0x3B5,
  * 0x3BA and 0x3C0-0x3DF, and at BAR2 0x400-0x41F (port 0x3C0 + offset -
- * 0x400). vga=on adds the text window 0xB8000-0xBFFFF, a second memfd-less
- * KVM memory slot with dirty logging (the legacy window 0xA0000-0xBFFFF is
+ * 0x400). vga=on adds the text window 0xB8000-0xBFFFF, a second KVM
+ * memory slot (anonymous memory) with dirty logging (the legacy window 0xA0000-0xBFFFF is
  * taken out of the RAM slot; 0xA0000-0xB7FFF stays unbacked), and while
  * DISPI is off and the registers say text mode, the screen is the 80x25
  * text rendered at 640x400 with the font= PSF file; direct Linux boot then
  * describes VGA text mode (vgacon) instead of the framebuffer. The text is
  * re-rendered only when the window's dirty log or a register write says
  * it may have changed, so an idle text screen costs one dirty-log fetch.
- * Why a KVM slot rather than MMIO exits: the console writes every cell
- * and scrolls by copying the whole screen, thousands of exits per line.
+ * Why a KVM slot rather than MMIO exits: the console writes each cell
+ * as a 16-bit store and scrolls by rewriting the screen, 2000 exits for
+ * every scrolled line.
  *
  * Snapshots: DISPI registers, and the framebuffer bytes up to the last
  * non-zero page (at most 32 MiB) in the device section; from version 2 the

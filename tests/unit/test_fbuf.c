@@ -763,6 +763,27 @@ static void test_vga_snapshot(void **state)
 	fx_free(g);
 }
 
+/* A machine reset puts back what a BIOS leaves: mode 3 registers, a blank window. */
+static void test_vga_reset(void **state)
+{
+	struct fx *f = vga_fx_new();
+	struct device *d = fbuf_device(f->vm);
+	uint8_t *text = text_window();
+
+	(void)state;
+	text[0] = 'Z', text[1] = 0x4F;
+	crtc_out(f->vm, 0x0C, 0x07);
+	outb(f->vm, 0x3C2, 0x01);
+	d->model->reset(d);
+	assert_int_equal(text[0], ' ');
+	assert_int_equal(text[1], 0x07);
+	assert_int_equal(crtc_in(f->vm, 0x3D4, 0x0C), 0);
+	assert_int_equal(inb(f->vm, 0x3CC), 0x67);
+	assert_true(testdevmem.slot[1].mapped);
+	assert_int_equal(testdevmem.slot[1].gpa, 0xB8000);
+	fx_free(f);
+}
+
 static void test_vga_bad_options(void **state)
 {
 	static const char *const bad[][3] = {
@@ -797,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_vga_psf1_font),
 		cmocka_unit_test(test_vga_text_vnc),
 		cmocka_unit_test(test_vga_snapshot),
+		cmocka_unit_test(test_vga_reset),
 		cmocka_unit_test(test_vga_bad_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
