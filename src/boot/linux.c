@@ -219,7 +219,25 @@ static int enter_long_mode(struct vcpu *bsp)
 	return 0;
 }
 
-/* Describes the display's linear framebuffer (if any) for vesafb: the console shows on it at once. */
+/*
+ * VGA text mode as a BIOS leaves it after mode 3, for vgacon: a colour VGA
+ * (an EGA/VGA BIOS answer in ega_bx, not 0x10), the cell grid, the font
+ * height and where the cursor is. vgacon finds the CRTC at 0x3D4 and the
+ * text at 0xB8000; e820 already keeps 0x9F000-0xFFFFF out of RAM.
+ */
+static void fill_text_info(const struct display_screen *d, struct screen_info *si)
+{
+	si->orig_video_isVGA = VIDEO_TYPE_VGAC;
+	si->orig_video_mode = 3;
+	si->orig_video_cols = (uint8_t)d->cols;
+	si->orig_video_lines = (uint8_t)d->rows;
+	si->orig_video_points = (uint16_t)d->font_height;
+	si->orig_video_ega_bx = 0x0003; /* 256 KiB of video memory, colour */
+	si->orig_x = (uint8_t)d->cursor_x;
+	si->orig_y = (uint8_t)d->cursor_y;
+}
+
+/* Describes the display for the kernel's boot console: text mode for vgacon, or the linear framebuffer for vesafb. */
 static void fill_screen_info(struct vm *vm, struct boot_params *bp)
 {
 	struct display_screen d;
@@ -227,6 +245,10 @@ static void fill_screen_info(struct vm *vm, struct boot_params *bp)
 
 	if (display_screen(vm, &d) < 0)
 		return;
+	if (d.text) {
+		fill_text_info(&d, si);
+		return;
+	}
 	si->orig_video_isVGA = VIDEO_TYPE_VLFB;
 	si->lfb_base = (uint32_t)d.base;
 	si->ext_lfb_base = (uint32_t)(d.base >> 32);

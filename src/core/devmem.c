@@ -74,3 +74,25 @@ int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
 
 	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log);
 }
+
+/* The RAM above a hole gets this slot: after the RAM slots, before the device slots. */
+#define RAM_TAIL_SLOT MEM_MAX_REGIONS
+
+int vm_ram_hole(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	const struct mem_region *r = &vm->mem.regions[0];
+	uint64_t end = gpa + size;
+
+	if (((gpa | size) & 4095) || !size || gpa <= r->gpa || end >= r->gpa + r->size) {
+		log_error("cannot take 0x%llx+0x%llx out of guest RAM", (unsigned long long)gpa, (unsigned long long)size);
+		return -1;
+	}
+	set_slot(vm, 0, 0, NULL, 0, 0);
+	if (set_slot(vm, 0, r->gpa, r->hva, gpa - r->gpa, 0) < 0 ||
+	    set_slot(vm, RAM_TAIL_SLOT, end, r->hva + (end - r->gpa), r->gpa + r->size - end, 0) < 0) {
+		log_error("cannot leave 0x%llx+0x%llx out of guest RAM: %s", (unsigned long long)gpa,
+			  (unsigned long long)size, strerror(errno));
+		return -1;
+	}
+	return 0;
+}

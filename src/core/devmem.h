@@ -33,6 +33,14 @@ int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint6
 /* Removes the slot's mapping (no-op when unmapped). */
 void vm_unmap_device_memory(struct vm *vm, int slot);
 /*
+ * Takes [gpa, gpa+size) (page aligned, inside the RAM below 4 GiB) out of
+ * the RAM slot as KVM sees it, so device memory can be mapped there (KVM
+ * slots may not overlap): the legacy VGA window. The bytes stay in the
+ * RAM memfd, so the RAM layout and snapshots are unchanged; the guest just
+ * no longer reaches them. Before the vCPUs run; 0, or -1 after logging.
+ */
+int vm_ram_hole(struct vm *vm, uint64_t gpa, uint64_t size);
+/*
  * Fetches and clears the slot's dirty page bitmap (one bit per 4 KiB page,
  * size/4096 bits rounded up to 64). 0, or -1 (errno set).
  */

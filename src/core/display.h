@@ -20,6 +20,9 @@ struct display_screen {
 	uint32_t width, height;
 	uint32_t stride;    /* bytes per line */
 	uint32_t bpp;       /* 32: x8r8g8b8 little endian */
+	/* VGA text mode instead (fbuf vga=on): cells, font height, cursor cell. */
+	bool text;
+	uint32_t cols, rows, font_height, cursor_x, cursor_y;
 };
 
 /* What the display shows now. */

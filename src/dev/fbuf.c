@@ -4,19 +4,36 @@
  * QemuVideoDxe), shown over VNC:
  *
  *   -s SLOT,fbuf,tcp=[ADDR:]PORT|unix=PATH[,w=W][,h=H][,wait][,password=SECRET]
+ *                    [,vga=off|io|on][,font=PSF]
  *
  * PCI 1234:1111, class 0x0300. BAR0: 32 MiB prefetchable framebuffer, a
  * memfd given to KVM as its own memory slot wherever the guest places the
  * BAR (guest writes never exit; dirty logging tells VNC what changed).
  * BAR2: 4 KiB MMIO with the DISPI registers at 0x500 (16-bit, index =
- * (offset - 0x500) / 2); the VGA register block at 0x400 is not modelled
- * (reads 0xff, writes ignored). DISPI is also reachable through I/O ports
+ * (offset - 0x500) / 2). DISPI is also reachable through I/O ports
  * 0x1CE (index) and 0x1CF (data). While DISPI is disabled the screen is
  * the boot mode W x H x 32 at the start of the framebuffer, which direct
  * Linux boot describes in boot_params.screen_info (vesafb).
  *
+ * Legacy VGA (dev/vga.h): vga=off (default) leaves it out: BAR2 0x400-0x41F
+ * reads 0xff. vga=io answers the VGA registers at ports 0x3B4/0x3B5,
+ * 0x3BA and 0x3C0-0x3DF, and at BAR2 0x400-0x41F (port 0x3C0 + offset -
+ * 0x400). vga=on adds the text window 0xB8000-0xBFFFF, a second KVM
+ * memory slot (anonymous memory) with dirty logging (the legacy window 0xA0000-0xBFFFF is
+ * taken out of the RAM slot; 0xA0000-0xB7FFF stays unbacked), and while
+ * DISPI is off and the registers say text mode, the screen is the 80x25
+ * text rendered at 640x400 with the font= PSF file; direct Linux boot then
+ * describes VGA text mode (vgacon) instead of the framebuffer. The text is
+ * re-rendered only when the window's dirty log or a register write says
+ * it may have changed, so an idle text screen costs one dirty-log fetch.
+ * Why a KVM slot rather than MMIO exits: the console writes each cell
+ * as a 16-bit store and scrolls by rewriting the screen, 2000 exits for
+ * every scrolled line.
+ *
  * Snapshots: DISPI registers, and the framebuffer bytes up to the last
- * non-zero page (at most 32 MiB) in the device section.
+ * non-zero page (at most 32 MiB) in the device section; from version 2 the
+ * VGA registers ("vga" map) and the text window ("text"). Version 1
+ * sections (no VGA) still restore.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +53,7 @@
 #include "snapshot/state.h"
 #include "ui/rfb.h"
 #include "ui/vnc.h"
+#include "vga.h"
 
 #define FB_SIZE (32u << 20)
 #define FB_PAGE 4096u
@@ -71,6 +89,17 @@
 #define DEF_W 1024
 #define DEF_H 768
 
+#define VGA_PORTS 0x3C0
+#define VGA_NPORTS 0x20
+#define VGA_CRTC_MONO 0x3B4
+#define VGA_STATUS_MONO 0x3BA
+#define VGA_MMIO 0x400u
+#define LEGACY_WINDOW 0xA0000u
+#define LEGACY_WINDOW_SIZE 0x20000u
+#define DEFAULT_FONT "/usr/share/consolefonts/Uni2-VGA16.psf.gz"
+
+enum vga_option { VGA_OFF, VGA_IO, VGA_ON };
+
 struct fbuf {
 	struct pci_function fn;
 	struct device *dev;
@@ -86,6 +115,17 @@ struct fbuf {
 	bool host_wrote;        /* hyve changed the memory itself: not in KVM's dirty log */
 	bool have_ports, have_display;
 	struct vnc *vnc;
+	/* Legacy VGA (vga=io|on) */
+	enum vga_option vga_opt;
+	struct vga vga;
+	bool have_vga_ports;
+	/* vga=on: the text window in its own slot, and the picture drawn from it */
+	uint8_t *text;
+	int text_slot;
+	struct vga_font *font;
+	uint32_t *pixels;       /* VGA_WIDTH x VGA_HEIGHT x8r8g8b8 */
+	bool text_valid;        /* pixels show the text as of the last VNC render */
+	bool text_host_wrote;   /* hyve changed the text window (reset, restore) */
 };
 
 static struct device_model fbuf_model;
@@ -204,6 +244,8 @@ static void fbuf_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned size, 
 	pthread_mutex_lock(&s->lock);
 	if (off >= DISPI_MMIO && off < DISPI_MMIO + 2 * DISPI_NREGS && !(off & 1) && size <= 2)
 		dispi_access(s, (unsigned)(off - DISPI_MMIO) / 2, data, size, is_write);
+	else if (s->vga_opt != VGA_OFF && off >= VGA_MMIO && off + size <= VGA_MMIO + VGA_NPORTS)
+		vga_access(&s->vga, (uint16_t)(VGA_PORTS + off - VGA_MMIO), data, size, is_write);
 	else if (!is_write)
 		memset(data, 0xff, size);
 	pthread_mutex_unlock(&s->lock);
@@ -228,6 +270,61 @@ static void fbuf_pio(void *opaque, uint64_t off, uint8_t *data, unsigned size, b
 		dispi_access(s, s->index, data, size, is_write);
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- legacy VGA ports (vga=io|on) ---- */
+
+static void vga_pio(struct fbuf *s, uint16_t port, uint8_t *data, unsigned size, bool is_write)
+{
+	pthread_mutex_lock(&s->lock);
+	vga_access(&s->vga, port, data, size, is_write);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void vga_pio_main(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
+{
+	vga_pio(opaque, (uint16_t)(VGA_PORTS + off), data, size, is_write);
+}
+
+static void vga_pio_crtc_mono(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
+{
+	vga_pio(opaque, (uint16_t)(VGA_CRTC_MONO + off), data, size, is_write);
+}
+
+static void vga_pio_status_mono(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
+{
+	vga_pio(opaque, (uint16_t)(VGA_STATUS_MONO + off), data, size, is_write);
+}
+
+static const struct {
+	uint16_t port, len;
+	io_handler_fn fn;
+} vga_ranges[] = {
+	{ VGA_PORTS, VGA_NPORTS, vga_pio_main },
+	{ VGA_CRTC_MONO, 2, vga_pio_crtc_mono },
+	{ VGA_STATUS_MONO, 1, vga_pio_status_mono },
+};
+#define N_VGA_RANGES (sizeof(vga_ranges) / sizeof(vga_ranges[0]))
+
+static void vga_ports_unregister(struct fbuf *s)
+{
+	for (unsigned i = 0; s->have_vga_ports && i < N_VGA_RANGES; i++)
+		iobus_unregister(&s->dev->vm->pio, vga_ranges[i].port);
+	s->have_vga_ports = false;
+}
+
+static int vga_ports_register(struct fbuf *s)
+{
+	for (unsigned i = 0; i < N_VGA_RANGES; i++) {
+		if (iobus_register(&s->dev->vm->pio, vga_ranges[i].port, vga_ranges[i].len, vga_ranges[i].fn, s) < 0) {
+			for (unsigned j = 0; j < i; j++)
+				iobus_unregister(&s->dev->vm->pio, vga_ranges[j].port);
+			log_error("%s: the VGA ports 0x3b4-0x3df are taken (one fbuf with vga= per VM)", s->dev->id);
+			return -1;
+		}
+	}
+	s->have_vga_ports = true;
+	return 0;
 }
 
 /* ---- the framebuffer slot follows BAR0 ---- */
@@ -281,6 +378,45 @@ static void fbuf_bar0(void *opaque, uint64_t off, uint8_t *data, unsigned size, 
 
 /* ---- what the screen shows ---- */
 
+/* vga=on, DISPI off and the VGA registers in text mode (s->lock held). */
+static bool text_shown(const struct fbuf *s)
+{
+	return s->vga_opt == VGA_ON && !(s->reg[DISPI_ENABLE] & ENABLE_ON) && vga_text_mode(&s->vga);
+}
+
+static void text_surface(struct fbuf *s, struct display_surface *out)
+{
+	*out = (struct display_surface){ .mem = (const uint8_t *)s->pixels, .mem_size = VGA_WIDTH * VGA_HEIGHT * 4,
+					 .width = VGA_WIDTH, .height = VGA_HEIGHT, .stride = VGA_WIDTH * 4, .bpp = 32 };
+}
+
+static void render_text(struct fbuf *s)
+{
+	vga_render_text(&s->vga, s->text, s->font, s->pixels);
+}
+
+/*
+ * The text screen for VNC: redrawn only when the window's dirty log, a
+ * register write or hyve itself says it may have changed; then everything
+ * is compared (false), else nothing is (true, empty bitmap).
+ */
+static bool text_scanout(struct fbuf *s, struct display_surface *out)
+{
+	uint64_t log[(VGA_TEXT_SIZE / FB_PAGE + 63) / 64] = { 0 };
+	bool redraw = !s->text_valid || s->text_host_wrote;
+
+	if (vm_devmem_dirty_log(s->dev->vm, s->text_slot, log) < 0 || log[0])
+		redraw = true;
+	if (vga_take_changed(&s->vga))
+		redraw = true;
+	s->text_host_wrote = false;
+	s->text_valid = true;
+	if (redraw)
+		render_text(s);
+	text_surface(s, out);
+	return !redraw;
+}
+
 static void scanout_locked(struct fbuf *s, struct display_surface *out)
 {
 	*out = (struct display_surface){ .mem = s->mem, .mem_size = FB_SIZE };
@@ -305,6 +441,12 @@ static bool fbuf_scanout(void *opaque, struct display_surface *out, uint64_t *di
 	bool logged = true;
 
 	pthread_mutex_lock(&s->lock);
+	if (text_shown(s)) {
+		logged = text_scanout(s, out);
+		pthread_mutex_unlock(&s->lock);
+		return logged;
+	}
+	s->text_valid = false;
 	scanout_locked(s, out);
 	if (dirty && s->slot_mapped && vm_devmem_dirty_log(s->dev->vm, s->slot, dirty) < 0)
 		logged = false;
@@ -320,7 +462,13 @@ static void fbuf_surface(void *opaque, struct display_surface *out)
 	struct fbuf *s = opaque;
 
 	pthread_mutex_lock(&s->lock);
-	scanout_locked(s, out);
+	if (text_shown(s)) {
+		/* The VNC refresh's change tracking is left alone: it redraws on its own. */
+		render_text(s);
+		text_surface(s, out);
+	} else {
+		scanout_locked(s, out);
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -343,6 +491,16 @@ static int fbuf_screen(void *opaque, struct display_screen *out)
 		.stride = s->w * 4,
 		.bpp = 32,
 	};
+	if (s->vga_opt == VGA_ON) {
+		unsigned col = 0, row = 0;
+		pthread_mutex_lock(&s->lock);
+		if (!vga_cursor_cell(&s->vga, &col, &row))
+			col = row = 0;
+		pthread_mutex_unlock(&s->lock);
+		out->text = true;
+		out->cols = VGA_COLS, out->rows = VGA_ROWS, out->font_height = VGA_CELL_H;
+		out->cursor_x = col, out->cursor_y = row;
+	}
 	return 0;
 }
 
@@ -430,6 +588,63 @@ static int get_password(struct device *dev, const char **out)
 	return 0;
 }
 
+static int get_vga(struct device *dev, enum vga_option *out)
+{
+	const char *v = config_getf(dev->vm->cfg, "%s.vga", dev->cfg_prefix);
+
+	if (!v || !strcmp(v, "off"))
+		*out = VGA_OFF;
+	else if (!strcmp(v, "io"))
+		*out = VGA_IO;
+	else if (!strcmp(v, "on"))
+		*out = VGA_ON;
+	else {
+		log_error("%s: fbuf vga=%s: must be off, io or on", dev->id, v);
+		return -1;
+	}
+	if (*out != VGA_ON && config_getf(dev->vm->cfg, "%s.font", dev->cfg_prefix)) {
+		log_error("%s: fbuf font= is for the text mode of vga=on", dev->id);
+		return -1;
+	}
+	return 0;
+}
+
+/* vga=on: the console font, the text window and its slot, the picture. */
+static int text_init(struct fbuf *s)
+{
+	struct device *dev = s->dev;
+	const char *path = config_getf(dev->vm->cfg, "%s.font", dev->cfg_prefix);
+	char err[512];
+
+	s->font = malloc(sizeof(*s->font));
+	s->pixels = calloc(VGA_WIDTH * VGA_HEIGHT, 4);
+	if (!s->font || !s->pixels)
+		return -1;
+	if (vga_font_load(path ? path : DEFAULT_FONT, s->font, err, sizeof(err)) < 0) {
+		log_error("%s: fbuf vga=on: %s%s", dev->id, err,
+			  path ? "" : " (install console-setup-linux, or give font=FILE.psf)");
+		return -1;
+	}
+	s->text = mmap(NULL, VGA_TEXT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->text == MAP_FAILED) {
+		s->text = NULL;
+		return -1;
+	}
+	if ((s->text_slot = vm_devmem_slot_alloc(dev->vm)) < 0 ||
+	    vm_ram_hole(dev->vm, LEGACY_WINDOW, LEGACY_WINDOW_SIZE) < 0 ||
+	    vm_map_device_memory(dev->vm, s->text_slot, VGA_TEXT_GPA, s->text, VGA_TEXT_SIZE, true) < 0)
+		return -1;
+	return 0;
+}
+
+/* What a BIOS leaves in the text window: blanks, light grey on black. */
+static void text_clear(struct fbuf *s)
+{
+	for (unsigned i = 0; s->text && i < VGA_TEXT_SIZE; i += 2)
+		s->text[i] = ' ', s->text[i + 1] = 0x07;
+	s->text_host_wrote = true;
+}
+
 /* ---- device model ---- */
 
 static void fbuf_regs_reset(struct fbuf *s)
@@ -453,6 +668,13 @@ static void fbuf_destroy(struct device *dev)
 		pci_function_destroy(&s->fn);
 	if (s->have_ports)
 		iobus_unregister(&dev->vm->pio, DISPI_PORT);
+	vga_ports_unregister(s);
+	if (s->text_slot >= 0)
+		vm_devmem_slot_free(dev->vm, s->text_slot);
+	if (s->text)
+		munmap(s->text, VGA_TEXT_SIZE);
+	free(s->font);
+	free(s->pixels);
 	if (s->slot >= 0)
 		vm_devmem_slot_free(dev->vm, s->slot);
 	if (s->mem)
@@ -477,15 +699,12 @@ static int fbuf_create(struct device *dev)
 		return -1;
 	dev->priv = s;
 	s->dev = dev;
-	s->memfd = s->slot = -1;
+	s->memfd = s->slot = s->text_slot = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	fbuf_regs_reset(s);
-	if (get_password(dev, &o.password) < 0)
+	vga_reset(&s->vga);
+	if (get_password(dev, &o.password) < 0 || get_vga(dev, &s->vga_opt) < 0)
 		goto fail;
-	if (config_getf(dev->vm->cfg, "%s.vga", dev->cfg_prefix)) {
-		log_error("%s: fbuf vga= is not supported yet (no legacy VGA)", dev->id);
-		goto fail;
-	}
 	snprintf(key, sizeof(key), "%s.wait", dev->cfg_prefix);
 	if (get_dim(dev, "w", DEF_W, MIN_W, MAX_XRES, &s->w) < 0 || get_dim(dev, "h", DEF_H, MIN_H, MAX_YRES, &s->h) < 0 ||
 	    parse_listen(dev, &o, addr, sizeof(addr)) < 0 || config_get_bool(dev->vm->cfg, key, false, &wait) < 0)
@@ -514,6 +733,11 @@ static int fbuf_create(struct device *dev)
 		goto fail;
 	}
 	s->have_ports = true;
+	if (s->vga_opt != VGA_OFF && vga_ports_register(s) < 0)
+		goto fail;
+	if (s->vga_opt == VGA_ON && text_init(s) < 0)
+		goto fail;
+	text_clear(s);
 	sync_slot(s);
 	src = (struct vnc_source){ .scanout = fbuf_scanout, .opaque = s, .mem_size = FB_SIZE };
 	s->vnc = vnc_open(dev->vm, &o, &src);
@@ -540,6 +764,8 @@ static void fbuf_reset(struct device *dev)
 	sync_slot(s);
 	pthread_mutex_lock(&s->lock);
 	fbuf_regs_reset(s);
+	vga_reset(&s->vga);
+	text_clear(s);
 	s->host_wrote = true;
 	pthread_mutex_unlock(&s->lock);
 }
@@ -573,6 +799,10 @@ static int fbuf_save(struct device *dev, struct state_writer *w)
 	state_put_u64(w, "width", s->w);
 	state_put_u64(w, "height", s->h);
 	state_put_bytes(w, "framebuffer", s->mem, used_bytes(s));
+	if (s->vga_opt != VGA_OFF)
+		vga_save(&s->vga, w);
+	if (s->text)
+		state_put_bytes(w, "text", s->text, VGA_TEXT_SIZE);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -584,8 +814,8 @@ static int fbuf_restore(struct device *dev, struct state_reader *r, unsigned ver
 	size_t len = 0;
 	int rc = 0;
 
-	if (version != fbuf_model.state_version) {
-		log_error("%s: snapshot has fbuf state version %u, this hyve reads %u", dev->id, version,
+	if (version < 1 || version > fbuf_model.state_version) {
+		log_error("%s: snapshot has fbuf state version %u, this hyve reads 1 to %u", dev->id, version,
 			  fbuf_model.state_version);
 		return -1;
 	}
@@ -611,13 +841,17 @@ static int fbuf_restore(struct device *dev, struct state_reader *r, unsigned ver
 		log_error("%s: snapshot has no framebuffer contents", dev->id);
 		rc = -1;
 	}
+	vga_restore(&s->vga, r); /* version 1 has none: BIOS mode 3 */
+	text_clear(s);
+	if (s->text)
+		state_get_bytes(r, "text", s->text, VGA_TEXT_SIZE);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
 static struct device_model fbuf_model = {
 	.name = "fbuf",
-	.state_version = 1,
+	.state_version = 2,
 	.on_pci = true,
 	.create = fbuf_create,
 	.reset = fbuf_reset,

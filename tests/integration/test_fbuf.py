@@ -301,6 +301,114 @@ def test_unix_password_wait(workdir):
         g.kill()
 
 
+VGA_FONT = "/usr/share/consolefonts/Uni2-VGA16.psf.gz"  # fbuf's default font= (console-setup-linux)
+# Linux's default console colours as vgacon loads them into the DAC (6 bits, widened as hyve does).
+VGA_BRIGHT_YELLOW, VGA_BLUE = (0xFF, 0xFF, 0x55), (0x00, 0x00, 0xAA)
+
+
+def psf_glyphs(path):
+    """{character: 16 rows of 8 bits} from a PSF1 font with a Unicode table, read here
+    independently of hyve's loader."""
+    import gzip
+    import struct
+    data = gzip.open(path).read()
+    assert data[:2] == b"\x36\x04", "not a PSF1 font"
+    mode, height = data[2], data[3]
+    count = 512 if mode & 1 else 256
+    table = data[4 + count * height:]
+    glyphs, g, seq = {}, 0, False
+    for (u,) in struct.iter_unpack("<H", table[:len(table) // 2 * 2]):
+        if u == 0xFFFF:
+            g, seq = g + 1, False
+        elif u == 0xFFFE:
+            seq = True
+        elif not seq and chr(u) not in glyphs:
+            glyphs[chr(u)] = data[4 + g * height:4 + (g + 1) * height]
+    return glyphs, height
+
+
+def cell_pixels(img, col, row):
+    return [img.getpixel((col * 8 + x, row * 16 + y)) for y in range(16) for x in range(8)]
+
+
+def expected_cell(glyph, fg, bg):
+    return [fg if glyph[y] & (0x80 >> x) else bg for y in range(16) for x in range(8)]
+
+
+def vga_text_ok(text, fg, bg):
+    glyphs, _ = psf_glyphs(VGA_FONT)
+    want = [expected_cell(glyphs[c], fg, bg) for c in text]
+    return lambda img: img.size == (640, 400) and all(cell_pixels(img, i, 0) == w for i, w in enumerate(want))
+
+
+def wait_listening(g, port, timeout=120):
+    """Until the (restored) hyve accepts VNC connections; fails with its stderr if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert g.proc.poll() is None, f"hyve exited with {g.proc.poll()}: {g.stderr.decode(errors='replace')}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}: {g.stderr.decode(errors='replace')}"
+            time.sleep(0.2)
+
+
+def test_vga_text_console(workdir, tmp_path):
+    """vga=on: direct boot describes VGA text mode, the stock kernel's vgacon writes the
+    0xB8000 window; VNC shows the text rendered with the font, cell for cell as this test
+    renders it from the font file; hyvectl screenshot agrees; an idle text screen costs no
+    comparing; a snapshot keeps the text."""
+    if not os.path.exists(VGA_FONT):
+        pytest.fail(f"needs {VGA_FONT} (console-setup-linux): scripts/install-deps", pytrace=False)
+    port, name, text = 5975, "fbuf-vga", "HYVE VGA TEXT"
+    g = fbuf_guest(name, f"tcp=127.0.0.1:{port},vga=on", "hyve.noload=bochs")
+    try:
+        g.wait_for("HYVE-CMD-READY", timeout=240)
+        rc, out = g.run("cat /sys/class/vtconsole/vtcon*/name")
+        assert rc == 0 and "VGA+" in out, out
+        viewer = RfbClient(("127.0.0.1", port))
+        assert (viewer.width, viewer.height) == (640, 400)
+        viewer.update(incremental=False)
+        # Home, clear, cursor off, bold yellow on blue: the string in the top row's first cells.
+        rc, out = g.run(f"printf '\\033[H\\033[2J\\033[?25l\\033[1;33;44m{text}\\033[0m' > /dev/tty1")
+        assert rc == 0, out
+        ok = vga_text_ok(text, VGA_BRIGHT_YELLOW, VGA_BLUE)
+        img = grab_until(f"127.0.0.1:{port}", workdir / "vga.ppm", ok)
+        assert img.size == (640, 400)
+        glyphs, height = psf_glyphs(VGA_FONT)
+        assert height == 16
+        for i, c in enumerate(text):
+            assert cell_pixels(img, i, 0) == expected_cell(glyphs[c], VGA_BRIGHT_YELLOW, VGA_BLUE), (i, c)
+        assert set(cell_pixels(img, len(text), 0)) == {(0, 0, 0)}  # cleared to black after the string
+        for enc in ("zrle", "tight"):
+            assert grab(f"127.0.0.1:{port}", workdir / f"vga-{enc}.ppm", "-e", enc).tobytes() == img.tobytes(), enc
+        shot = workdir / "vga.png"
+        r = hyvectl(name, "screenshot", shot)
+        assert r.returncode == 0, r.stderr
+        assert Image.open(shot).convert("RGB").tobytes() == img.tobytes()
+        viewer.wait_until(lambda c: c.pixel(0, 0) == img.getpixel((0, 0)) and c.pixel(5, 7) == img.getpixel((5, 7)))
+        check_idle(name, viewer, 640 * 400 * 4)
+        viewer.close()
+
+        snap = tmp_path / "vga.snap"
+        r = hyvectl(name, "snapshot", snap, "--exit")
+        assert r.returncode == 0, r.stderr
+        assert g.wait_exit(120) == 1
+        g = Guest(["-r", snap, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
+        wait_listening(g, port)
+        again = grab_until(f"127.0.0.1:{port}", workdir / "vga-restored.ppm", ok)
+        assert again.tobytes() == img.tobytes()
+        # The restored guest still writes through the window (its KVM slot is back in place).
+        rc, out = g.run("printf '\\033[H\\033[1;33;44mAGAIN\\033[0m' > /dev/tty1")
+        assert rc == 0, out
+        again = grab_until(f"127.0.0.1:{port}", workdir / "vga-again.ppm",
+                           vga_text_ok("AGAIN", VGA_BRIGHT_YELLOW, VGA_BLUE))
+        assert vga_text_ok("AGAIN", VGA_BRIGHT_YELLOW, VGA_BLUE)(again)
+    finally:
+        g.kill()
+
+
 @pytest.mark.parametrize("opts,msg", [
     ("tcp=5979,w=10", "w=10"),
     ("tcp=5979,h=abc", "h=abc"),
@@ -309,6 +417,8 @@ def test_unix_password_wait(workdir):
     ("tcp=5979,unix=/tmp/x.sock", "not both"),
     ("tcp=5979,password=123456789", "password"),
     ("unix=/nonexistent-dir/vnc.sock", "/nonexistent-dir/vnc.sock"),
+    ("tcp=5979,vga=yes", "vga=yes"),
+    ("tcp=5979,vga=on,font=/nonexistent/x.psf", "/nonexistent/x.psf"),
 ])
 def test_bad_options(opts, msg):
     r = run_hyve(["-s", f"5,fbuf,{opts}", "--kernel", KERNEL, "x"])

@@ -6,37 +6,70 @@
 
 struct testdevmem testdevmem;
 
+/* Slot DEVMEM_SLOT_BASE + i is testdevmem.slot[i]; the first is also gpa/maps/mapped (the framebuffer). */
 int vm_devmem_slot_alloc(struct vm *vm)
 {
 	(void)vm;
-	return DEVMEM_SLOT_BASE;
+	for (int i = 0; i < TESTDEVMEM_SLOTS; i++) {
+		if (!testdevmem.slot[i].used) {
+			testdevmem.slot[i] = (struct testdevmem_slot){ .used = true };
+			return DEVMEM_SLOT_BASE + i;
+		}
+	}
+	return -1;
 }
 
 void vm_devmem_slot_free(struct vm *vm, int slot)
 {
 	vm_unmap_device_memory(vm, slot);
+	if (slot >= DEVMEM_SLOT_BASE && slot < DEVMEM_SLOT_BASE + TESTDEVMEM_SLOTS)
+		testdevmem.slot[slot - DEVMEM_SLOT_BASE].used = false;
 }
 
 int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, bool log_dirty)
 {
-	(void)vm, (void)slot, (void)hva, (void)size, (void)log_dirty;
-	testdevmem.gpa = gpa;
-	testdevmem.mapped = true;
-	testdevmem.maps++;
+	struct testdevmem_slot *s = &testdevmem.slot[slot - DEVMEM_SLOT_BASE];
+
+	(void)vm;
+	s->gpa = gpa, s->hva = hva, s->size = size, s->log_dirty = log_dirty, s->mapped = true;
+	if (slot == DEVMEM_SLOT_BASE) {
+		testdevmem.gpa = gpa;
+		testdevmem.mapped = true;
+		testdevmem.maps++;
+	}
 	return 0;
 }
 
 void vm_unmap_device_memory(struct vm *vm, int slot)
 {
-	(void)vm, (void)slot;
-	testdevmem.mapped = false;
+	(void)vm;
+	if (slot >= DEVMEM_SLOT_BASE && slot < DEVMEM_SLOT_BASE + TESTDEVMEM_SLOTS)
+		testdevmem.slot[slot - DEVMEM_SLOT_BASE].mapped = false;
+	if (slot == DEVMEM_SLOT_BASE)
+		testdevmem.mapped = false;
 }
 
 int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
 {
-	(void)vm, (void)slot;
-	if (testdevmem.all_dirty_next)
+	struct testdevmem_slot *s = &testdevmem.slot[slot - DEVMEM_SLOT_BASE];
+
+	(void)vm;
+	if (slot == DEVMEM_SLOT_BASE && testdevmem.all_dirty_next) {
 		memset(bitmap, 0xff, ((32u << 20) / 4096 / 64) * 8);
-	testdevmem.all_dirty_next = false;
+		testdevmem.all_dirty_next = false;
+	}
+	if (slot != DEVMEM_SLOT_BASE && s->dirty_next) {
+		bitmap[0] |= 1;
+		s->dirty_next = false;
+	}
+	s->dirty_fetches++;
+	return 0;
+}
+
+int vm_ram_hole(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	(void)vm;
+	testdevmem.hole_gpa = gpa;
+	testdevmem.hole_size = size;
 	return 0;
 }

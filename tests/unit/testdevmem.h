@@ -1,7 +1,9 @@
 /*
  * Test double for the KVM device-memory slots (core/devmem.h), for display
- * tests that run without KVM: records where the slot is mapped; the dirty
- * log reports nothing, or every page once when asked.
+ * tests that run without KVM: records where each slot is mapped (the first
+ * one, the framebuffer, also in gpa/maps/mapped); the dirty log reports
+ * nothing, or once when asked: every page of the framebuffer, the first
+ * page of another slot. vm_ram_hole() records the hole.
  */
 #ifndef HYVE_TESTDEVMEM_H
 #define HYVE_TESTDEVMEM_H
@@ -9,11 +11,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define TESTDEVMEM_SLOTS 4
+
+struct testdevmem_slot {
+	bool used, mapped, log_dirty;
+	uint64_t gpa, size;
+	void *hva;
+	bool dirty_next;      /* the next dirty log reports the first page */
+	unsigned dirty_fetches;
+};
+
 extern struct testdevmem {
-	uint64_t gpa;         /* where the slot was last mapped */
-	int maps;             /* vm_map_device_memory() calls */
+	uint64_t gpa;         /* where the first slot was last mapped */
+	int maps;             /* vm_map_device_memory() calls for the first slot */
 	bool mapped;
-	bool all_dirty_next;  /* the next dirty log reports every page */
+	bool all_dirty_next;  /* the next dirty log of the first slot reports every page */
+	uint64_t hole_gpa, hole_size;
+	struct testdevmem_slot slot[TESTDEVMEM_SLOTS];
 } testdevmem;
 
 #endif
