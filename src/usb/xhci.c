@@ -1222,8 +1222,8 @@ static void erdp_write(struct xhci *x, uint64_t off, uint32_t v)
 	} else {
 		x->erdp = (x->erdp & 0xffffffffull) | (uint64_t)v << 32;
 	}
-	if ((x->erdp & ~15ull) != er_enqueue_addr(x))
-		x->er_full = false;
+	/* Writing ERDP acknowledges the events before it, the Event Ring Full one included. */
+	x->er_full = false;
 	if (!(x->erdp & ERDP_EHB) && x->er_size && (x->erdp & ~15ull) != er_enqueue_addr(x))
 		interrupt(x);
 }
