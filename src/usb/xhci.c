@@ -216,15 +216,20 @@ bool xhci_irq_level(struct xhci *x)
 }
 
 /* Sets IP and asks for an interrupt, unless one is already pending. */
+/*
+ * Sets IP (and EHB) and asks for an interrupt, unless one is pending or the
+ * driver is still handling the last one (EHB; writing ERDP re-checks).
+ * IP clears itself once an MSI-X message went out (xHCI 5.5.2.1).
+ */
 static void interrupt(struct xhci *x)
 {
 	x->usbsts |= STS_EINT;
-	if (x->iman & IMAN_IP)
+	if ((x->iman & IMAN_IP) || (x->erdp & ERDP_EHB))
 		return;
 	x->iman |= IMAN_IP;
 	x->erdp |= ERDP_EHB;
-	if (xhci_irq_level(x))
-		x->irq(x->opaque, true);
+	if (xhci_irq_level(x) && x->irq(x->opaque, true))
+		x->iman &= ~IMAN_IP;
 }
 
 /* A DMA failure: Host System Error halts the controller (xHCI 4.10.2.6). */
@@ -236,7 +241,7 @@ static void host_error(struct xhci *x, const char *why)
 	x->usbcmd &= ~CMD_RUN;
 	x->crr = false;
 	if (x->usbcmd & CMD_HSEE)
-		x->irq(x->opaque, true);
+		(void)x->irq(x->opaque, true);
 }
 
 /* Base and size of event ring segment `seg` from the ERST; false when unusable. */
@@ -1137,8 +1142,8 @@ static void usbcmd_write(struct xhci *x, uint32_t v)
 		x->usbsts |= STS_HCH;
 		x->crr = false;
 	}
-	if ((old ^ x->usbcmd) & CMD_INTE)
-		x->irq(x->opaque, xhci_irq_level(x));
+	if (((old ^ x->usbcmd) & CMD_INTE) && x->irq(x->opaque, xhci_irq_level(x)))
+		x->iman &= ~IMAN_IP;
 }
 
 static void crcr_write(struct xhci *x, uint64_t off, uint32_t v)
@@ -1151,12 +1156,19 @@ static void crcr_write(struct xhci *x, uint64_t off, uint32_t v)
 		}
 		return;
 	}
-	if (off == 0x18)
+	/*
+	 * Each half moves only its part of the pointer: a driver that aborts the
+	 * ring writes the high half right after the (stopping) low half, and the
+	 * ring must go on where it stopped.
+	 */
+	if (off == 0x18) {
 		x->crcr_lo = v;
-	else
+		x->cmd.deq = (x->cmd.deq & ~0xffffffffull) | (v & ~63u);
+		x->cmd.ccs = v & CRCR_RCS;
+	} else {
 		x->crcr_hi = v;
-	x->cmd.deq = ((uint64_t)x->crcr_hi << 32 | x->crcr_lo) & ~63ull;
-	x->cmd.ccs = x->crcr_lo & CRCR_RCS;
+		x->cmd.deq = (x->cmd.deq & 0xffffffffull) | (uint64_t)v << 32;
+	}
 }
 
 static void op_write(struct xhci *x, uint64_t off, uint32_t v)
@@ -1208,8 +1220,8 @@ static void iman_write(struct xhci *x, uint32_t v)
 	if (v & IMAN_IP)
 		x->iman &= ~IMAN_IP;
 	x->iman = (x->iman & ~IMAN_IE) | (v & IMAN_IE);
-	if (before != xhci_irq_level(x))
-		x->irq(x->opaque, xhci_irq_level(x));
+	if (before != xhci_irq_level(x) && x->irq(x->opaque, xhci_irq_level(x)))
+		x->iman &= ~IMAN_IP;
 }
 
 /* The guest consumed events: clear EHB and interrupt again if more are waiting. */
@@ -1318,7 +1330,7 @@ void xhci_reset(struct xhci *x)
 		port_power_on(x, i);
 	}
 	if (level)
-		x->irq(x->opaque, false);
+		(void)x->irq(x->opaque, false);
 }
 
 struct xhci *xhci_new(struct guest_memory *mem, pthread_mutex_t *lock, xhci_irq_fn irq, void *opaque)

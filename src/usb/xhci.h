@@ -36,9 +36,10 @@ struct state_reader;
 /*
  * Interrupt callback: `raise` true when interrupter 0 asks for an
  * interrupt (an MSI-X message or INTx asserted), false when its pending
- * bit was cleared (INTx deasserted).
+ * bit was cleared (INTx deasserted). Returns true when the interrupt went
+ * out as a message (MSI-X), which clears the pending bit by itself.
  */
-typedef void (*xhci_irq_fn)(void *opaque, bool raise);
+typedef bool (*xhci_irq_fn)(void *opaque, bool raise);
 
 struct xhci;
 

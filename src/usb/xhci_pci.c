@@ -32,17 +32,17 @@ struct xhci_dev {
 	struct xhci *x;
 };
 
-/* Interrupter 0 wants an interrupt (raise) or dropped its pending bit. */
-static void xhci_dev_irq(void *opaque, bool raise)
+/* Interrupter 0 wants an interrupt (raise) or dropped its pending bit; true when sent as MSI-X. */
+static bool xhci_dev_irq(void *opaque, bool raise)
 {
 	struct xhci_dev *s = opaque;
 
 	if (pci_msix_enabled(&s->fn)) {
-		if (raise)
-			pci_msix_notify(&s->fn, 0);
-		return;
+		pci_intx_set(&s->fn, false);
+		return raise && pci_msix_notify(&s->fn, 0) == 0;
 	}
 	pci_intx_set(&s->fn, xhci_irq_level(s->x));
+	return false;
 }
 
 static void xhci_dev_mmio(void *opaque, uint64_t off, uint8_t *data, unsigned size, bool is_write)
