@@ -108,7 +108,11 @@ static const struct hid_info kbd_info = {
 	.report_desc = kbd_report_desc, .report_desc_len = sizeof(kbd_report_desc), .report_len = 8,
 };
 
-#define VENDOR_ID 0x1d6b /* Linux Foundation, as virtual devices commonly use */
+/*
+ * pid.codes (open hardware vendor 0x1209) test product IDs: no driver has
+ * quirks for them, unlike reused IDs of real devices or of Linux's root hubs.
+ */
+#define VENDOR_ID 0x1209
 #define CONFIG_LEN (9 + 9 + 9 + 7)
 
 static unsigned device_desc(const struct hid_info *in, uint8_t *b)
