@@ -215,7 +215,10 @@ static void tablet_pointer(void *opaque, const struct input_pointer_event *ev)
 	uint16_t y = (uint16_t)(ev->y < 0 ? 0 : ev->y > 0x7FFF ? 0x7FFF : ev->y);
 
 	pthread_mutex_lock(h->usb.lock);
-	h->state[0] = (uint8_t)(ev->buttons & 0x1f);
+	/* HID buttons 1-5 are left, right, middle, side, extra (Linux: BTN_LEFT + n - 1). */
+	h->state[0] = (uint8_t)((ev->buttons & INPUT_BTN_LEFT ? 0x01 : 0) | (ev->buttons & INPUT_BTN_RIGHT ? 0x02 : 0) |
+				(ev->buttons & INPUT_BTN_MIDDLE ? 0x04 : 0) | (ev->buttons & INPUT_BTN_SIDE ? 0x08 : 0) |
+				(ev->buttons & INPUT_BTN_EXTRA ? 0x10 : 0));
 	h->state[1] = (uint8_t)x;
 	h->state[2] = (uint8_t)(x >> 8);
 	h->state[3] = (uint8_t)y;
