@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "core/evloop.h"
+#include "core/input.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "ui/keymap.h"
 
 #define FOURCC_XRGB8888 ((uint32_t)'X' | ((uint32_t)'R' << 8) | ((uint32_t)'2' << 16) | ((uint32_t)'4' << 24))
 #define TICK_NS (33 * 1000 * 1000L) /* ~30 Hz */
@@ -52,22 +54,32 @@ struct vnc {
 	struct vnc_stats stats;
 };
 
-/* ---- input: one entry point; no input device exists yet ---- */
+/* ---- input: one entry point, to the input router (core/input.h) ---- */
 
 enum vnc_input_kind { VNC_INPUT_KEYSYM, VNC_INPUT_KEYCODE, VNC_INPUT_POINTER };
 
+/*
+ * KEYSYM: a = X keysym, b = down. KEYCODE: a = evdev code (neatvnc has
+ * already converted the QEMU key number), b = down. POINTER: a, b = x, y,
+ * c = RFB button mask: bits 0-2 left/middle/right, 3/4 wheel up/down,
+ * 5/6 wheel left/right, 7/8 side/extra; a wheel click is a press of its bit.
+ */
 static void vnc_input(struct vnc *v, enum vnc_input_kind kind, uint32_t a, uint32_t b, uint32_t c)
 {
-	(void)v;
+	static uint32_t last_mask; /* one server per process */
+	uint32_t press = c & ~last_mask;
+
 	switch (kind) {
 	case VNC_INPUT_KEYSYM:
-		log_debug("vnc: key keysym 0x%x %s (no input device)", a, b ? "down" : "up");
+		input_key(v->vm, keymap_keysym_to_evdev(a, NULL), b);
 		break;
 	case VNC_INPUT_KEYCODE:
-		log_debug("vnc: key code 0x%x %s (no input device)", a, b ? "down" : "up");
+		input_key(v->vm, a, b);
 		break;
 	case VNC_INPUT_POINTER:
-		log_debug("vnc: pointer %u,%u buttons 0x%x (no input device)", a, b, c);
+		last_mask = c;
+		input_pointer(v->vm, a, b, v->cur.width, v->cur.height, (c & 7) | (c >> 4 & 0x18),
+			      !!(press & 8) - !!(press & 16), !!(press & 64) - !!(press & 32));
 		break;
 	}
 }
