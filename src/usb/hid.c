@@ -99,12 +99,12 @@ static const uint8_t kbd_report_desc[] = {
 };
 
 static const struct hid_info tablet_info = {
-	.product = "hyve USB tablet", .product_id = 0x0001, .subclass = 0, .protocol = 0,
+	.product = "USB tablet", .product_id = 0x0001, .subclass = 0, .protocol = 0,
 	.report_desc = tablet_report_desc, .report_desc_len = sizeof(tablet_report_desc), .report_len = 7,
 };
 
 static const struct hid_info kbd_info = {
-	.product = "hyve USB keyboard", .product_id = 0x0002, .subclass = 1, .protocol = 1,
+	.product = "USB keyboard", .product_id = 0x0002, .subclass = 1, .protocol = 1,
 	.report_desc = kbd_report_desc, .report_desc_len = sizeof(kbd_report_desc), .report_len = 8,
 };
 
@@ -523,6 +523,14 @@ static void hid_destroy(struct usb_device *d)
 	free(h);
 }
 
+/* Input may arrive from now on: the controller's lock is in place. */
+static void hid_attached(struct usb_device *d)
+{
+	struct hid *h = d->opaque;
+
+	input_register(h->vm, &h->sink);
+}
+
 static bool hid_active(void *opaque)
 {
 	struct hid *h = opaque;
@@ -542,6 +550,7 @@ static struct usb_device *hid_new(struct vm *vm, const struct hid_info *info, co
 		.name = name, .speed = USB_SPEED_HIGH, .opaque = h,
 		.control = hid_control, .interrupt_in = hid_interrupt_in, .reset = hid_reset,
 		.flush = hid_flush, .save = hid_save, .restore = hid_restore, .destroy = hid_destroy,
+		.attached = hid_attached,
 	};
 	h->sink = (struct input_sink){ .name = name, .priority = 20, .opaque = h, .active = hid_active };
 	hid_reset(&h->usb);
@@ -559,7 +568,6 @@ struct usb_device *usb_hid_tablet_new(struct vm *vm)
 	h->sink.kind = INPUT_SINK_POINTER;
 	h->sink.absolute = true;
 	h->sink.pointer = tablet_pointer;
-	input_register(vm, &h->sink);
 	return d;
 }
 
@@ -573,6 +581,5 @@ struct usb_device *usb_hid_kbd_new(struct vm *vm)
 	h = d->opaque;
 	h->sink.kind = INPUT_SINK_KEYBOARD;
 	h->sink.key = kbd_key;
-	input_register(vm, &h->sink);
 	return d;
 }

@@ -87,6 +87,8 @@ struct usb_device {
 	void (*save)(struct usb_device *d, struct state_writer *w);
 	int (*restore)(struct usb_device *d, struct state_reader *r);
 	void (*destroy)(struct usb_device *d);
+	/* The controller has set lock/notify/host: the device may now take input from other threads. */
+	void (*attached)(struct usb_device *d);
 
 	/* Set by the controller. */
 	pthread_mutex_t *lock;
@@ -94,7 +96,7 @@ struct usb_device {
 	void *host;
 };
 
-/* HID models (hid.c); they register their input sinks with vm's router. NULL when out of memory. */
+/* HID models (hid.c); their input sinks join vm's router once attached. NULL when out of memory. */
 struct usb_device *usb_hid_tablet_new(struct vm *vm);
 struct usb_device *usb_hid_kbd_new(struct vm *vm);
 

@@ -140,6 +140,13 @@ struct port {
 	struct usb_device *dev;
 };
 
+struct td {
+	unsigned n;
+	struct trb t[TD_MAX];
+	uint64_t at[TD_MAX];
+	struct ring end;   /* ring position after the TD */
+};
+
 struct xhci {
 	struct guest_memory *mem;
 	pthread_mutex_t *lock;
@@ -162,6 +169,10 @@ struct xhci {
 	bool er_pcs, er_full;
 	uint64_t er_base;
 	uint32_t er_size;   /* 0: no usable segment */
+
+	/* Scratch space of the transfer path (too large for the stack). */
+	struct td td;
+	uint8_t ctrl_buf[USB_CTRL_MAX];
 };
 
 /* ---- guest memory ---- */
@@ -377,13 +388,6 @@ static int ring_peek(struct xhci *x, struct ring *r, struct trb *t, uint64_t *at
 	}
 	return R_BAD;
 }
-
-struct td {
-	unsigned n;
-	struct trb t[TD_MAX];
-	uint64_t at[TD_MAX];
-	struct ring end;   /* ring position after the TD */
-};
 
 /*
  * Collects one TD without consuming it: a chain of TRBs ending with one
@@ -885,7 +889,7 @@ static void setup_packet(const struct trb *t, struct usb_setup *s)
 /* One control TD; false when the endpoint halted. */
 static bool control_td(struct xhci *x, struct usb_device *d, struct xfer *xf, const struct td *td)
 {
-	static uint8_t buf[USB_CTRL_MAX]; /* the caller's lock serialises all controllers' use */
+	uint8_t *buf = x->ctrl_buf;
 	struct usb_setup s;
 	unsigned len = 0;
 	int bad = 0;
@@ -950,7 +954,7 @@ static void ep_process(struct xhci *x, unsigned sid, unsigned dci)
 	struct slot *s = &x->slot[sid];
 	struct usb_device *d = slot_dev(x, s);
 	unsigned type = (s->ctx[dci][1] >> 3) & 7, budget = RING_BUDGET;
-	static struct td td; /* large; the caller's lock serialises its use */
+	struct td *td = &x->td;
 	uint64_t bad;
 	int rc;
 
@@ -958,17 +962,17 @@ static void ep_process(struct xhci *x, unsigned sid, unsigned dci)
 		return;
 	while (ep_state(s, dci) == EP_RUNNING && (x->usbcmd & CMD_RUN) && budget) {
 		struct xfer xf = { .sid = sid, .dci = dci };
-		rc = td_scan(x, &s->ring[dci], dci == 1, &td, &bad);
+		rc = td_scan(x, &s->ring[dci], dci == 1, td, &bad);
 		if (rc == R_EMPTY)
 			break;
 		if (rc == R_BAD) {
 			ep_halt(x, sid, dci, bad, CC_TRB, 0);
 			return;
 		}
-		budget = td.n < budget ? budget - td.n : 0;
-		if (!(dci == 1 ? control_td(x, d, &xf, &td) : int_in_td(x, d, &xf, &td)))
+		budget = td->n < budget ? budget - td->n : 0;
+		if (!(dci == 1 ? control_td(x, d, &xf, td) : int_in_td(x, d, &xf, td)))
 			break;
-		s->ring[dci] = td.end;
+		s->ring[dci] = td->end;
 	}
 	ctx_flush(x, sid);
 }
@@ -1366,6 +1370,8 @@ int xhci_attach(struct xhci *x, unsigned port, struct usb_device *dev)
 	dev->host = x;
 	x->port[port - 1].dev = dev;
 	port_power_on(x, port - 1);
+	if (dev->attached)
+		dev->attached(dev);
 	return 0;
 }
 

@@ -442,7 +442,7 @@ static void test_enumerate_tablet(void **state)
 	assert_int_equal(d[rlen - 1], 0xC0);          /* End Collection */
 	assert_int_equal(control(f, slot, 0x80, 6, 0x0302, 0x0409, 64, d), 13);
 	assert_int_equal(d[1], 3);
-	assert_memory_equal(d + 2, "h\0y\0v\0e\0", 8);
+	assert_memory_equal(d + 2, "U\0S\0B\0 \0t\0", 10); /* product: "USB tablet" */
 	/* An unknown request stalls and halts ep0; Reset Endpoint + Set TR Dequeue recover it. */
 	assert_int_equal(control(f, slot, 0x80, 6, 0x0600, 0, 10, d), 6);
 	assert_int_equal(out_ctx(f, 1)[0] & 7, 2);
