@@ -321,6 +321,31 @@ def test_caps_lock_led(guest, rundir):
         assert leds == want
 
 
+def test_suspend_and_restore(guest, rundir):
+    """Suspended and restored, the controller and both devices go on: pointer and keys still
+    arrive in the restored guest, and its xhci driver saw nothing wrong."""
+    g, vnc = guest
+    path = rundir / "suspend.snap"
+    r = subprocess.run([str(HYVECTL), f"--socket={g.sock}", f"--suspend={path}"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert g.wait_exit(120) == 1
+    vnc.close()
+    g2, vnc2 = Guest(["-r", path, "-l", "com1,stdio", "-o", f"control.socket={rundir / 'ctl-restored.sock'}",
+                      "restored"]), None
+    try:
+        vnc2 = VncInput(PORT)
+        check_positions(g2, vnc2, 1024, 768)
+        sweep(g2, vnc2, KEYS[:8], lambda k, down: f"xkey {k[0]:#x} {k[1]:#x} {down}")
+        rc, out = g2.run("dmesg | grep -i -E 'xhci|usb [0-9]' | grep -i -E 'error|fail|timeout|dead|reset' || true")
+        assert rc == 0 and out.strip() == "", out
+    finally:
+        if vnc2:
+            vnc2.close()
+        g2.kill()
+        os.unlink(path)
+
+
 def test_xhci_rejects_unknown_option():
     r = run_hyve(["-s", f"{SLOT},xhci,foo", "--kernel", KERNEL, "x"])
     assert r.returncode == 4
