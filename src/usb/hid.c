@@ -190,7 +190,7 @@ static unsigned hid_interrupt_in(struct usb_device *d, unsigned ep, uint8_t *buf
 	struct hid *h = d->opaque;
 	unsigned n = h->info->report_len;
 
-	if (ep != EP_IN || !h->configured || h->halted || h->q_count == 0)
+	if (ep != EP_IN || !h->configured || h->halted || h->q_count == 0 || max == 0)
 		return 0;
 	if (n > max)
 		n = max;

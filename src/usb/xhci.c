@@ -910,7 +910,8 @@ static bool control_td(struct xhci *x, struct usb_device *d, struct xfer *xf, co
 			return false;
 		}
 		len = xf->done;
-		*xf = (struct xfer){ .sid = xf->sid, .dci = xf->dci, .events = true };
+		/* The event pass moves nothing (data NULL) but counts what was sent, for residues. */
+		*xf = (struct xfer){ .sid = xf->sid, .dci = xf->dci, .events = true, .len = len };
 	}
 	if (d->control(d, &s, buf, &len) != USB_OK) {
 		unsigned i = stall_trb(td);
@@ -938,8 +939,9 @@ static bool int_in_td(struct xhci *x, struct usb_device *d, struct xfer *xf, con
 
 	xf->data = buf;
 	xf->in = xf->events = true;
-	xf->len = d->interrupt_in(d, xf->dci / 2, buf, cap < sizeof(buf) ? cap : sizeof(buf));
-	if (!xf->len)
+	/* A TD without data buffers completes at once: no report fits, none is taken. */
+	xf->len = cap ? d->interrupt_in(d, xf->dci / 2, buf, cap < sizeof(buf) ? cap : sizeof(buf)) : 0;
+	if (!xf->len && cap)
 		return false;
 	if ((bad = xfer_run(x, xf, td, 0)) >= 0) {
 		ep_halt(x, xf->sid, xf->dci, td->at[bad], CC_TRB, 0);

@@ -619,6 +619,64 @@ static void test_event_ring_full(void **state)
 	assert_int_equal(n, EV_TRBS);
 }
 
+static void test_event_data_trb(void **state)
+{
+	struct fx *f = *state;
+	unsigned slot = bring_up(f, 1);
+	struct trb ev;
+
+	/* Normal (chained, ISP) + Event Data (IOC): one event with ED set, the data and the TD's length. */
+	ring_put(f, INT_RING, &f->int_idx, &f->int_ccs, DATA + 0x100, 16, TYPE(1) | 1u << 4 | 1u << 2);
+	ring_put(f, INT_RING, &f->int_idx, &f->int_ccs, 0xABCDEF0123ull, 0, TYPE(7) | 1u << 5);
+	wr(f, DB + 4 * slot, 3);
+	input_pointer(f->vm, 0, 0, 10, 10, 0, 0, 0);
+	ev = expect_event(f, 32);
+	assert_int_equal(cc(&ev), 13);             /* short: 7 of 16 bytes, reported on the ISP TRB */
+	assert_int_equal(ev.status & 0xffffff, 9);
+	assert_int_equal(ev.control & 4, 0);
+	ev = expect_event(f, 32);
+	assert_int_equal(ev.param, 0xABCDEF0123ull);
+	assert_int_equal(ev.control & 4, 4);       /* ED */
+	assert_int_equal(cc(&ev), 13);
+	assert_int_equal(ev.status & 0xffffff, 7); /* bytes of the TD so far */
+	assert_false(next_event(f, &ev));
+}
+
+/* Two event ring segments of 4 TRBs: the producer moves between them and flips its cycle after the last. */
+static void test_event_ring_segments(void **state)
+{
+	struct fx *f = *state;
+	struct { uint64_t base; uint32_t size, rsvd; } erst[2] = { { EV_RING + 0x400, 4, 0 }, { EV_RING + 0x800, 4, 0 } };
+	uint64_t seg[2] = { EV_RING + 0x400, EV_RING + 0x800 };
+	struct trb ev;
+	bool ccs = true;
+
+	wr(f, OP + 0x00, 0);
+	memcpy(gpa(f, ERST), erst, sizeof(erst));
+	memset(gpa(f, EV_RING + 0x400), 0, 0x800);
+	wr(f, RT + 0x28, 2);
+	wr64(f, RT + 0x30, ERST);
+	wr64(f, RT + 0x38, seg[0]);
+	wr(f, OP + 0x00, 1 | 4);
+	/* Drop the port events the restart posted: they went to segment 0. */
+	for (unsigned i = 0; i < 2; i++) {
+		memcpy(&ev, gpa(f, seg[0] + 16 * i), 16);
+		assert_int_equal((ev.control >> 10) & 0x3f, 34);
+	}
+	unsigned pos = 2;
+	for (unsigned n = 0; n < 14; n++) {
+		uint64_t at = ring_put(f, CMD_RING, &f->cmd_idx, &f->cmd_ccs, 0, 0, TYPE(23));
+		wr(f, DB, 0);
+		unsigned idx = pos % 8;
+		memcpy(&ev, gpa(f, seg[idx / 4] + 16 * (idx % 4)), 16);
+		assert_int_equal(ev.control & 1, CYCLE(ccs));
+		assert_int_equal(ev.param, at);
+		if (++pos % 8 == 0)
+			ccs = !ccs;
+		wr64(f, RT + 0x38, (seg[(pos % 8) / 4] + 16 * (pos % 4)) | 8);
+	}
+}
+
 static void test_save_restore(void **state)
 {
 	struct fx *f = *state;
@@ -677,6 +735,8 @@ int main(void)
 		T(test_transfer_ring_outside_ram),
 		T(test_link_loops),
 		T(test_event_ring_full),
+		T(test_event_data_trb),
+		T(test_event_ring_segments),
 		T(test_save_restore),
 		cmocka_unit_test(test_options),
 	};
