@@ -541,6 +541,38 @@ static void test_command_errors(void **state)
 	assert_int_equal(cmd_cc(f, 0, TYPE(10) | slot << 24), 11);
 }
 
+static void test_evaluate_deconfigure_reset_device(void **state)
+{
+	struct fx *f = *state;
+	unsigned slot = bring_up(f, 1);
+	uint8_t d[18];
+
+	/* Evaluate Context: a new ep0 max packet size and max exit latency. */
+	memset(gpa(f, IN_CTX), 0, 33 * 32);
+	in_ctx(f, 0)[1] = 3;
+	in_ctx(f, 1)[1] = 1u << 16 | 0x55;
+	in_ctx(f, 2)[1] = 8u << 16 | 4u << 3;
+	assert_int_equal(cmd_cc(f, IN_CTX, TYPE(13) | slot << 24), 1);
+	assert_int_equal(out_ctx(f, 1)[1] >> 16, 8);
+	assert_int_equal(out_ctx(f, 0)[1] & 0xffff, 0x55);
+	assert_int_equal((out_ctx(f, 0)[1] >> 16) & 0xff, 1); /* the root port is not changed */
+	/* An invalid max packet size is refused. */
+	in_ctx(f, 2)[1] = 0;
+	assert_int_equal(cmd_cc(f, IN_CTX, TYPE(13) | slot << 24), 17);
+	/* Deconfigure: endpoints other than ep0 go, the slot is addressed again. */
+	assert_int_equal(cmd_cc(f, 0, TYPE(12) | 1u << 9 | slot << 24), 1);
+	assert_int_equal(out_ctx(f, 0)[3] >> 27, 2);
+	assert_int_equal(out_ctx(f, 0)[0] >> 27, 1);
+	assert_int_equal(out_ctx(f, 3)[0] & 7, 0);
+	/* Reset Device: default state, address 0; a second one finds the slot in the wrong state. */
+	assert_int_equal(cmd_cc(f, 0, TYPE(17) | slot << 24), 1);
+	assert_int_equal(out_ctx(f, 0)[3], 1u << 27);
+	assert_int_equal(cmd_cc(f, 0, TYPE(17) | slot << 24), 19);
+	/* ep0 still works in the default state. */
+	assert_int_equal(control(f, slot, 0x80, 6, 0x0100, 0, 18, d), 1);
+	assert_int_equal(d[1], 1);
+}
+
 static void test_transfer_ring_outside_ram(void **state)
 {
 	struct fx *f = *state;
@@ -732,6 +764,7 @@ int main(void)
 		T(test_tablet_report),
 		T(test_keyboard_keys_and_leds),
 		T(test_command_errors),
+		T(test_evaluate_deconfigure_reset_device),
 		T(test_transfer_ring_outside_ram),
 		T(test_link_loops),
 		T(test_event_ring_full),
