@@ -334,6 +334,8 @@ def test_suspend_and_restore(guest, rundir):
     g2, vnc2 = Guest(["-r", path, "-l", "com1,stdio", "-o", f"control.socket={rundir / 'ctl-restored.sock'}",
                       "restored"]), None
     try:
+        rc, out = g2.run("echo restored", timeout=300)   # the VM runs, so its VNC server listens
+        assert rc == 0 and "restored" in out, out
         vnc2 = VncInput(PORT)
         check_positions(g2, vnc2, 1024, 768)
         sweep(g2, vnc2, KEYS[:8], lambda k, down: f"xkey {k[0]:#x} {k[1]:#x} {down}")
