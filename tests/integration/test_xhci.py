@@ -27,7 +27,7 @@ EV_KEY, EV_REL, EV_ABS, EV_LED = 1, 2, 3, 17
 ABS_X, ABS_Y = 0, 1
 REL_HWHEEL, REL_WHEEL = 6, 8
 BTN_LEFT, BTN_RIGHT, BTN_MIDDLE, BTN_SIDE, BTN_EXTRA = 272, 273, 274, 275, 276
-LED_CAPSL = 1
+LED_NUML, LED_CAPSL = 0, 1
 TABLET, KBD = "hyve_USB_tablet", "hyve_USB_keyboard"
 
 # (QEMU key number, X keysym, evdev code): the keys a boot keyboard has a usage for.
@@ -308,17 +308,38 @@ def model_leds(g, path):
     return leds
 
 
+def led_write(g, led, on):
+    """Sets a keyboard LED from inside the guest through its evdev node (EV_LED, then EV_SYN):
+    the HID driver turns it into a SET_REPORT output report."""
+    node = g.wait_for(r"DEV (event\d+) " + KBD + r"\s").group(1)
+    data = b"".join(bytes(16) + t.to_bytes(2, "little") + c.to_bytes(2, "little") + v.to_bytes(4, "little")
+                    for t, c, v in ((EV_LED, led, int(on)), (0, 0, 0)))
+    rc, out = g.run("printf '" + "".join("\\%03o" % b for b in data) + f"' > /dev/input/{node}")
+    assert rc == 0, out
+
+
+def wait_model_leds(g, rundir, want):
+    deadline = time.monotonic() + 60
+    while (leds := model_leds(g, rundir / "leds.snap")) != want and time.monotonic() < deadline:
+        time.sleep(1)
+    assert leds == want
+
+
 def test_caps_lock_led(guest, rundir):
-    """Caps Lock makes the guest's HID driver send an output report (SET_REPORT); the model holds it."""
+    """Caps Lock makes the guest's keyboard handling light the LED: its HID driver sends an
+    output report (SET_REPORT) and the model holds it. Then LEDs set through evdev (Caps off,
+    Num on, Num off) arrive the same way."""
     g, vnc = guest
-    for want in (2, 0):
-        start = len(g.output)
-        vnc.send("xkey 0x3a 0xffe5 1", "xkey 0x3a 0xffe5 0")
-        wait_events(g, KBD, start, {EV_LED}, lambda ev: (EV_LED, LED_CAPSL, int(want != 0)) in ev)
-        deadline = time.monotonic() + 60
-        while (leds := model_leds(g, rundir / "leds.snap")) != want and time.monotonic() < deadline:
-            time.sleep(1)
-        assert leds == want
+    start = len(g.output)
+    vnc.send("xkey 0x3a 0xffe5 1", "xkey 0x3a 0xffe5 0")
+    wait_events(g, KBD, start, {EV_LED}, lambda ev: (EV_LED, LED_CAPSL, 1) in ev)
+    wait_model_leds(g, rundir, 2)
+    led_write(g, LED_CAPSL, False)
+    wait_model_leds(g, rundir, 0)
+    led_write(g, LED_NUML, True)
+    wait_model_leds(g, rundir, 1)
+    led_write(g, LED_NUML, False)
+    wait_model_leds(g, rundir, 0)
 
 
 def test_suspend_and_restore(guest, rundir):
