@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "core/config.h"
 #include "core/device.h"
 #include "core/input.h"
 #include "core/log.h"
@@ -139,16 +140,38 @@ static bool kbd_byte(struct i8042 *s, uint8_t *b)
 	return false;
 }
 
-/* Fills an empty output buffer from the enabled ports, then drives the lines. */
-static void deliver(struct i8042 *s)
+static bool take_kbd(struct i8042 *s)
 {
 	uint8_t b;
 
+	if ((s->ram[0] & CB_KBD_DIS) || !kbd_byte(s, &b))
+		return false;
+	load(s, b, false);
+	return true;
+}
+
+static bool take_aux(struct i8042 *s)
+{
+	uint8_t b;
+
+	if ((s->ram[0] & CB_AUX_DIS) || !ps2mouse_read(s->mouse, &b))
+		return false;
+	load(s, b, true);
+	return true;
+}
+
+/*
+ * Fills an empty output buffer from the enabled ports, the one that did not
+ * send the last byte first, so that neither device's stream starves the
+ * other's; then drives the lines.
+ */
+static void deliver(struct i8042 *s)
+{
 	if (!s->out_full) {
-		if (!(s->ram[0] & CB_KBD_DIS) && kbd_byte(s, &b))
-			load(s, b, false);
-		else if (!(s->ram[0] & CB_AUX_DIS) && ps2mouse_read(s->mouse, &b))
-			load(s, b, true);
+		if (s->out_aux)
+			(void)(take_kbd(s) || take_aux(s));
+		else
+			(void)(take_aux(s) || take_kbd(s));
 	}
 	update_irqs(s);
 }
@@ -230,6 +253,8 @@ static void data_for_command(struct i8042 *s, uint8_t cmd, uint8_t v)
 {
 	if (cmd >= CMD_WRITE_RAM && cmd < CMD_WRITE_RAM + RAM_SIZE) {
 		s->ram[cmd - CMD_WRITE_RAM] = v;
+		if (cmd == CMD_WRITE_RAM && !(v & CB_XLATE))
+			s->xlate_break = false; /* a swallowed F0 must not mark a byte after translation returns */
 		return;
 	}
 	switch (cmd) {
@@ -399,8 +424,22 @@ static void i8042_destroy(struct device *dev)
 	dev->priv = NULL;
 }
 
+/*
+ * lpc.i8042 (bool) turns the controller off. Unset, it is on for a new VM
+ * but off for a restored one: a snapshot of a VM that had the controller
+ * carries lpc.i8042=true, recorded here, while one taken before hyve had
+ * an i8042 holds no state for it and must restore without it.
+ */
 static int i8042_attach(struct vm *vm)
 {
+	bool on;
+
+	if (config_get_bool(vm->cfg, "lpc.i8042", !config_get(vm->cfg, "snapshot.restore"), &on) < 0)
+		return -1; /* logged */
+	if (!on)
+		return 0;
+	if (config_set(vm->cfg, "lpc.i8042", "true") < 0)
+		return -1;
 	return device_create(vm, &i8042_model, "lpc.i8042", "lpc.i8042") ? 0 : -1;
 }
 

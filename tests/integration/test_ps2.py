@@ -5,6 +5,7 @@ must report exactly the evdev codes that were typed, in order."""
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -55,7 +56,17 @@ KEYSYM_ONLY_SKIP = {86}
 
 
 class VncInput:
-    def __init__(self, port):
+    def __init__(self, port, timeout=120):
+        # A restored VM listens again only once it has read the snapshot: wait for the port.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.proc = subprocess.Popen([str(VNCINPUT), f"127.0.0.1:{port}"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
@@ -215,3 +226,30 @@ def test_mouse(guest):
         vnc.send(f"ptr 100 450 {mask}", "ptr 100 450 0")
         got = wait_events(g, mouse, start, {EV_REL}, lambda ev: any(c == code for _, c, _ in ev))
         assert [(c, v) for _, c, v in got if c in (REL_WHEEL, REL_HWHEEL)] == [(code, value)]
+
+
+def test_keyboard_and_mouse_after_restore(guest, rundir):
+    """Suspended and restored (last: it ends the module's guest), the controller, keyboard and
+    mouse carry on where they were: keys and motion still reach the same guest drivers."""
+    g, vnc = guest
+    mouse = device_name(g, "ImExPS/2")
+    vnc.close()
+    path = rundir / "suspend.snap"
+    r = subprocess.run([str(HYVECTL), f"--socket={g.sock}", f"--suspend={path}"], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert g.wait_exit(120) == 1
+    g2 = Guest(["-r", str(path), "-l", "com1,stdio", "-o", f"control.socket={g.sock}", "ps2-restored"])
+    vnc2 = None
+    try:
+        vnc2 = VncInput(PORT)
+        vnc2.send("xkey 0x1e 0x61 1", "xkey 0x1e 0x61 0", "ptr 10 10 0", "ptr 30 20 2", "ptr 30 20 0")
+        assert wait_events(g2, g.kbd, 0, {EV_KEY}, lambda ev: len(ev) >= 2) == [(EV_KEY, 30, 1), (EV_KEY, 30, 0)]
+        got = wait_events(g2, mouse, 0, {EV_KEY, EV_REL}, lambda ev: (EV_KEY, BTN_MIDDLE, 0) in ev)
+        assert [e for e in got if e[0] == EV_KEY] == [(EV_KEY, BTN_MIDDLE, 1), (EV_KEY, BTN_MIDDLE, 0)]
+        assert sum(v for t, c, v in got if t == EV_REL and c == REL_X) == 20
+        assert sum(v for t, c, v in got if t == EV_REL and c == REL_Y) == 10
+    finally:
+        if vnc2:
+            vnc2.close()
+        g2.kill()

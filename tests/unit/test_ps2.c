@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "core/config.h"
 #include "core/device.h"
 #include "core/input.h"
 #include "core/log.h"
@@ -422,6 +423,33 @@ static void test_reply_before_queued_keys(void **state)
 	testvm_free(vm);
 }
 
+/* With both devices sending, the output buffer takes their bytes in turn. */
+static void test_ports_take_turns(void **state)
+{
+	struct vm *vm = new_vm();
+	const uint8_t want[] = { 0x1C, 0x08, 0xF0, 0x0A, 0x1C, 0x05 };
+
+	(void)state;
+	setup_cb(vm, false);
+	aux(vm, 0xF4);
+	assert_bytes(vm, 0xFA);
+	input_pointer(vm, 100, 100, 1024, 768, 0, 0, 0);
+	ctl(vm, 0xAD);
+	ctl(vm, 0xA7);
+	press(vm, KEY_A);
+	input_pointer(vm, 110, 95, 1024, 768, 0, 0, 0);
+	ctl(vm, 0xAE);
+	ctl(vm, 0xA8);
+	for (size_t i = 0; i < sizeof(want); i++) {
+		uint8_t st = inb(vm, CMD);
+		assert_int_equal(st & ST_OBF, ST_OBF);
+		assert_int_equal(!!(st & ST_AUXB), i % 2);
+		assert_int_equal(inb(vm, DATA), want[i]);
+	}
+	assert_nothing(vm);
+	testvm_free(vm);
+}
+
 /* ---- mouse ---- */
 
 static void set_rates(struct vm *vm, uint8_t a, uint8_t b, uint8_t c)
@@ -578,6 +606,44 @@ static void test_mouse_disabled_sends_nothing(void **state)
 	testvm_free(vm);
 }
 
+/*
+ * A hostile guest: random port accesses mixed with host input. Nothing may
+ * break (the sanitizer builds watch memory), and afterwards the controller
+ * and both devices still answer a reset exactly.
+ */
+static void test_random_port_traffic(void **state)
+{
+	struct vm *vm = new_vm();
+	uint8_t buf[1024];
+	unsigned seed = 12345;
+
+	(void)state;
+	for (int i = 0; i < 50000; i++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		switch (r % 8) {
+		case 0: outb(vm, CMD, (uint8_t)(r >> 8)); break;
+		case 1:
+		case 2: outb(vm, DATA, (uint8_t)(r >> 8)); break;
+		case 3: (void)inb(vm, DATA); break;
+		case 4: (void)inb(vm, CMD); break;
+		case 5: input_key(vm, (r >> 8) % 300, (r >> 20) & 1); break;
+		default:
+			input_pointer(vm, (r >> 8) % 2000, (r >> 16) % 1500, 1024, 768, (r >> 4) & 0x1F,
+				      (int)((r >> 24) % 9) - 4, (int)((r >> 28) % 3) - 1);
+			break;
+		}
+	}
+	setup_cb(vm, false);
+	assert_true(drain(vm, buf, sizeof(buf)) < sizeof(buf));
+	outb(vm, DATA, 0xFF);
+	assert_bytes(vm, 0xFA, 0xAA);
+	aux(vm, 0xFF);
+	assert_bytes(vm, 0xFA, 0xAA, 0x00);
+	aux(vm, 0xF2);
+	assert_bytes(vm, 0xFA, 0x00);
+	testvm_free(vm);
+}
+
 /* ---- snapshot ---- */
 
 static void test_save_restore(void **state)
@@ -649,6 +715,37 @@ static void test_restore_refuses_bad_values(void **state)
 	assert_int_equal(read_cb(vm), 0x45);
 	free(buf);
 	testvm_free(vm);
+}
+
+/* lpc.i8042: on for new VMs (and recorded), off for snapshots that predate the controller. */
+static void test_attach_config(void **state)
+{
+	static const struct {
+		const char *restore, *value;
+		int rc;
+		bool present;
+	} cases[] = {
+		{ NULL, NULL, 0, true },
+		{ NULL, "false", 0, false },
+		{ "/x.snap", NULL, 0, false },
+		{ "/x.snap", "true", 0, true },
+		{ NULL, "maybe", -1, false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vm *vm = testvm_new(64ULL << 20);
+		if (cases[i].restore)
+			assert_int_equal(config_set(vm->cfg, "snapshot.restore", cases[i].restore), 0);
+		if (cases[i].value)
+			assert_int_equal(config_set(vm->cfg, "lpc.i8042", cases[i].value), 0);
+		assert_int_equal(device_model_find("i8042")->attach(vm), cases[i].rc);
+		assert_int_equal(device_find(vm, "lpc.i8042") != NULL, cases[i].present);
+		if (cases[i].present)
+			assert_string_equal(config_get(vm->cfg, "lpc.i8042"), "true");
+		assert_int_equal(inb(vm, CMD), cases[i].present ? 0x14 : 0xFF);
+		testvm_free(vm);
+	}
 }
 
 /* ---- key maps ---- */
@@ -752,13 +849,16 @@ int main(void)
 		cmocka_unit_test(test_scanning_disabled_and_kbd_port_disabled),
 		cmocka_unit_test(test_keyboard_overrun),
 		cmocka_unit_test(test_reply_before_queued_keys),
+		cmocka_unit_test(test_ports_take_turns),
 		cmocka_unit_test(test_mouse_identify_sequences),
 		cmocka_unit_test(test_mouse_packets),
 		cmocka_unit_test(test_wheel_packets),
 		cmocka_unit_test(test_mouse_remote_mode),
 		cmocka_unit_test(test_mouse_disabled_sends_nothing),
+		cmocka_unit_test(test_random_port_traffic),
 		cmocka_unit_test(test_save_restore),
 		cmocka_unit_test(test_restore_refuses_bad_values),
+		cmocka_unit_test(test_attach_config),
 		cmocka_unit_test(test_keymap_qnum),
 		cmocka_unit_test(test_keymap_keysym),
 		cmocka_unit_test(test_keymaps_reach_the_keyboard),
