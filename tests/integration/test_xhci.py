@@ -281,7 +281,12 @@ def sweep(g, vnc, keys, make_line):
             lines += [make_line(key, 1), make_line(key, 0)]
         vnc.send(*lines)
         want = [(EV_KEY, k[-1], v) for k in chunk for v in (1, 0)]
-        got = wait_events(g, KBD, start, {EV_KEY}, lambda ev: len(ev) >= len(want))
+
+        def presses(ev):
+            # Value 2 is the guest input core's own autorepeat (a slow guest may see a key held
+            # past its delay): not something the device sent.
+            return [e for e in ev if e[2] != 2]
+        got = presses(wait_events(g, KBD, start, {EV_KEY}, lambda ev: len(presses(ev)) >= len(want)))
         assert got == want, [k[-1] for k in chunk]
 
 
