@@ -174,6 +174,24 @@ def test_ping_and_tcp_both_ways(tap, boot):
     assert "needs a reset" not in g.stderr.decode(errors="replace")
 
 
+def test_deleted_tap_takes_the_link_down(tap, boot):
+    """A tap deleted under a running VM is a pulled cable: the guest sees the link go down
+    (and hyve stops watching the dead fd instead of spinning on its EPOLLERR)."""
+    g = boot("cmd", extra_args=["-s", f"5,virtio-net,tap={tap},mac={MAC}"])
+    g.wait_for("HYVE-CMD-READY", timeout=240)
+    ifname = guest_ok(g, "ls /sys/class/net | grep -v '^lo$' | head -n1").strip()
+    guest_ok(g, f"ip link set {ifname} up")
+    assert guest_ok(g, f"cat /sys/class/net/{ifname}/carrier").strip() == "1"
+    ip("link", "del", tap)
+    # The configuration interrupt reaches the guest's workqueue a little later.
+    guest_ok(g, f"i=0; while [ $(cat /sys/class/net/{ifname}/carrier) != 0 ]; do "
+             "i=$((i+1)); [ $i -lt 60 ] || exit 1; sleep 1; done", timeout=240)
+    assert "went away" in g.stderr.decode(errors="replace")
+    assert guest_ok(g, "echo still here").strip() == "still here"
+    g.send("poweroff -f\n")
+    assert g.wait_exit(60) == POWERED_OFF
+
+
 def test_missing_tap_exits_4():
     r = run_hyve(["-s", "5,virtio-net,tap=hyvenosuch0", "--kernel", KERNEL, "bad"])
     assert r.returncode == 4
