@@ -140,6 +140,17 @@ def both_at_once(g, port, held):
     return down
 
 
+def diagnose(g, ifname):
+    """What both ends saw, for a transfer that failed: counters and TCP state (best effort)."""
+    host = subprocess.run(["sh", "-c", f"ip -s link show {TAP}; ss -tin"], capture_output=True, text=True,
+                          timeout=30).stdout
+    try:
+        _, guest = g.run(f"cat /proc/net/dev; grep virtio /proc/interrupts; ip -s link show {ifname}", timeout=60)
+    except AssertionError as e:
+        guest = f"(the guest did not answer: {str(e)[:200]})"
+    return f"host:\n{host}\nguest:\n{guest}\nhyve stderr:\n{g.stderr.decode(errors='replace')}"
+
+
 def test_ping_and_tcp_both_ways(tap, boot):
     # tap before boot: fixtures end in reverse order, so hyve is gone before its tap is deleted.
     g = boot("cmd", cpus=2, mem="512M", extra_args=["-s", f"5,virtio-net,tap={tap},mac={MAC}"])
@@ -159,12 +170,15 @@ def test_ping_and_tcp_both_ways(tap, boot):
     # TCP both ways, repeatedly (the stall of issue 3 showed only now and then), then larger
     # files, then both directions at once so receive and transmit race on the I/O thread.
     port = 5001
-    for size in [3 << 20] * 8 + [16 << 20] * 3:
-        held = round_trip(g, port, size)
-        port += 1
-    for _ in range(3):
-        held = both_at_once(g, port, held)
-        port += 1
+    try:
+        for size in [3 << 20] * 8 + [16 << 20] * 3:
+            held = round_trip(g, port, size)
+            port += 1
+        for _ in range(3):
+            held = both_at_once(g, port, held)
+            port += 1
+    except (AssertionError, OSError) as e:
+        raise AssertionError(f"transfer on port {port} failed: {e}\n{diagnose(g, ifname)}") from e
 
     # Offloads were negotiated through the tap (checksum and TSO towards the guest).
     feats = guest_ok(g, f"cat /sys/class/net/{ifname}/device/features").strip()
