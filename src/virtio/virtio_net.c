@@ -273,6 +273,9 @@ static void tap_gone(struct virtio_net *s)
 	s->cfg.status &= htole16((uint16_t)~VIRTIO_NET_S_LINK_UP);
 	pthread_mutex_unlock(&s->vd.lock);
 	virtio_config_changed(&s->vd);
+	/* A packet waiting for EPOLLOUT would wait forever: drop what is queued, as a cable pull would. */
+	s->tx_blocked = false;
+	tx_process(s);
 }
 
 static void tap_ready(void *opaque, uint32_t events)
