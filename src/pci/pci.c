@@ -1,6 +1,6 @@
 /*
  * The PCI bus: configuration mechanism #1 and ECAM, BAR placement and
- * decoding, INTx routing and MSI-X (see pci.h for the device-facing API).
+ * decoding, INTx routing, MSI and MSI-X (see pci.h for the device-facing API).
  *
  * Config mechanism #1: CONFIG_ADDRESS is the dword register at 0xCF8. The
  * reset control register (PORT_RESET, 0xCF9) sits inside it and answers
@@ -38,6 +38,19 @@
 #define MSIX_CTRL_ENABLE 0x8000
 #define MSIX_CTRL_FMASK 0x4000
 #define MSIX_CAP_LEN 10 /* after ID and next: control (2), table (4), PBA (4) */
+
+/* MSI capability, 64-bit with per-vector masking; offsets from the capability. */
+#define MSI_CTRL 2
+#define MSI_ADDR_LO 4
+#define MSI_ADDR_HI 8
+#define MSI_DATA 12
+#define MSI_MASK 16
+#define MSI_PENDING 20
+#define MSI_CAP_LEN 22 /* after ID and next */
+#define MSI_CTRL_ENABLE 0x0001
+#define MSI_CTRL_MME 0x0070 /* multiple message enable: log2 of the vectors granted */
+#define MSI_CTRL_64BIT 0x0080
+#define MSI_CTRL_PVM 0x0100 /* per-vector masking */
 
 #define COMMAND_WRITABLE                                                                          \
 	(PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | PCI_COMMAND_SERR | \
@@ -403,7 +416,8 @@ static void intx_update(struct pci_function *fn)
 {
 	struct pci_bus *bus = fn->bus;
 	bool drive = fn->intx_pin && fn->intx_level && !(cfg16(fn, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) &&
-		     !(fn->msix.nvec && (cfg16(fn, fn->msix.cap + 2) & MSIX_CTRL_ENABLE));
+		     !(fn->msix.nvec && (cfg16(fn, fn->msix.cap + 2) & MSIX_CTRL_ENABLE)) &&
+		     !(fn->msi.nvec && (cfg16(fn, fn->msi.cap + MSI_CTRL) & MSI_CTRL_ENABLE));
 	unsigned idx = fn->intx_gsi - PCI_INTX_GSI_BASE;
 
 	if (fn->intx_pin) {
@@ -474,13 +488,16 @@ static void msix_send(struct pci_function *fn, struct pci_msix_vector *v)
 	vm_signal_msi(fn->dev->vm, ((uint64_t)v->addr_hi << 32) | v->addr_lo, v->data);
 }
 
-/* Brings one vector's route, irqfd and pending bit in line with the guest's settings; fn->lock held. */
-static void msix_vector_update(struct pci_function *fn, struct pci_msix_vector *v)
+/*
+ * Brings one vector's route, irqfd and pending bit in line with its message
+ * and whether the guest lets it through (MSI and MSI-X alike); fn->lock held.
+ */
+static void vector_update(struct pci_function *fn, struct pci_msix_vector *v, bool deliverable)
 {
 	struct vm *vm = fn->dev->vm;
 	uint64_t addr = ((uint64_t)v->addr_hi << 32) | v->addr_lo;
 
-	if (!msix_deliverable(fn, v)) {
+	if (!deliverable) {
 		if (v->irqfd) {
 			vm_irqfd_detach(vm, v->efd, (unsigned)v->gsi);
 			v->irqfd = false;
@@ -500,6 +517,11 @@ static void msix_vector_update(struct pci_function *fn, struct pci_msix_vector *
 		v->pending = false;
 		msix_send(fn, v);
 	}
+}
+
+static void msix_vector_update(struct pci_function *fn, struct pci_msix_vector *v)
+{
+	vector_update(fn, v, msix_deliverable(fn, v));
 }
 
 static void msix_update_all(struct pci_function *fn)
@@ -599,6 +621,39 @@ static void bar_io(void *opaque, uint64_t offset, uint8_t *data, unsigned size, 
 		memset(data, 0, size);
 }
 
+/* Releases vectors' irqfds, GSIs and eventfds. */
+static void vectors_free(struct pci_function *fn, struct pci_msix_vector *vec, unsigned n)
+{
+	for (unsigned i = 0; vec && i < n; i++) {
+		struct pci_msix_vector *v = &vec[i];
+		if (v->irqfd)
+			vm_irqfd_detach(fn->dev->vm, v->efd, (unsigned)v->gsi);
+		if (v->gsi >= 0)
+			vm_irq_msi_free(fn->dev->vm, (unsigned)v->gsi);
+		if (v->efd >= 0)
+			close(v->efd);
+	}
+	free(vec);
+}
+
+/* nvec vectors, each with an eventfd and a KVM GSI for its MSI route; NULL after logging. */
+static struct pci_msix_vector *vectors_alloc(struct pci_function *fn, unsigned nvec, const char *what)
+{
+	struct pci_msix_vector *vec = calloc(nvec, sizeof(*vec));
+
+	for (unsigned i = 0; vec && i < nvec; i++) {
+		vec[i].efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		vec[i].gsi = vec[i].efd >= 0 ? vm_irq_msi_alloc(fn->dev->vm) : -1;
+		if (vec[i].efd < 0 || vec[i].gsi < 0) {
+			if (vec[i].efd < 0)
+				log_error("%s: cannot create an eventfd for %s: %s", fn->dev->id, what, strerror(errno));
+			vectors_free(fn, vec, i + 1);
+			return NULL;
+		}
+	}
+	return vec;
+}
+
 int pci_msix_init(struct pci_function *fn, unsigned nvec, unsigned bar, uint32_t table_off, uint32_t pba_off)
 {
 	uint64_t tlen = (uint64_t)nvec * PCI_MSIX_ENTRY_SIZE, plen = msix_pba_len(nvec), end;
@@ -625,26 +680,11 @@ int pci_msix_init(struct pci_function *fn, unsigned nvec, unsigned bar, uint32_t
 	cap = pci_cap_add(fn, PCI_CAP_ID_MSIX, body, sizeof(body));
 	if (cap < 0)
 		return -1;
-	struct pci_msix_vector *vec = calloc(nvec, sizeof(*vec));
+	struct pci_msix_vector *vec = vectors_alloc(fn, nvec, "MSI-X");
 	if (!vec)
 		return -1;
-	for (unsigned i = 0; i < nvec; i++) {
+	for (unsigned i = 0; i < nvec; i++)
 		vec[i].ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;
-		vec[i].efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		vec[i].gsi = vec[i].efd >= 0 ? vm_irq_msi_alloc(fn->dev->vm) : -1;
-		if (vec[i].efd < 0 || vec[i].gsi < 0) {
-			if (vec[i].efd < 0)
-				log_error("%s: cannot create an eventfd for MSI-X: %s", fn->dev->id, strerror(errno));
-			for (unsigned j = 0; j <= i; j++) {
-				if (vec[j].gsi >= 0)
-					vm_irq_msi_free(fn->dev->vm, (unsigned)vec[j].gsi);
-				if (vec[j].efd >= 0)
-					close(vec[j].efd);
-			}
-			free(vec);
-			return -1;
-		}
-	}
 	pthread_mutex_lock(&fn->lock);
 	fn->msix.vec = vec;
 	fn->msix.bar = bar;
@@ -691,17 +731,131 @@ int pci_msix_eventfd(struct pci_function *fn, unsigned vector)
 
 static void msix_free(struct pci_function *fn)
 {
-	for (unsigned i = 0; i < fn->msix.nvec; i++) {
-		struct pci_msix_vector *v = &fn->msix.vec[i];
-		if (v->irqfd)
-			vm_irqfd_detach(fn->dev->vm, v->efd, (unsigned)v->gsi);
-		if (v->gsi >= 0)
-			vm_irq_msi_free(fn->dev->vm, (unsigned)v->gsi);
-		if (v->efd >= 0)
-			close(v->efd);
-	}
-	free(fn->msix.vec);
+	vectors_free(fn, fn->msix.vec, fn->msix.nvec);
 	memset(&fn->msix, 0, sizeof(fn->msix));
+}
+
+/* ---- MSI ---- */
+
+static bool msi_enabled_locked(const struct pci_function *fn)
+{
+	return fn->msi.nvec && (cfg16(fn, fn->msi.cap + MSI_CTRL) & MSI_CTRL_ENABLE);
+}
+
+/* Vectors the guest granted (Multiple Message Enable), never more than the function has. */
+static unsigned msi_granted(const struct pci_function *fn)
+{
+	unsigned n = 1u << ((cfg16(fn, fn->msi.cap + MSI_CTRL) & MSI_CTRL_MME) >> 4);
+
+	return n < fn->msi.nvec ? n : fn->msi.nvec;
+}
+
+/* Vector i's message and mask bit, from the capability; fn->lock held. */
+static void msi_sync(struct pci_function *fn, unsigned i)
+{
+	struct pci_msix_vector *v = &fn->msi.vec[i];
+	unsigned cap = fn->msi.cap, n = msi_granted(fn);
+
+	v->addr_lo = le_get(&fn->cfg[cap + MSI_ADDR_LO], 4);
+	v->addr_hi = le_get(&fn->cfg[cap + MSI_ADDR_HI], 4);
+	/* With n vectors granted, the low log2(n) data bits carry the vector number. */
+	v->data = (cfg16(fn, cap + MSI_DATA) & ~(n - 1)) | (i & (n - 1));
+	v->ctrl = (le_get(&fn->cfg[cap + MSI_MASK], 4) >> i) & 1;
+}
+
+static bool msi_deliverable(const struct pci_function *fn, unsigned i)
+{
+	return msi_enabled_locked(fn) && i < msi_granted(fn) && !fn->msi.vec[i].ctrl;
+}
+
+/* The read-only Pending Bits register shows the vectors' pending flags; fn->lock held. */
+static void msi_pending_show(struct pci_function *fn)
+{
+	uint32_t bits = 0;
+
+	if (!fn->msi.nvec)
+		return; /* no capability: offset 0 is the header */
+	for (unsigned i = 0; i < fn->msi.nvec; i++)
+		if (fn->msi.vec[i].pending)
+			bits |= 1u << i;
+	le_put(&fn->cfg[fn->msi.cap + MSI_PENDING], 4, bits);
+}
+
+/* After a write to the capability (or a reset/restore); fn->lock held. */
+static void msi_update_all(struct pci_function *fn)
+{
+	for (unsigned i = 0; i < fn->msi.nvec; i++) {
+		msi_sync(fn, i);
+		vector_update(fn, &fn->msi.vec[i], msi_deliverable(fn, i));
+	}
+	msi_pending_show(fn);
+}
+
+int pci_msi_init(struct pci_function *fn, unsigned nvec)
+{
+	uint8_t body[MSI_CAP_LEN] = { 0 };
+	unsigned log2n = 0;
+	int cap;
+
+	while ((1u << log2n) < nvec)
+		log2n++;
+	if (fn->msi.nvec || nvec == 0 || nvec > PCI_MSI_MAX_VECTORS || (1u << log2n) != nvec) {
+		log_error("%s: invalid MSI vector count %u (a power of 2 up to %u, once)", fn->dev->id, nvec,
+			  PCI_MSI_MAX_VECTORS);
+		return -1;
+	}
+	le_put(body, 2, MSI_CTRL_64BIT | MSI_CTRL_PVM | log2n << 1); /* Multiple Message Capable */
+	cap = pci_cap_add(fn, PCI_CAP_ID_MSI, body, sizeof(body));
+	if (cap < 0)
+		return -1;
+	struct pci_msix_vector *vec = vectors_alloc(fn, nvec, "MSI");
+	if (!vec)
+		return -1;
+	pthread_mutex_lock(&fn->lock);
+	fn->msi.vec = vec;
+	fn->msi.cap = (uint8_t)cap;
+	fn->msi.nvec = nvec;
+	pci_cfg_set_wmask(fn, (unsigned)cap + MSI_CTRL, 2, MSI_CTRL_ENABLE | MSI_CTRL_MME);
+	pci_cfg_set_wmask(fn, (unsigned)cap + MSI_ADDR_LO, 4, 0xFFFFFFFC); /* dword-aligned address */
+	pci_cfg_set_wmask(fn, (unsigned)cap + MSI_ADDR_HI, 4, 0xFFFFFFFF);
+	pci_cfg_set_wmask(fn, (unsigned)cap + MSI_DATA, 2, 0xFFFF);
+	pci_cfg_set_wmask(fn, (unsigned)cap + MSI_MASK, 4, nvec == 32 ? 0xFFFFFFFF : (1u << nvec) - 1);
+	pthread_mutex_unlock(&fn->lock);
+	return cap;
+}
+
+bool pci_msi_enabled(struct pci_function *fn)
+{
+	bool on;
+
+	pthread_mutex_lock(&fn->lock);
+	on = msi_enabled_locked(fn);
+	pthread_mutex_unlock(&fn->lock);
+	return on;
+}
+
+int pci_msi_notify(struct pci_function *fn, unsigned vector)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&fn->lock);
+	if (msi_enabled_locked(fn) && vector < msi_granted(fn)) {
+		if (msi_deliverable(fn, vector)) {
+			msix_send(fn, &fn->msi.vec[vector]);
+		} else {
+			fn->msi.vec[vector].pending = true;
+			msi_pending_show(fn);
+		}
+		rc = 0;
+	}
+	pthread_mutex_unlock(&fn->lock);
+	return rc;
+}
+
+static void msi_free(struct pci_function *fn)
+{
+	vectors_free(fn, fn->msi.vec, fn->msi.nvec);
+	memset(&fn->msi, 0, sizeof(fn->msi));
 }
 
 /* ---- capabilities ---- */
@@ -774,7 +928,7 @@ uint32_t pci_cfg_read(struct pci_function *fn, unsigned off, unsigned size)
 
 void pci_cfg_write(struct pci_function *fn, unsigned off, unsigned size, uint32_t val)
 {
-	bool msix_ctrl;
+	bool msix_ctrl, msi_cap;
 
 	if ((size != 1 && size != 2 && size != 4) || off >= fn->cfg_size)
 		return;
@@ -786,12 +940,15 @@ void pci_cfg_write(struct pci_function *fn, unsigned off, unsigned size, uint32_
 		fn->cfg[o] = (uint8_t)(v & ~(b & fn->w1c[o]));
 	}
 	msix_ctrl = fn->msix.nvec && touches(off, size, fn->msix.cap + 2u, 2);
+	msi_cap = fn->msi.nvec && touches(off, size, fn->msi.cap + 2u, MSI_CAP_LEN);
 	if (touches(off, size, PCI_COMMAND, 2) || touches(off, size, PCI_BASE_ADDRESS_0, 4 * PCI_MAX_BARS))
 		bars_update(fn);
-	if (touches(off, size, PCI_COMMAND, 2) || msix_ctrl)
+	if (touches(off, size, PCI_COMMAND, 2) || msix_ctrl || msi_cap)
 		intx_update(fn);
 	if (msix_ctrl)
 		msix_update_all(fn);
+	if (msi_cap)
+		msi_update_all(fn);
 	pthread_mutex_unlock(&fn->lock);
 	if (fn->cfg_write && off + size <= fn->cfg_size)
 		fn->cfg_write(fn, off, size, val);
@@ -889,6 +1046,7 @@ void pci_function_destroy(struct pci_function *fn)
 	intx_update(fn);
 	bars_unmap(fn);
 	msix_free(fn);
+	msi_free(fn);
 	free(fn->cfg_reset);
 	fn->cfg_reset = NULL;
 	pthread_mutex_unlock(&fn->lock);
@@ -915,6 +1073,10 @@ void pci_function_reset(struct pci_function *fn)
 		msix_vector_update(fn, v);
 		v->pending = false;
 	}
+	msi_update_all(fn); /* disabled, unmasked: routes and irqfds go */
+	for (unsigned i = 0; i < fn->msi.nvec; i++)
+		fn->msi.vec[i].pending = false;
+	msi_pending_show(fn);
 	fn->intx_level = false;
 	intx_update(fn);
 	bars_update(fn);
@@ -962,6 +1124,15 @@ void pci_function_save(struct pci_function *fn, struct state_writer *w)
 		free(table);
 		free(pending);
 	}
+	if (fn->msi.nvec) {
+		uint64_t bits = 0;
+		for (unsigned i = 0; i < fn->msi.nvec; i++) {
+			if (!fn->msi.vec[i].irqfd)
+				msix_drain(&fn->msi.vec[i]);
+			bits |= (uint64_t)fn->msi.vec[i].pending << i;
+		}
+		state_put_u64(w, "msi_pending", bits);
+	}
 	state_end_map(w);
 	pthread_mutex_unlock(&fn->lock);
 }
@@ -970,6 +1141,7 @@ int pci_function_restore(struct pci_function *fn, struct state_reader *r)
 {
 	uint8_t *cfg = malloc(PCI_CFG_SPACE_EXP_SIZE), *table = NULL, *pending = NULL;
 	unsigned n = fn->msix.nvec;
+	uint64_t msi_pending = 0;
 	bool intx = false;
 	int rc = -1;
 
@@ -985,6 +1157,7 @@ int pci_function_restore(struct pci_function *fn, struct state_reader *r)
 		goto out;
 	}
 	state_get_bool(r, "intx", &intx);
+	state_get_u64(r, "msi_pending", &msi_pending); /* absent: nothing was pending */
 	if (n) {
 		table = malloc((size_t)n * PCI_MSIX_ENTRY_SIZE);
 		pending = malloc((n + 7) / 8);
@@ -1018,6 +1191,9 @@ int pci_function_restore(struct pci_function *fn, struct state_reader *r)
 	fn->intx_level = intx;
 	intx_update(fn);
 	msix_update_all(fn);
+	for (unsigned i = 0; i < fn->msi.nvec; i++)
+		fn->msi.vec[i].pending = (msi_pending >> i) & 1;
+	msi_update_all(fn);
 	pthread_mutex_unlock(&fn->lock);
 	rc = 0;
 out:

@@ -41,9 +41,9 @@
  * not decoded (one warning per BAR); hyve never fails because of them.
  *
  * Threads and locks: config accesses and BAR accesses arrive on vCPU
- * threads; pci_msix_notify() and pci_intx_*() may be called from any
+ * threads; pci_msix_notify(), pci_msi_notify() and pci_intx_*() may be called from any
  * thread, also with the device's own lock held. fn->lock guards the
- * function's config space, BAR placement and MSI-X state; the PCI layer
+ * function's config space, BAR placement and MSI/MSI-X state; the PCI layer
  * never calls device code (BAR handlers, config hooks) while holding it,
  * so a device may take its own lock in those callbacks and call back into
  * pci_*() from them.
@@ -170,6 +170,21 @@ struct pci_msix {
 	struct pci_msix_vector *vec;
 };
 
+/* ---- MSI ---- */
+
+#define PCI_MSI_MAX_VECTORS 32
+
+/*
+ * Plain MSI: the message lives in the capability; each vector reuses the
+ * MSI-X vector machinery (its message as derived from the capability, the
+ * ctrl mask bit from the Mask Bits register, its own GSI and irqfd).
+ */
+struct pci_msi {
+	unsigned nvec;       /* 0: no MSI capability; else 1, 2, 4, 8, 16 or 32 */
+	uint8_t cap;
+	struct pci_msix_vector *vec;
+};
+
 /* ---- the function ---- */
 
 struct pci_function {
@@ -188,6 +203,7 @@ struct pci_function {
 
 	struct pci_bar bars[PCI_MAX_BARS];
 	struct pci_msix msix;
+	struct pci_msi msi;
 
 	unsigned intx_pin;   /* 0 none, PCI_INTA..PCI_INTD */
 	unsigned intx_gsi;
@@ -303,11 +319,32 @@ int pci_msix_notify(struct pci_function *fn, unsigned vector);
  */
 int pci_msix_eventfd(struct pci_function *fn, unsigned vector);
 
+/* ---- MSI ---- */
+
+/*
+ * Adds the MSI capability (64-bit addresses, per-vector masking) with
+ * nvec vectors (1, 2, 4, ..., 32; the guest may grant fewer through
+ * Multiple Message Enable, vector i then sends data | i). Each vector gets
+ * an eventfd and a KVM GSI (irqfd) while deliverable. MSI starts
+ * disabled. Returns the capability offset, or -1 after logging.
+ */
+int pci_msi_init(struct pci_function *fn, unsigned nvec);
+/* MSI enable bit set by the guest (the device must then not use INTx, which is kept low). */
+bool pci_msi_enabled(struct pci_function *fn);
+/*
+ * Raises MSI vector `vector`, from any thread: delivered at once when MSI
+ * is enabled, the vector granted and not masked; a masked vector's
+ * pending bit is set instead and it is delivered when unmasked. Returns
+ * 0, or -1 when MSI is disabled or the vector was not granted.
+ */
+int pci_msi_notify(struct pci_function *fn, unsigned vector);
+
 /* ---- snapshots ---- */
 
 /*
  * Writes the function's state as a nested map "pci": config space,
- * BAR addresses, MSI-X table and pending bits, INTx level.
+ * BAR addresses, MSI-X table and pending bits, MSI pending bits
+ * ("msi_pending", a bit per vector, when the function has MSI), INTx level.
  */
 void pci_function_save(struct pci_function *fn, struct state_writer *w);
 /*

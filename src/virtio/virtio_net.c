@@ -17,8 +17,10 @@
  * Queues: 0 receive, 1 transmit, no control queue, no mergeable buffers.
  * Both are serviced on the device's I/O thread: transmit on notification,
  * receive when the tap is readable. While the guest has no receive buffers
- * the tap is not watched (no busy polling); the receive queue's
- * notification re-arms it.
+ * the tap is not watched for input (no busy polling): receive re-enables
+ * the queue's notifications, re-checks the ring, and the notification for
+ * new buffers re-arms the watch. A packet the tap cannot take yet (EAGAIN)
+ * stays in the transmit queue, which waits for the tap to be writable.
  */
 #include <endian.h>
 #include <errno.h>
@@ -72,7 +74,11 @@ struct virtio_net {
 	uint8_t mac[6];
 	struct net_config cfg;
 	unsigned tap_offloads;      /* TUN_F_* the tap accepted when probed */
-	bool rx_watching;           /* tap fd in the I/O thread's epoll with EPOLLIN */
+	/* I/O thread only: */
+	bool rx_wanted;             /* receive buffers may be available: read the tap when readable */
+	bool tx_blocked;            /* the tap refused a packet (EAGAIN): transmit waits for EPOLLOUT */
+	bool tap_lost;              /* the tap went away (EPOLLERR): no longer watched */
+	uint32_t tap_events;        /* what the I/O thread's epoll watches on the tap */
 	bool warned_tx, warned_rx;
 	struct virtio_io_source tap_source;
 	struct iovec rx_iov[VIRTQ_MAX_IOV];
@@ -81,15 +87,28 @@ struct virtio_net {
 
 static struct device_model virtio_net_model;
 
-/* ---- receive ---- */
+/* ---- the tap watch ---- */
+
+/* Makes the epoll watch on the tap match what receive and transmit wait for. */
+static void tap_watch_update(struct virtio_net *s)
+{
+	uint32_t want = (s->rx_wanted ? EPOLLIN : 0) | (s->tx_blocked ? EPOLLOUT : 0);
+
+	if (s->tap_lost || want == s->tap_events)
+		return;
+	if (virtio_io_modify(&s->vd, s->tap, want, &s->tap_source) == 0)
+		s->tap_events = want;
+	else
+		log_warn("%s: virtio-net: cannot watch tap %s: %s", s->vd.dev->id, s->tapname, strerror(errno));
+}
 
 static void rx_watch(struct virtio_net *s, bool on)
 {
-	if (s->rx_watching == on)
-		return;
-	if (virtio_io_modify(&s->vd, s->tap, on ? EPOLLIN : 0, &s->tap_source) == 0)
-		s->rx_watching = on;
+	s->rx_wanted = on;
+	tap_watch_update(s);
 }
+
+/* ---- receive ---- */
 
 static bool device_live(struct virtio_dev *vd)
 {
@@ -109,7 +128,7 @@ static void rx_process(struct virtio_net *s)
 	unsigned done = 0;
 	bool pushed = false;
 
-	if (!device_live(&s->vd) || !vq->enabled) {
+	if (s->tap_lost || !device_live(&s->vd) || !vq->enabled) {
 		rx_watch(s, false);
 		return;
 	}
@@ -169,47 +188,111 @@ static void rx_process(struct virtio_net *s)
 		virtio_queue_interrupt(&s->vd, NET_RXQ);
 }
 
-static void tap_ready(void *opaque, uint32_t events)
-{
-	(void)events;
-	rx_process(opaque);
-}
-
 /* ---- transmit ---- */
 
-static int tx_packet(struct virtio_dev *vd, unsigned q, struct virtq_chain *ch)
+/* Sends one packet; -1 keeps it in the queue until the tap is writable again. */
+static int tx_packet(struct virtio_net *s, const struct virtq_chain *ch)
 {
-	struct virtio_net *s = vd->opaque;
-
-	(void)q;
 	if (ch->out_len < NET_HDR_LEN || ch->out_len > NET_MAX_FRAME)
 		return 0; /* dropped: nothing a tap would take */
 	for (;;) {
 		ssize_t n = writev(s->tap, ch->iov, (int)ch->n_out);
-		if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK)
-			break; /* a full tap queue drops the packet, as a wire would */
+		if (n >= 0)
+			return 0;
 		if (errno == EINTR)
 			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			/* Dropping here would leave TCP to retransmit on its timer: wait instead. */
+			s->tx_blocked = true;
+			tap_watch_update(s);
+			return -1;
+		}
 		if (!s->warned_tx)
-			log_warn("%s: virtio-net: writing to tap %s: %s", vd->dev->id, s->tapname, strerror(errno));
+			log_warn("%s: virtio-net: writing to tap %s: %s", s->vd.dev->id, s->tapname, strerror(errno));
 		s->warned_tx = true;
-		break;
+		return 0; /* the tap rejected this packet: it is dropped, the next may pass */
 	}
-	return 0;
+}
+
+/*
+ * Sends what the guest queued, NET_BATCH packets at a time so that receive
+ * (the other end's ACKs) is not starved by a guest that keeps transmitting,
+ * unless a refused packet waits for EPOLLOUT. I/O thread.
+ */
+static void tx_process(struct virtio_net *s)
+{
+	struct virtq *vq = &s->vd.queues[NET_TXQ].vq;
+	struct virtq_chain ch = { .iov = s->tx_iov, .max_iov = VIRTQ_MAX_IOV };
+	unsigned done = 0;
+
+	if (s->tx_blocked || !device_live(&s->vd) || !vq->enabled)
+		return;
+	virtq_notify_disable(vq);
+	while (done < NET_BATCH) {
+		int rc = virtq_pop(vq, &ch);
+		if (rc < 0)
+			break;
+		if (rc == 0) {
+			/* Re-armed notifications cover only what comes after this check. */
+			if (virtq_notify_enable(vq))
+				continue;
+			break;
+		}
+		if (tx_packet(s, &ch) < 0) {
+			/* EPOLLOUT resumes from this packet; kicks meanwhile need not wake us. */
+			virtq_unpop(vq, ch.head);
+			break;
+		}
+		virtq_push(vq, ch.head, 0);
+		done++;
+	}
+	if (done == NET_BATCH)
+		virtio_kick(&s->vd, NET_TXQ); /* more may be queued: come back after other work */
+	if (done)
+		virtio_queue_interrupt(&s->vd, NET_TXQ);
 }
 
 static void net_queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtio_net *s = vd->opaque;
 
-	if (q == NET_TXQ) {
-		virtio_service_queue(vd, q, s->tx_iov, VIRTQ_MAX_IOV, tx_packet);
-	} else if (q == NET_RXQ) {
-		/* New receive buffers: take packets again. */
-		rx_process(s);
-		if (vd->queues[NET_RXQ].vq.enabled && device_live(vd))
-			rx_watch(s, true);
+	if (q == NET_TXQ)
+		tx_process(s);
+	else if (q == NET_RXQ)
+		rx_process(s); /* new receive buffers: it watches the tap again while there are any */
+}
+
+/* The tap is gone (deleted under us): stop watching it rather than spin on EPOLLERR. */
+static void tap_gone(struct virtio_net *s)
+{
+	virtio_io_del(&s->vd, s->tap);
+	s->tap_lost = true;
+	s->tap_events = 0;
+	log_warn("%s: virtio-net: tap %s went away; the link is down", s->vd.dev->id, s->tapname);
+	pthread_mutex_lock(&s->vd.lock);
+	s->cfg.status &= htole16((uint16_t)~VIRTIO_NET_S_LINK_UP);
+	pthread_mutex_unlock(&s->vd.lock);
+	virtio_config_changed(&s->vd);
+	/* A packet waiting for EPOLLOUT would wait forever: drop what is queued, as a cable pull would. */
+	s->tx_blocked = false;
+	tx_process(s);
+}
+
+static void tap_ready(void *opaque, uint32_t events)
+{
+	struct virtio_net *s = opaque;
+
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		tap_gone(s);
+		return;
 	}
+	if (events & EPOLLOUT) {
+		s->tx_blocked = false;
+		tap_watch_update(s);
+		tx_process(s);
+	}
+	if (events & EPOLLIN)
+		rx_process(s);
 }
 
 /* ---- negotiation ---- */
@@ -257,6 +340,7 @@ static void net_reset(struct virtio_dev *vd)
 {
 	struct virtio_net *s = vd->opaque;
 
+	s->tx_blocked = false;
 	rx_watch(s, false);
 	ioctl(s->tap, TUNSETOFFLOAD, 0);
 }
@@ -468,6 +552,7 @@ static int net_restore(struct device *dev, struct state_reader *r, unsigned vers
 	virtio_quiesce(&s->vd);
 	if (device_live(&s->vd)) {
 		ioctl(s->tap, TUNSETOFFLOAD, offloads_for(s->vd.guest_features));
+		s->tx_blocked = false; /* the restore kick retries whatever is queued */
 		rx_watch(s, s->vd.queues[NET_RXQ].vq.enabled);
 	}
 	virtio_resume(&s->vd);

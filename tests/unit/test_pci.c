@@ -1,13 +1,14 @@
 /*
  * The PCI bus against the KVM stand-in: config mechanism #1 and ECAM, BAR
  * sizing, placement and moves, hostile BAR values, INTx, MSI-X table/PBA
- * semantics, the capability list, bad configurations and save/restore.
+ * semantics, MSI, the capability list, bad configurations and save/restore.
  * A small test device ("pcitest") exercises the function API.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -109,6 +110,12 @@ static int tdev_create(struct device *dev)
 	s->vndr_cap = pci_cap_add(&s->fn, PCI_CAP_ID_VNDR, vndr, sizeof(vndr));
 	if (s->vndr_cap < 0 || pci_msix_init(&s->fn, MSIX_VECTORS, MSIX_BAR, 0, MSIX_PBA) < 0 ||
 	    pci_intx_request(&s->fn) < 0)
+		return -1;
+	/* pci.0.S.F.msi=N: also plain MSI with N vectors. */
+	char key[128];
+	snprintf(key, sizeof(key), "%s.msi", dev->cfg_prefix);
+	const char *msi = config_get(dev->vm->cfg, key);
+	if (msi && pci_msi_init(&s->fn, (unsigned)atoi(msi)) < 0)
 		return -1;
 	return 0;
 }
@@ -757,6 +764,166 @@ static void test_msix_odd_accesses(void **state)
 	assert_int_equal(mmio_read(vm, table + MSIX_PBA + 8, 4, NULL), 0);
 }
 
+/* ---- MSI ---- */
+
+static void *save_device(struct vm *vm, const char *id, size_t *len);
+static int restore_device(struct vm *vm, const char *id, const void *buf, size_t len);
+
+#define MSI_CTRL 2
+#define MSI_ADDR_LO 4
+#define MSI_ADDR_HI 8
+#define MSI_DATA_REG 12
+#define MSI_MASK 16
+#define MSI_PENDING 20
+
+static struct vm *msi_vm(void)
+{
+	static const char *const cfg[] = { "pci.0.4.0.device=pcitest", "pci.0.4.0.msi=4", NULL };
+	struct vm *vm = new_vm(cfg);
+
+	assert_int_equal(attach(vm), 0);
+	return vm;
+}
+
+/* Address, data, then enable with `granted` vectors (a power of 2). */
+static void msi_program(struct vm *vm, unsigned cap, uint64_t addr, uint16_t data, unsigned granted)
+{
+	unsigned mme = 0;
+
+	while ((1u << mme) < granted)
+		mme++;
+	cfg_write(vm, 4, 0, cap + MSI_ADDR_LO, 4, (uint32_t)addr);
+	cfg_write(vm, 4, 0, cap + MSI_ADDR_HI, 4, (uint32_t)(addr >> 32));
+	cfg_write(vm, 4, 0, cap + MSI_DATA_REG, 2, data);
+	cfg_write(vm, 4, 0, cap + MSI_CTRL, 2, mme << 4 | 1);
+}
+
+static void test_msi_capability(void **state)
+{
+	struct vm *vm = msi_vm();
+	struct tdev *s = tdev_at(vm, "pci.0.4.0");
+	unsigned cap = s->fn.msi.cap;
+
+	(void)state;
+	assert_int_equal(pci_cap_find(&s->fn, PCI_CAP_ID_MSI), cap);
+	assert_int_equal(pci_cap_find(&s->fn, PCI_CAP_ID_MSIX), s->fn.msix.cap);
+	/* 64-bit, per-vector masking, 4 vectors capable (log2 = 2), off. */
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_CTRL, 2), 0x0184);
+	/* Only enable and Multiple Message Enable are writable in control. */
+	cfg_write(vm, 4, 0, cap + MSI_CTRL, 2, 0xFFFF);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_CTRL, 2), 0x01F5);
+	assert_true(pci_msi_enabled(&s->fn));
+	cfg_write(vm, 4, 0, cap + MSI_CTRL, 2, 0);
+	assert_false(pci_msi_enabled(&s->fn));
+	/* The address is dword aligned, mask bits exist for 4 vectors, pending bits are read-only. */
+	cfg_write(vm, 4, 0, cap + MSI_ADDR_LO, 4, 0xFEE01003);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_ADDR_LO, 4), 0xFEE01000);
+	cfg_write(vm, 4, 0, cap + MSI_MASK, 4, 0xFFFFFFFF);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_MASK, 4), 0xF);
+	cfg_write(vm, 4, 0, cap + MSI_PENDING, 4, 0xFFFFFFFF);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_PENDING, 4), 0);
+	free_vm(vm);
+}
+
+static void test_msi_delivery(void **state)
+{
+	struct vm *vm = msi_vm();
+	struct tdev *s = tdev_at(vm, "pci.0.4.0");
+	unsigned cap = s->fn.msi.cap;
+	uint64_t addr;
+	uint32_t data;
+
+	(void)state;
+	/* Off: notify refuses. */
+	assert_int_equal(pci_msi_notify(&s->fn, 0), -1);
+	/* 4 vectors granted: vector 2 sends data | 2 to the programmed address, through its own route. */
+	msi_program(vm, cap, MSI_ADDR, 0x4040, 4);
+	assert_int_equal(pci_msi_notify(&s->fn, 2), 0);
+	assert_int_equal(efd_count(s->fn.msi.vec[2].efd), 1);
+	assert_int_equal(vm_irq_msi_get(vm, (unsigned)s->fn.msi.vec[2].gsi, &addr, &data), 0);
+	assert_int_equal(addr, MSI_ADDR);
+	assert_int_equal(data, 0x4042);
+	assert_int_equal(pci_msi_notify(&s->fn, 4), -1);
+	/* 2 granted: vector 2 does not exist for the guest; vector 1 sends data | 1. */
+	msi_program(vm, cap, MSI_ADDR + 0x2000, 0x5050, 2);
+	assert_int_equal(pci_msi_notify(&s->fn, 2), -1);
+	assert_int_equal(vm_irq_msi_get(vm, (unsigned)s->fn.msi.vec[1].gsi, &addr, &data), 0);
+	assert_int_equal(addr, MSI_ADDR + 0x2000);
+	assert_int_equal(data, 0x5051);
+	/* A masked vector becomes a pending bit, delivered when unmasked. */
+	cfg_write(vm, 4, 0, cap + MSI_MASK, 4, 1u << 1);
+	assert_int_equal(pci_msi_notify(&s->fn, 1), 0);
+	assert_int_equal(efd_count(s->fn.msi.vec[1].efd), 0);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_PENDING, 4), 1u << 1);
+	cfg_write(vm, 4, 0, cap + MSI_MASK, 4, 0);
+	assert_int_equal(efd_count(s->fn.msi.vec[1].efd), 1);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_PENDING, 4), 0);
+	/* More granted than the function has: only its 4 vectors exist. */
+	cfg_write(vm, 4, 0, cap + MSI_CTRL, 2, 5 << 4 | 1);
+	assert_int_equal(pci_msi_notify(&s->fn, 3), 0);
+	assert_int_equal(pci_msi_notify(&s->fn, 4), -1);
+	/* MSI on keeps INTx low; off lets the level through again. */
+	pci_intx_assert(&s->fn);
+	assert_int_equal(testvm_irq_level(s->fn.intx_gsi), 0);
+	cfg_write(vm, 4, 0, cap + MSI_CTRL, 2, 0);
+	assert_int_equal(testvm_irq_level(s->fn.intx_gsi), 1);
+	pci_intx_deassert(&s->fn);
+	assert_int_equal(pci_msi_notify(&s->fn, 0), -1);
+	free_vm(vm);
+}
+
+static void test_msi_reset_and_restore(void **state)
+{
+	struct vm *vm = msi_vm(), *vm2;
+	struct tdev *s = tdev_at(vm, "pci.0.4.0"), *s2;
+	unsigned cap = s->fn.msi.cap;
+	uint64_t addr;
+	uint32_t data;
+	size_t len;
+
+	(void)state;
+	/* A masked pending vector survives a snapshot and is delivered when unmasked. */
+	msi_program(vm, cap, MSI_ADDR, 0x4040, 4);
+	cfg_write(vm, 4, 0, cap + MSI_MASK, 4, 1u << 3);
+	assert_int_equal(pci_msi_notify(&s->fn, 3), 0);
+	uint8_t *buf = save_device(vm, "pci.0.4.0", &len);
+	vm2 = msi_vm();
+	s2 = tdev_at(vm2, "pci.0.4.0");
+	assert_int_equal(restore_device(vm2, "pci.0.4.0", buf, len), 0);
+	assert_true(pci_msi_enabled(&s2->fn));
+	assert_int_equal(cfg_read(vm2, 4, 0, cap + MSI_PENDING, 4), 1u << 3);
+	cfg_write(vm2, 4, 0, cap + MSI_MASK, 4, 0);
+	assert_int_equal(efd_count(s2->fn.msi.vec[3].efd), 1);
+	assert_int_equal(vm_irq_msi_get(vm2, (unsigned)s2->fn.msi.vec[3].gsi, &addr, &data), 0);
+	assert_int_equal(addr, MSI_ADDR);
+	assert_int_equal(data, 0x4043);
+	free_vm(vm2);
+	free(buf);
+	/* Reset: off, nothing masked or pending. */
+	assert_int_equal(pci_msi_notify(&s->fn, 3), 0);
+	pci_function_reset(&s->fn);
+	assert_false(pci_msi_enabled(&s->fn));
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_CTRL, 2), 0x0184);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_MASK, 4), 0);
+	assert_int_equal(cfg_read(vm, 4, 0, cap + MSI_PENDING, 4), 0);
+	assert_int_equal(pci_msi_notify(&s->fn, 0), -1);
+	free_vm(vm);
+}
+
+static void test_msi_init_errors(void **state)
+{
+	struct vm *vm = msi_vm();
+	struct tdev *s = tdev_at(vm, "pci.0.4.0");
+	struct pci_function *lpc = pci_bus_function(pci_bus_of(vm), 0, 0); /* the host bridge */
+
+	(void)state;
+	assert_int_equal(pci_msi_init(&s->fn, 4), -1); /* already has MSI */
+	assert_int_equal(pci_msi_init(lpc, 0), -1);
+	assert_int_equal(pci_msi_init(lpc, 3), -1);
+	assert_int_equal(pci_msi_init(lpc, 64), -1);
+	free_vm(vm);
+}
+
 static void test_msix_init_errors(void **state)
 {
 	struct vm *vm = *state;
@@ -1014,6 +1181,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msix_table_and_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_odd_accesses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_init_errors, setup, teardown),
+		cmocka_unit_test(test_msi_capability),
+		cmocka_unit_test(test_msi_delivery),
+		cmocka_unit_test(test_msi_reset_and_restore),
+		cmocka_unit_test(test_msi_init_errors),
 		cmocka_unit_test(test_bad_configurations),
 		cmocka_unit_test(test_multifunction_and_no_hostbridge),
 		cmocka_unit_test_setup_teardown(test_random_guest, setup, teardown),
