@@ -281,27 +281,30 @@ static struct kvm_msr_list *msr_index_list(struct vm *vm)
 	return l;
 }
 
+/* One MSR through KVM_GET_MSRS or KVM_SET_MSRS; *value is read or written. 0 or -1. */
+static int msr_ioctl(struct vcpu *vcpu, unsigned long request, uint32_t index, uint64_t *value)
+{
+	_Alignas(struct kvm_msrs) uint8_t buf[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)] = { 0 };
+	struct kvm_msrs *m = (struct kvm_msrs *)buf;
+
+	m->nmsrs = 1;
+	m->entries[0].index = index;
+	m->entries[0].data = *value;
+	if (ioctl(vcpu->fd, request, m) != 1)
+		return -1;
+	*value = m->entries[0].data;
+	return 0;
+}
+
 static int get_msr(struct vcpu *vcpu, uint32_t index, uint64_t *value)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} m = { .hdr.nmsrs = 1, .e.index = index };
-
-	if (ioctl(vcpu->fd, KVM_GET_MSRS, &m) != 1)
-		return -1;
-	*value = m.e.data;
-	return 0;
+	*value = 0;
+	return msr_ioctl(vcpu, KVM_GET_MSRS, index, value);
 }
 
 static int set_msr(struct vcpu *vcpu, uint32_t index, uint64_t value)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} m = { .hdr.nmsrs = 1, .e.index = index, .e.data = value };
-
-	return ioctl(vcpu->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -1;
+	return msr_ioctl(vcpu, KVM_SET_MSRS, index, &value);
 }
 
 static int save_msrs(struct vcpu *vcpu, struct state_writer *w, char *err, size_t errlen)
