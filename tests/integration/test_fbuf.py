@@ -211,7 +211,7 @@ def test_vesafb_two_clients_idle(workdir):
         viewer.update(incremental=False)
 
         # fbcon draws text on the framebuffer from early boot.
-        rc, out = g.run("printf 'HYVE FBCON TEXT\\n' > /dev/tty1; echo 0 > /sys/class/graphics/fbcon/cursor_blink")
+        rc, out = g.run("printf '\\033[H\\033[2JHYVE FBCON TEXT\\n' > /dev/tty1; echo 0 > /sys/class/graphics/fbcon/cursor_blink")
         assert rc == 0, out
         img = grab_until(f"127.0.0.1:{port}", workdir / "console.ppm", lambda i: lit_pixels(i) > 100)
         assert lit_pixels(img) > 100, "console area is blank"
@@ -292,7 +292,7 @@ def test_unix_password_wait(workdir):
         assert "HYVE-INIT-REACHED" not in g.text() and not g.output, "the guest started before a client authenticated"
         viewer = RfbClient(path, password="hyve-pw")
         g.wait_for("HYVE-CMD-READY", timeout=240)
-        rc, out = g.run("printf 'HYVE FBCON TEXT\\n' > /dev/tty1")
+        rc, out = g.run("printf '\\033[H\\033[2JHYVE FBCON TEXT\\n' > /dev/tty1")
         img = grab_until(path, workdir / "unix.ppm", lambda i: lit_pixels(i) > 100, "-p", "hyve-pw", "-e", "zrle")
         assert lit_pixels(img) > 100
         viewer.update(incremental=False)
