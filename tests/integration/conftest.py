@@ -26,6 +26,19 @@ def _default_kernel():
 
 KERNEL = _path_from_env("HYVE_KERNEL", _default_kernel())
 INITRD = _path_from_env("HYVE_INITRD", CACHE / "initramfs-test.cpio.gz")
+HYVECTL = HYVE.parent / "hyvectl"
+RUNDIR = os.environ.get("HYVE_RUNDIR", "/run/hyve-tests")
+
+
+def sock(name):
+    """The control socket of the VM called name."""
+    os.makedirs(RUNDIR, exist_ok=True)
+    return os.path.join(RUNDIR, f"{name}.sock")
+
+
+def hyvectl(name, *args, timeout=300):
+    return subprocess.run([str(HYVECTL), f"--socket={sock(name)}", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def real_kvm_problem():

@@ -14,27 +14,15 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import HYVE, KERNEL, REPO, Guest, boot_args, run_hyve
+from conftest import KERNEL, REPO, RUNDIR, Guest, boot_args, hyvectl, run_hyve, sock
 from rfb_client import AuthFailed, RfbClient
 
 VNCGRAB = REPO / "build" / "vncgrab"
-HYVECTL = HYVE.parent / "hyvectl"
-RUNDIR = os.environ.get("HYVE_RUNDIR", "/run/hyve-tests")
 # Block edges on multiples of 16 pixels: vncsnapshot writes JPEG, whose 16x16 blocks then
 # each hold one colour and come back exact up to colour-conversion rounding.
 PAT_X, PAT_Y, BLOCK = 256, 608, 64
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255),
           (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 128, 128)]
-
-
-def sock(name):
-    os.makedirs(RUNDIR, exist_ok=True)
-    return os.path.join(RUNDIR, f"{name}.sock")
-
-
-def hyvectl(name, *args):
-    return subprocess.run([str(HYVECTL), f"--socket={sock(name)}", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
 
 
 def status(name):
@@ -259,6 +247,7 @@ def test_bochs_mode_change_and_snapshot(workdir, tmp_path):
         assert r.returncode == 0, r.stderr
         assert g.wait_exit(120) == 1
         g = Guest(["-r", snap, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
+        wait_listening(g, port)   # the restored hyve listens only once it has read the snapshot
         again = grab_until(f"127.0.0.1:{port}", workdir / "restored.ppm", pattern_ok)
         assert again.size == (w, h) and again.tobytes() == exact.tobytes()
         rc, out = g.run("cat /sys/class/graphics/fb0/virtual_size")

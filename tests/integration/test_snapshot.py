@@ -8,23 +8,11 @@ import time
 
 import pytest
 
-from conftest import HYVE, Guest, boot_args
+from conftest import HYVECTL, Guest, boot_args, hyvectl, sock
 import snapshot_file
 
-HYVECTL = HYVE.parent / "hyvectl"
 POWERED_OFF = 1
 ERROR = 4
-RUNDIR = os.environ.get("HYVE_RUNDIR", "/run/hyve-tests")
-
-
-def sock(name):
-    os.makedirs(RUNDIR, exist_ok=True)
-    return os.path.join(RUNDIR, f"{name}.sock")
-
-
-def hyvectl(name, *args):
-    return subprocess.run([str(HYVECTL), f"--socket={sock(name)}", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
 
 
 def counters(text):

@@ -1,6 +1,5 @@
 """Compatibility: a snapshot written by format 1.0 (tests/fixtures/, made by
 tests/fixtures/make-snapshot-fixture) keeps restoring."""
-import pathlib
 import subprocess
 
 import pytest

@@ -2,7 +2,6 @@
 status 4: truncation, bit flips in every record type, unknown records,
 a newer major version, a memory size that does not match."""
 import os
-import shutil
 import struct
 import subprocess
 

@@ -1,6 +1,6 @@
 """virtio-rnd: the guest's virtio_rng driver binds to hyve's modern virtio PCI
 device and /dev/hwrng delivers entropy from the host."""
-from conftest import Guest, boot_args, run_hyve, KERNEL
+from conftest import KERNEL, run_hyve
 
 
 def test_guest_reads_hwrng(boot):

@@ -3,25 +3,11 @@
 through the control socket and resumed from the file; its I/O completes, its
 file system is consistent, the entropy device still works."""
 import hashlib
-import os
-import subprocess
 
-from conftest import HYVE, Guest, boot_args
+from conftest import Guest, boot_args, hyvectl, sock
 from test_virtio_blk import debugfs_cat, e2fsck, make_ext4
 
-HYVECTL = HYVE.parent / "hyvectl"
 POWERED_OFF = 1
-RUNDIR = os.environ.get("HYVE_RUNDIR", "/run/hyve-tests")
-
-
-def sock(name):
-    os.makedirs(RUNDIR, exist_ok=True)
-    return os.path.join(RUNDIR, f"{name}.sock")
-
-
-def hyvectl(name, *args):
-    return subprocess.run([str(HYVECTL), f"--socket={sock(name)}", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
 
 
 def guest_ok(g, cmd, timeout=180):
