@@ -35,3 +35,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	/* stdio may be in raw mode: "\r\n" keeps the terminal tidy either way. */
 	fprintf(stderr, "%s: %s%s\r\n", prefix, names[level], line);
 }
+
+int set_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}

@@ -1,6 +1,7 @@
 #include "vcpu.h"
 
 #include <asm/kvm.h>
+#include <asm/processor-flags.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -168,9 +169,42 @@ static bool wait_while_paused(struct vcpu *vcpu)
 		vm->vcpus_paused--;
 	}
 	running = vm->state == VM_RUNNING;
-	vcpu->run->immediate_exit = 0;
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&vm->lock);
 	return running;
+}
+
+/*
+ * A vCPU is stopped for good when it waits in HLT with interrupts disabled
+ * (only an NMI or INIT could wake it: Linux's halt ends so) or still waits
+ * for its start-up IPI. Runs on the vCPU's own thread, outside KVM_RUN.
+ */
+static void take_sample(struct vcpu *vcpu, unsigned gen)
+{
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	bool stopped = false, halted = false;
+
+	if (ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) == 0) {
+		if (mp.mp_state == KVM_MP_STATE_HALTED && ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0)
+			stopped = halted = !(regs.rflags & X86_EFLAGS_IF);
+		else
+			stopped = mp.mp_state == KVM_MP_STATE_UNINITIALIZED ||
+				  mp.mp_state == KVM_MP_STATE_INIT_RECEIVED;
+	}
+	atomic_store(&vcpu->sample_stopped, stopped);
+	atomic_store(&vcpu->sample_halted, halted);
+	atomic_store(&vcpu->sample_gen, gen);
+}
+
+/* Takes an asked-for sample; true if one was asked (the vCPU then re-checks its run state). */
+static bool serve_sample(struct vcpu *vcpu)
+{
+	unsigned gen = atomic_exchange(&vcpu->sample_asked, 0);
+
+	if (gen)
+		take_sample(vcpu, gen);
+	return gen != 0;
 }
 
 static void *vcpu_thread(void *arg)
@@ -183,6 +217,9 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
 
 	while (wait_while_paused(vcpu)) {
+		/* After immediate_exit was cleared: a sample asked before that is seen here. */
+		if (serve_sample(vcpu))
+			continue;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -231,4 +268,10 @@ void vcpu_kick(struct vcpu *vcpu)
 		return;
 	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 	pthread_kill(vcpu->thread, SIG_VCPU_KICK);
+}
+
+void vcpu_ask_sample(struct vcpu *vcpu, unsigned gen)
+{
+	atomic_store(&vcpu->sample_asked, gen);
+	vcpu_kick(vcpu);
 }

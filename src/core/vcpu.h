@@ -4,6 +4,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 struct vm;
@@ -15,6 +16,12 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+
+	/* Halt detection (haltwatch.c): the watcher asks for a sample, the vCPU thread takes it. */
+	_Atomic unsigned sample_asked;  /* generation asked for, 0 = none */
+	_Atomic unsigned sample_gen;    /* generation of the last sample taken */
+	_Atomic bool sample_stopped;    /* that sample found the vCPU stopped for good */
+	_Atomic bool sample_halted;     /* ... and halted with interrupts disabled */
 };
 
 /* Creates the KVM vCPU and gives it its CPUID and LAPIC set-up; 0 or -1. */
@@ -23,6 +30,8 @@ void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_start_thread(struct vcpu *vcpu);
 /* Forces the vCPU out of KVM_RUN so it looks at the VM's run state. */
 void vcpu_kick(struct vcpu *vcpu);
+/* Asks the vCPU thread to record whether it is stopped for good, tagged with gen (> 0). */
+void vcpu_ask_sample(struct vcpu *vcpu, unsigned gen);
 
 /* CPUID for vCPU `id` of `ncpus`, from KVM's supported set (cpuid.c). */
 struct kvm_cpuid2 *cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus);

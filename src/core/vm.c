@@ -12,6 +12,7 @@
 #include "device.h"
 #include "boot/layout.h"
 #include "evloop.h"
+#include "haltwatch.h"
 #include "irq.h"
 #include "log.h"
 #include "vcpu.h"
@@ -146,6 +147,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	haltwatch_stop(vm->haltwatch);
 	devices_destroy_all(vm);
 	for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++)
 		if (vm->vcpus[i].vm)
@@ -177,7 +179,8 @@ int vm_start(struct vm *vm)
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if (vcpu_start_thread(&vm->vcpus[i]) < 0)
 			return -1;
-	return 0;
+	vm->haltwatch = haltwatch_start(vm);
+	return vm->haltwatch ? 0 : -1;
 }
 
 static void kick_all(struct vm *vm)

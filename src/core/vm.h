@@ -23,6 +23,7 @@ struct device;
 struct vcpu;
 struct evloop;
 struct irq_routing;
+struct haltwatch;
 
 #define VM_MAX_VCPUS 64
 
@@ -43,6 +44,7 @@ struct vm {
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid; /* what KVM supports; vCPUs derive theirs */
 	struct irq_routing *irq_routing; /* GSI routes and MSI GSIs (core/irq.h) */
+	struct haltwatch *haltwatch;     /* exit status 2 once the guest halted (core/haltwatch.h) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;         /* signalled on run-state and pause changes */
@@ -58,7 +60,7 @@ void vm_destroy(struct vm *vm);
 /* Asserts (level 1) or deasserts an interrupt line (GSI) on the in-kernel irqchip. */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 
-/* Starts vCPU threads; 0 or -1. */
+/* Starts vCPU threads and halt detection; 0 or -1. */
 int vm_start(struct vm *vm);
 /* Blocks until some thread asks the VM to end; returns the exit status. */
 int vm_wait(struct vm *vm);

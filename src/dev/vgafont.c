@@ -15,11 +15,12 @@
 #include "vga.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+
+#include "core/log.h"
 
 #define MAX_FILE (4u << 20)
 #define PSF1_MAGIC 0x0436
@@ -66,16 +67,6 @@ struct psf {
 	const uint8_t *table, *end; /* Unicode table, NULL when absent */
 	bool utf8;                  /* PSF2 tables are UTF-8; PSF1 tables 16-bit little endian */
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -183,7 +174,7 @@ static uint8_t *read_all(const char *path, size_t *len, char *err, size_t errlen
 	int n;
 
 	if (!gz) {
-		fail(err, errlen, "cannot open font %s: %s", path, strerror(errno ? errno : ENOENT));
+		set_error(err, errlen, "cannot open font %s: %s", path, strerror(errno ? errno : ENOENT));
 		return NULL;
 	}
 	buf = malloc(MAX_FILE);
@@ -191,7 +182,7 @@ static uint8_t *read_all(const char *path, size_t *len, char *err, size_t errlen
 	gzclose(gz);
 	if (n <= 0) {
 		free(buf);
-		fail(err, errlen, "cannot read font %s", path);
+		set_error(err, errlen, "cannot read font %s", path);
 		return NULL;
 	}
 	*len = (size_t)n;
@@ -208,7 +199,7 @@ int vga_font_load(const char *path, struct vga_font *font, char *err, size_t err
 		return -1;
 	if (parse_psf(buf, len, &p) < 0) {
 		free(buf);
-		return fail(err, errlen, "font %s is not a PSF font with glyphs at most 8 pixels wide and 32 high", path);
+		return set_error(err, errlen, "font %s is not a PSF font with glyphs at most 8 pixels wide and 32 high", path);
 	}
 	memset(font, 0, sizeof(*font));
 	font->height = p.height;

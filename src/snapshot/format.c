@@ -2,13 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include "core/log.h"
 
 #define REC_MAGIC "HREC"
 #define REC_HEADER_SIZE 40
@@ -53,17 +54,6 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 	return (v + a - 1) & ~(a - 1);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static int write_all(struct snap_writer *w, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
@@ -73,7 +63,7 @@ static int write_all(struct snap_writer *w, const void *buf, size_t len, uint64_
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return fail(w->err, w->errlen, "cannot write snapshot: %s", n < 0 ? strerror(errno) : "short write");
+			return set_error(w->err, w->errlen, "cannot write snapshot: %s", n < 0 ? strerror(errno) : "short write");
 		p += n;
 		off += n;
 		len -= n;
@@ -96,7 +86,7 @@ static int write_record_header(struct snap_writer *w, const char *name, uint32_t
 	uint64_t start = w->offset;
 
 	if (nlen == 0 || nlen > 255)
-		return fail(w->err, w->errlen, "invalid record name '%s'", name);
+		return set_error(w->err, w->errlen, "invalid record name '%s'", name);
 	*payload_off = align_up(start + REC_HEADER_SIZE + nlen, align);
 	memcpy(hdr, REC_MAGIC, 4);
 	put16(hdr + 4, flags);
@@ -109,7 +99,7 @@ static int write_record_header(struct snap_writer *w, const char *name, uint32_t
 	{
 		XXH3_state_t *st = XXH3_createState();
 		if (!st)
-			return fail(w->err, w->errlen, "out of memory");
+			return set_error(w->err, w->errlen, "out of memory");
 		XXH3_64bits_reset(st);
 		XXH3_64bits_update(st, hdr, 32);
 		XXH3_64bits_update(st, name, nlen);
@@ -228,10 +218,10 @@ int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint6
 	int rc;
 
 	if (len % SNAP_PAGE_SIZE)
-		return fail(w->err, w->errlen, "RAM region %s is not page-sized", name);
+		return set_error(w->err, w->errlen, "RAM region %s is not page-sized", name);
 	st = XXH3_createState();
 	if (!st)
-		return fail(w->err, w->errlen, "out of memory");
+		return set_error(w->err, w->errlen, "out of memory");
 	XXH3_64bits_reset(st);
 	/* The checksum is only known after the payload: write the payload first, then the header. */
 	payload_off = align_up(header_off + REC_HEADER_SIZE + strlen(name), SNAP_PAGE_SIZE);
@@ -240,13 +230,13 @@ int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint6
 		uint64_t check_off;
 		rc = write_record_header(w, name, 1, SNAP_REC_RAW, len, XXH3_64bits_digest(st), &check_off);
 		if (rc == 0 && check_off != payload_off)
-			rc = fail(w->err, w->errlen, "internal error: RAM payload offset moved");
+			rc = set_error(w->err, w->errlen, "internal error: RAM payload offset moved");
 	}
 	XXH3_freeState(st);
 	end = align_up(payload_off + len, 8);
 	/* Trailing zero pages are holes too: extend the file to cover them. */
 	if (rc == 0 && ftruncate(w->fd, (off_t)end) < 0)
-		rc = fail(w->err, w->errlen, "cannot extend snapshot: %s", strerror(errno));
+		rc = set_error(w->err, w->errlen, "cannot extend snapshot: %s", strerror(errno));
 	w->offset = end;
 	return rc;
 }
@@ -264,13 +254,13 @@ int snapw_finish(struct snap_writer *w)
 	put64(hdr + 24, w->offset);
 	put64(hdr + 56, XXH3_64bits(hdr, 56));
 	if (ftruncate(w->fd, (off_t)w->offset) < 0)
-		return fail(w->err, w->errlen, "cannot size snapshot: %s", strerror(errno));
+		return set_error(w->err, w->errlen, "cannot size snapshot: %s", strerror(errno));
 	if (fdatasync(w->fd) < 0)
-		return fail(w->err, w->errlen, "cannot flush snapshot: %s", strerror(errno));
+		return set_error(w->err, w->errlen, "cannot flush snapshot: %s", strerror(errno));
 	if (write_all(w, hdr, sizeof(hdr), 0) < 0)
 		return -1;
 	if (fsync(w->fd) < 0)
-		return fail(w->err, w->errlen, "cannot flush snapshot: %s", strerror(errno));
+		return set_error(w->err, w->errlen, "cannot flush snapshot: %s", strerror(errno));
 	return 0;
 }
 
@@ -299,28 +289,28 @@ static int read_header(struct snap_reader *r)
 	uint64_t declared;
 
 	if (r->size < SNAP_HEADER_SIZE || read_exact(r->fd, hdr, sizeof(hdr), 0) < 0)
-		return fail(r->err, r->errlen, "truncated: no complete header");
+		return set_error(r->err, r->errlen, "truncated: no complete header");
 	if (memcmp(hdr, SNAP_MAGIC, 8) != 0)
-		return fail(r->err, r->errlen, "not a hyve snapshot (bad magic)");
+		return set_error(r->err, r->errlen, "not a hyve snapshot (bad magic)");
 	if (get64(hdr + 56) != XXH3_64bits(hdr, 56))
-		return fail(r->err, r->errlen, "header checksum mismatch (corrupt or incompletely written file)");
+		return set_error(r->err, r->errlen, "header checksum mismatch (corrupt or incompletely written file)");
 	r->major = get16(hdr + 8);
 	r->minor = get16(hdr + 10);
 	r->page_size = get32(hdr + 16);
 	declared = get64(hdr + 24);
 	if (r->major > SNAP_MAJOR)
-		return fail(r->err, r->errlen, "snapshot format %u.%u is newer than this hyve reads (%u.x)", r->major,
-			    r->minor, SNAP_MAJOR);
+		return set_error(r->err, r->errlen, "snapshot format %u.%u is newer than this hyve reads (%u.x)", r->major,
+			         r->minor, SNAP_MAJOR);
 	if (r->major == 0)
-		return fail(r->err, r->errlen, "invalid format version 0.%u", r->minor);
+		return set_error(r->err, r->errlen, "invalid format version 0.%u", r->minor);
 	if (hdr[12] != 1)
-		return fail(r->err, r->errlen, "unsupported byte order %u", hdr[12]);
+		return set_error(r->err, r->errlen, "unsupported byte order %u", hdr[12]);
 	if (get16(hdr + 14) != SNAP_HEADER_SIZE || r->page_size != SNAP_PAGE_SIZE)
-		return fail(r->err, r->errlen, "unsupported header size %u or page size %u", get16(hdr + 14),
-			    r->page_size);
+		return set_error(r->err, r->errlen, "unsupported header size %u or page size %u", get16(hdr + 14),
+			         r->page_size);
 	if (declared != r->size)
-		return fail(r->err, r->errlen, "truncated or extended: file is %llu bytes, header says %llu",
-			    (unsigned long long)r->size, (unsigned long long)declared);
+		return set_error(r->err, r->errlen, "truncated or extended: file is %llu bytes, header says %llu",
+			         (unsigned long long)r->size, (unsigned long long)declared);
 	return 0;
 }
 
@@ -333,16 +323,16 @@ static int read_record(struct snap_reader *r, uint64_t off, struct snap_record *
 	uint64_t sum;
 
 	if (off + REC_HEADER_SIZE > r->size || read_exact(r->fd, hdr, REC_HEADER_SIZE, off) < 0)
-		return fail(r->err, r->errlen, "truncated record header at offset %llu", (unsigned long long)off);
+		return set_error(r->err, r->errlen, "truncated record header at offset %llu", (unsigned long long)off);
 	if (memcmp(hdr, REC_MAGIC, 4) != 0)
-		return fail(r->err, r->errlen, "corrupt record header at offset %llu (bad magic)", (unsigned long long)off);
+		return set_error(r->err, r->errlen, "corrupt record header at offset %llu (bad magic)", (unsigned long long)off);
 	nlen = get16(hdr + 6);
 	if (nlen == 0 || nlen > 255 || off + REC_HEADER_SIZE + nlen > r->size ||
 	    read_exact(r->fd, hdr + REC_HEADER_SIZE, nlen, off + REC_HEADER_SIZE) < 0)
-		return fail(r->err, r->errlen, "corrupt record header at offset %llu (name)", (unsigned long long)off);
+		return set_error(r->err, r->errlen, "corrupt record header at offset %llu (name)", (unsigned long long)off);
 	st = XXH3_createState();
 	if (!st)
-		return fail(r->err, r->errlen, "out of memory");
+		return set_error(r->err, r->errlen, "out of memory");
 	XXH3_64bits_reset(st);
 	XXH3_64bits_update(st, hdr, 32);
 	XXH3_64bits_update(st, hdr + REC_HEADER_SIZE, nlen);
@@ -354,8 +344,8 @@ static int read_record(struct snap_reader *r, uint64_t off, struct snap_record *
 		if (rec->name[i] < 0x21 || rec->name[i] > 0x7e)
 			rec->name[i] = '?';
 	if (sum != get64(hdr + 32))
-		return fail(r->err, r->errlen, "record header checksum mismatch at offset %llu",
-			    (unsigned long long)off);
+		return set_error(r->err, r->errlen, "record header checksum mismatch at offset %llu",
+			         (unsigned long long)off);
 	rec->flags = get16(hdr + 4);
 	rec->version = get32(hdr + 8);
 	poff = get32(hdr + 12);
@@ -364,9 +354,9 @@ static int read_record(struct snap_reader *r, uint64_t off, struct snap_record *
 	rec->offset = off;
 	rec->payload_offset = off + poff;
 	if (rec->flags & ~(SNAP_REC_OPTIONAL | SNAP_REC_RAW))
-		return fail(r->err, r->errlen, "record %s: unknown flags 0x%x", rec->name, rec->flags);
+		return set_error(r->err, r->errlen, "record %s: unknown flags 0x%x", rec->name, rec->flags);
 	if (poff < REC_HEADER_SIZE + nlen || rec->payload_offset > r->size || rec->len > r->size - rec->payload_offset)
-		return fail(r->err, r->errlen, "record %s: truncated (payload runs past the end of the file)", rec->name);
+		return set_error(r->err, r->errlen, "record %s: truncated (payload runs past the end of the file)", rec->name);
 	*next = align_up(rec->payload_offset + rec->len, 8);
 	return 0;
 }
@@ -385,7 +375,7 @@ static int read_records(struct snap_reader *r)
 			cap = cap ? cap * 2 : 32;
 			struct snap_record *n = realloc(r->records, cap * sizeof(*n));
 			if (!n)
-				return fail(r->err, r->errlen, "out of memory");
+				return set_error(r->err, r->errlen, "out of memory");
 			r->records = n;
 		}
 		r->records[r->count++] = rec;
@@ -394,7 +384,7 @@ static int read_records(struct snap_reader *r)
 		off = next;
 	}
 	if (r->count < 2 || strcmp(r->records[0].name, "manifest") != 0)
-		return fail(r->err, r->errlen, "the first record is not the manifest");
+		return set_error(r->err, r->errlen, "the first record is not the manifest");
 	return 0;
 }
 
@@ -407,9 +397,9 @@ int snapr_open(struct snap_reader *r, const char *path, char *err, size_t errlen
 	r->errlen = errlen;
 	r->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (r->fd < 0)
-		return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return set_error(err, errlen, "cannot open %s: %s", path, strerror(errno));
 	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return fail(err, errlen, "%s is not a regular file", path);
+		return set_error(err, errlen, "%s is not a regular file", path);
 	r->size = (uint64_t)st.st_size;
 	if (read_header(r) < 0 || read_records(r) < 0)
 		return -1;
@@ -438,17 +428,17 @@ uint8_t *snapr_load(struct snap_reader *r, const struct snap_record *rec)
 	uint8_t *buf;
 
 	if (rec->len > SNAP_MAX_CBOR_PAYLOAD) {
-		fail(r->err, r->errlen, "record %s: implausible size %llu", rec->name, (unsigned long long)rec->len);
+		set_error(r->err, r->errlen, "record %s: implausible size %llu", rec->name, (unsigned long long)rec->len);
 		return NULL;
 	}
 	buf = malloc(rec->len ? rec->len : 1);
 	if (!buf || read_exact(r->fd, buf, rec->len, rec->payload_offset) < 0) {
-		fail(r->err, r->errlen, "record %s: cannot read payload", rec->name);
+		set_error(r->err, r->errlen, "record %s: cannot read payload", rec->name);
 		free(buf);
 		return NULL;
 	}
 	if (XXH3_64bits(buf, rec->len) != rec->checksum) {
-		fail(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
+		set_error(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
 		free(buf);
 		return NULL;
 	}
@@ -461,7 +451,7 @@ static int hash_raw_payload(struct snap_reader *r, const struct snap_record *rec
 	uint64_t pos = 0;
 
 	if (rec->len % SNAP_PAGE_SIZE)
-		return fail(r->err, r->errlen, "record %s: RAM payload is not whole pages", rec->name);
+		return set_error(r->err, r->errlen, "record %s: RAM payload is not whole pages", rec->name);
 	while (pos < rec->len) {
 		off_t data = lseek(r->fd, (off_t)(rec->payload_offset + pos), SEEK_DATA);
 		size_t n;
@@ -474,7 +464,7 @@ static int hash_raw_payload(struct snap_reader *r, const struct snap_record *rec
 		pos = ((uint64_t)data - rec->payload_offset) & ~(uint64_t)(SNAP_PAGE_SIZE - 1);
 		n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
 		if (read_exact(r->fd, buf, n, rec->payload_offset + pos) < 0)
-			return fail(r->err, r->errlen, "record %s: cannot read payload", rec->name);
+			return set_error(r->err, r->errlen, "record %s: cannot read payload", rec->name);
 		for (size_t p = 0; p < n; p += SNAP_PAGE_SIZE)
 			if (!page_is_zero(buf + p))
 				hash_page(st, (pos + p) / SNAP_PAGE_SIZE, buf + p);
@@ -490,7 +480,7 @@ int snapr_verify(struct snap_reader *r, const struct snap_record *rec)
 	int rc = 0;
 
 	if (!st || !buf) {
-		rc = fail(r->err, r->errlen, "out of memory");
+		rc = set_error(r->err, r->errlen, "out of memory");
 	} else if (!(rec->flags & SNAP_REC_RAW)) {
 		uint8_t *payload = snapr_load(r, rec);
 		rc = payload ? 0 : -1;
@@ -499,7 +489,7 @@ int snapr_verify(struct snap_reader *r, const struct snap_record *rec)
 		XXH3_64bits_reset(st);
 		rc = hash_raw_payload(r, rec, st, buf);
 		if (rc == 0 && XXH3_64bits_digest(st) != rec->checksum)
-			rc = fail(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
+			rc = set_error(r->err, r->errlen, "record %s: checksum mismatch", rec->name);
 	}
 	XXH3_freeState(st);
 	free(buf);

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <linux/kvm.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,24 +24,13 @@
 #define MAX_MSRS 512
 #define MAX_CPUID 256
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* Copies field f of s into the writer, or back; a missing field fails the restore naming it. */
 #define PUT(f) state_put_u64(w, #f, (uint64_t)(s)->f);
 #define GET(f)                                                                                  \
 	{                                                                                       \
 		uint64_t v_;                                                                    \
 		if (state_get_u64(r, #f, &v_) < 0)                                               \
-			return fail(err, errlen, "%s: field '%s' missing", where, #f);           \
+			return set_error(err, errlen, "%s: field '%s' missing", where, #f);      \
 		(s)->f = (__typeof__((s)->f))v_;                                                 \
 	}
 #define BOOL_PUT(f) state_put_u64(w, #f, (uint64_t)(s)->f);
@@ -82,7 +70,7 @@ static int restore_segment(struct state_reader *r, const char *where, struct kvm
 			   size_t errlen)
 {
 	if (state_enter_map(r, where) < 0)
-		return fail(err, errlen, "segment %s missing", where);
+		return set_error(err, errlen, "segment %s missing", where);
 	SEGMENT_FIELDS(GET)
 	state_leave_map(r);
 	return 0;
@@ -98,7 +86,7 @@ static void save_dtable(struct state_writer *w, const char *name, const struct k
 static int restore_dtable(struct state_reader *r, const char *where, struct kvm_dtable *s, char *err, size_t errlen)
 {
 	if (state_enter_map(r, where) < 0)
-		return fail(err, errlen, "table %s missing", where);
+		return set_error(err, errlen, "table %s missing", where);
 	DTABLE_FIELDS(GET)
 	state_leave_map(r);
 	return 0;
@@ -110,7 +98,7 @@ static int save_regs(struct vcpu *vcpu, struct state_writer *w, char *err, size_
 	struct kvm_sregs sregs;
 
 	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
-		return fail(err, errlen, "vCPU %u: cannot read registers: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot read registers: %s", vcpu->id, strerror(errno));
 	state_begin_map(w, "regs");
 	REGS_FIELDS(PUT)
 	state_end_map(w);
@@ -137,11 +125,11 @@ static int restore_regs(struct vcpu *vcpu, struct state_reader *r, char *err, si
 	memset(&regs, 0, sizeof(regs));
 	memset(&sregs, 0, sizeof(sregs));
 	if (state_enter_map(r, "regs") < 0)
-		return fail(err, errlen, "regs missing");
+		return set_error(err, errlen, "regs missing");
 	REGS_FIELDS(GET)
 	state_leave_map(r);
 	if (state_enter_map(r, "sregs") < 0)
-		return fail(err, errlen, "sregs missing");
+		return set_error(err, errlen, "sregs missing");
 #define RESTORE_SEG(n)                                                       \
 	if (restore_segment(r, #n, &sregs.n, err, errlen) < 0)               \
 		return -1;
@@ -154,10 +142,10 @@ static int restore_regs(struct vcpu *vcpu, struct state_reader *r, char *err, si
 		SREGS_SCALARS(GET)
 	}
 	if (state_get_bytes(r, "interrupt_bitmap", sregs.interrupt_bitmap, sizeof(sregs.interrupt_bitmap)) < 0)
-		return fail(err, errlen, "sregs: interrupt_bitmap missing");
+		return set_error(err, errlen, "sregs: interrupt_bitmap missing");
 	state_leave_map(r);
 	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load registers: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load registers: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -184,11 +172,11 @@ static int save_cpuid(struct vcpu *vcpu, struct state_writer *w, char *err, size
 	char key[32];
 
 	if (!c)
-		return fail(err, errlen, "out of memory");
+		return set_error(err, errlen, "out of memory");
 	c->nent = MAX_CPUID;
 	if (ioctl(vcpu->fd, KVM_GET_CPUID2, c) < 0) {
 		free(c);
-		return fail(err, errlen, "vCPU %u: cannot read CPUID: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot read CPUID: %s", vcpu->id, strerror(errno));
 	}
 	state_begin_map(w, "cpuid");
 	for (unsigned i = 0; i < c->nent; i++) {
@@ -214,7 +202,7 @@ struct kvm_cpuid2 *kvm_state_read_cpuid(struct state_reader *r, char *err, size_
 	char key[32];
 
 	if (n > MAX_CPUID) {
-		fail(err, errlen, "cpuid: %zu entries is implausible", n);
+		set_error(err, errlen, "cpuid: %zu entries is implausible", n);
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
@@ -227,7 +215,7 @@ struct kvm_cpuid2 *kvm_state_read_cpuid(struct state_reader *r, char *err, size_
 		const char *where = key;
 		if (state_key_at(r, i, key, sizeof(key)) < 0 || sscanf(key, "0x%x.%u", &fn, &idx) != 2 ||
 		    state_enter_map(r, key) < 0) {
-			fail(err, errlen, "cpuid: malformed entry");
+			set_error(err, errlen, "cpuid: malformed entry");
 			free(c);
 			return NULL;
 		}
@@ -237,7 +225,7 @@ struct kvm_cpuid2 *kvm_state_read_cpuid(struct state_reader *r, char *err, size_
 	{                                                                              \
 		uint64_t v_;                                                           \
 		if (state_get_u64(r, #f, &v_) < 0) {                                    \
-			fail(err, errlen, "cpuid %s: field '%s' missing", where, #f);   \
+			set_error(err, errlen, "cpuid %s: field '%s' missing", where, #f);   \
 			free(c);                                                       \
 			return NULL;                                                   \
 		}                                                                      \
@@ -255,7 +243,7 @@ static int restore_cpuid(struct vcpu *vcpu, struct state_reader *r, char *err, s
 	int rc;
 
 	if (state_enter_map(r, "cpuid") < 0)
-		return fail(err, errlen, "cpuid missing");
+		return set_error(err, errlen, "cpuid missing");
 	c = kvm_state_read_cpuid(r, err, errlen);
 	state_leave_map(r);
 	if (!c)
@@ -263,7 +251,7 @@ static int restore_cpuid(struct vcpu *vcpu, struct state_reader *r, char *err, s
 	rc = ioctl(vcpu->fd, KVM_SET_CPUID2, c);
 	free(c);
 	if (rc < 0)
-		return fail(err, errlen, "vCPU %u: this host's KVM refuses the saved CPUID: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: this host's KVM refuses the saved CPUID: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -313,7 +301,7 @@ static int save_msrs(struct vcpu *vcpu, struct state_writer *w, char *err, size_
 	char key[16];
 
 	if (!l)
-		return fail(err, errlen, "cannot list MSRs: %s", strerror(errno));
+		return set_error(err, errlen, "cannot list MSRs: %s", strerror(errno));
 	state_begin_map(w, "msrs");
 	for (unsigned i = 0; i < l->nmsrs; i++) {
 		uint64_t v;
@@ -340,7 +328,7 @@ static int restore_msrs(struct vcpu *vcpu, struct state_reader *r, char *err, si
 	size_t n;
 
 	if (state_enter_map(r, "msrs") < 0)
-		return fail(err, errlen, "msrs missing");
+		return set_error(err, errlen, "msrs missing");
 	n = state_map_size(r);
 	for (int pass = 0; pass < 3; pass++) {
 		for (size_t i = 0; i < n; i++) {
@@ -348,7 +336,7 @@ static int restore_msrs(struct vcpu *vcpu, struct state_reader *r, char *err, si
 			uint64_t v;
 			if (state_key_at(r, i, key, sizeof(key)) < 0 || sscanf(key, "0x%x", &index) != 1 ||
 			    state_get_u64(r, key, &v) < 0)
-				return fail(err, errlen, "msrs: malformed entry");
+				return set_error(err, errlen, "msrs: malformed entry");
 			if (msr_order(index) != pass)
 				continue;
 			if (set_msr(vcpu, index, v) < 0)
@@ -364,7 +352,7 @@ static int save_events(struct vcpu *vcpu, struct state_writer *w, char *err, siz
 	struct kvm_vcpu_events ev;
 
 	if (ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
-		return fail(err, errlen, "vCPU %u: cannot read events: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot read events: %s", vcpu->id, strerror(errno));
 	state_begin_map(w, "events");
 	{
 		__typeof__(ev.exception) *s = &ev.exception;
@@ -403,13 +391,13 @@ static int restore_events(struct vcpu *vcpu, struct state_reader *r, char *err, 
 
 	memset(&ev, 0, sizeof(ev));
 	if (state_enter_map(r, "events") < 0)
-		return fail(err, errlen, "events missing");
+		return set_error(err, errlen, "events missing");
 #define EVENT_GROUP(name, FIELDS, member)                                          \
 	{                                                                          \
 		__typeof__(ev.member) *s = &ev.member;                             \
 		where = name;                                                      \
 		if (state_enter_map(r, name) < 0)                                  \
-			return fail(err, errlen, "events: %s missing", name);      \
+			return set_error(err, errlen, "events: %s missing", name); \
 		FIELDS(GET)                                                        \
 		state_leave_map(r);                                                \
 	}
@@ -424,7 +412,7 @@ static int restore_events(struct vcpu *vcpu, struct state_reader *r, char *err, 
 	}
 	state_leave_map(r);
 	if (ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load events: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load events: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -434,7 +422,7 @@ static int save_debugregs(struct vcpu *vcpu, struct state_writer *w, char *err, 
 	char key[8];
 
 	if (ioctl(vcpu->fd, KVM_GET_DEBUGREGS, &d) < 0)
-		return fail(err, errlen, "vCPU %u: cannot read debug registers: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot read debug registers: %s", vcpu->id, strerror(errno));
 	state_begin_map(w, "debugregs");
 	for (int i = 0; i < 4; i++) {
 		snprintf(key, sizeof(key), "db%d", i);
@@ -453,18 +441,18 @@ static int restore_debugregs(struct vcpu *vcpu, struct state_reader *r, char *er
 
 	memset(&d, 0, sizeof(d));
 	if (state_enter_map(r, "debugregs") < 0)
-		return fail(err, errlen, "debugregs missing");
+		return set_error(err, errlen, "debugregs missing");
 	for (int i = 0; i < 4; i++) {
 		uint64_t v;
 		snprintf(key, sizeof(key), "db%d", i);
 		if (state_get_u64(r, key, &v) < 0)
-			return fail(err, errlen, "debugregs: %s missing", key);
+			return set_error(err, errlen, "debugregs: %s missing", key);
 		d.db[i] = v;
 	}
 	DEBUGREG_FIELDS(GET)
 	state_leave_map(r);
 	if (ioctl(vcpu->fd, KVM_SET_DEBUGREGS, &d) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load debug registers: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load debug registers: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -478,7 +466,7 @@ static int save_blobs(struct vcpu *vcpu, struct state_writer *w, char *err, size
 
 	if (ioctl(vcpu->fd, KVM_GET_XSAVE, &xsave) < 0 || ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0 ||
 	    ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(vcpu->fd, KVM_GET_XCRS, &xcrs) < 0)
-		return fail(err, errlen, "vCPU %u: cannot read FPU/LAPIC state: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot read FPU/LAPIC state: %s", vcpu->id, strerror(errno));
 	state_put_bytes(w, "xsave", xsave.region, sizeof(xsave.region));
 	state_put_bytes(w, "lapic", lapic.regs, sizeof(lapic.regs));
 	state_put_u64(w, "mp_state", mp.mp_state);
@@ -497,10 +485,10 @@ static int restore_mp_state(struct vcpu *vcpu, struct state_reader *r, char *err
 	uint64_t v;
 
 	if (state_get_u64(r, "mp_state", &v) < 0)
-		return fail(err, errlen, "mp_state missing");
+		return set_error(err, errlen, "mp_state missing");
 	mp.mp_state = (uint32_t)v;
 	if (ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load MP state: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load MP state: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -512,22 +500,22 @@ static int restore_fpu(struct vcpu *vcpu, struct state_reader *r, char *err, siz
 
 	memset(&xcrs, 0, sizeof(xcrs));
 	if (state_get_bytes(r, "xsave", xsave.region, sizeof(xsave.region)) < 0)
-		return fail(err, errlen, "xsave missing or of the wrong size");
+		return set_error(err, errlen, "xsave missing or of the wrong size");
 	if (ioctl(vcpu->fd, KVM_SET_XSAVE, &xsave) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load XSAVE state: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load XSAVE state: %s", vcpu->id, strerror(errno));
 	if (state_enter_map(r, "xcrs") < 0)
-		return fail(err, errlen, "xcrs missing");
+		return set_error(err, errlen, "xcrs missing");
 	for (size_t i = 0; i < state_map_size(r) && xcrs.nr_xcrs < KVM_MAX_XCRS; i++) {
 		unsigned n;
 		uint64_t v;
 		if (state_key_at(r, i, key, sizeof(key)) < 0 || sscanf(key, "xcr%u", &n) != 1 || state_get_u64(r, key, &v) < 0)
-			return fail(err, errlen, "xcrs: malformed entry");
+			return set_error(err, errlen, "xcrs: malformed entry");
 		xcrs.xcrs[xcrs.nr_xcrs].xcr = n;
 		xcrs.xcrs[xcrs.nr_xcrs++].value = v;
 	}
 	state_leave_map(r);
 	if (ioctl(vcpu->fd, KVM_SET_XCRS, &xcrs) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load XCRs: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load XCRs: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -536,9 +524,9 @@ static int restore_lapic(struct vcpu *vcpu, struct state_reader *r, char *err, s
 	struct kvm_lapic_state lapic;
 
 	if (state_get_bytes(r, "lapic", lapic.regs, sizeof(lapic.regs)) < 0)
-		return fail(err, errlen, "lapic missing or of the wrong size");
+		return set_error(err, errlen, "lapic missing or of the wrong size");
 	if (ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic) < 0)
-		return fail(err, errlen, "vCPU %u: cannot load LAPIC: %s", vcpu->id, strerror(errno));
+		return set_error(err, errlen, "vCPU %u: cannot load LAPIC: %s", vcpu->id, strerror(errno));
 	return 0;
 }
 
@@ -569,7 +557,7 @@ static int get_chip(struct vm *vm, unsigned id, struct kvm_irqchip *chip, char *
 	memset(chip, 0, sizeof(*chip));
 	chip->chip_id = id;
 	if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, chip) < 0)
-		return fail(err, errlen, "cannot read interrupt controller %u: %s", id, strerror(errno));
+		return set_error(err, errlen, "cannot read interrupt controller %u: %s", id, strerror(errno));
 	return 0;
 }
 
@@ -616,11 +604,11 @@ int kvm_state_restore_irqchip(struct vm *vm, struct state_reader *r, char *err, 
 		memset(&chip, 0, sizeof(chip));
 		chip.chip_id = id;
 		if (state_enter_map(r, where) < 0)
-			return fail(err, errlen, "%s missing", where);
+			return set_error(err, errlen, "%s missing", where);
 		PIC_FIELDS(GET)
 		state_leave_map(r);
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-			return fail(err, errlen, "cannot load %s: %s", where, strerror(errno));
+			return set_error(err, errlen, "cannot load %s: %s", where, strerror(errno));
 	}
 	memset(&chip, 0, sizeof(chip));
 	chip.chip_id = KVM_IRQCHIP_IOAPIC;
@@ -628,22 +616,22 @@ int kvm_state_restore_irqchip(struct vm *vm, struct state_reader *r, char *err, 
 		struct kvm_ioapic_state *s = &chip.chip.ioapic;
 		const char *where = "ioapic";
 		if (state_enter_map(r, "ioapic") < 0)
-			return fail(err, errlen, "ioapic missing");
+			return set_error(err, errlen, "ioapic missing");
 		IOAPIC_FIELDS(GET)
 		if (state_enter_map(r, "redirection") < 0)
-			return fail(err, errlen, "ioapic: redirection missing");
+			return set_error(err, errlen, "ioapic: redirection missing");
 		for (int i = 0; i < KVM_IOAPIC_NUM_PINS; i++) {
 			snprintf(key, sizeof(key), "%d", i);
 			uint64_t bits;
 			if (state_get_u64(r, key, &bits) < 0)
-				return fail(err, errlen, "ioapic: redirection entry %d missing", i);
+				return set_error(err, errlen, "ioapic: redirection entry %d missing", i);
 			s->redirtbl[i].bits = bits;
 		}
 		state_leave_map(r);
 		state_leave_map(r);
 	}
 	if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-		return fail(err, errlen, "cannot load the IOAPIC: %s", strerror(errno));
+		return set_error(err, errlen, "cannot load the IOAPIC: %s", strerror(errno));
 	return 0;
 }
 
@@ -653,7 +641,7 @@ int kvm_state_save_pit(struct vm *vm, struct state_writer *w, char *err, size_t 
 	char key[8];
 
 	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0)
-		return fail(err, errlen, "cannot read the PIT: %s", strerror(errno));
+		return set_error(err, errlen, "cannot read the PIT: %s", strerror(errno));
 	state_begin_map(w, "channels");
 	for (int i = 0; i < 3; i++) {
 		struct kvm_pit_channel_state *s = &pit.channels[i];
@@ -675,22 +663,22 @@ int kvm_state_restore_pit(struct vm *vm, struct state_reader *r, char *err, size
 
 	memset(&pit, 0, sizeof(pit));
 	if (state_enter_map(r, "channels") < 0)
-		return fail(err, errlen, "pit: channels missing");
+		return set_error(err, errlen, "pit: channels missing");
 	for (int i = 0; i < 3; i++) {
 		struct kvm_pit_channel_state *s = &pit.channels[i];
 		const char *where = key;
 		snprintf(key, sizeof(key), "%d", i);
 		if (state_enter_map(r, key) < 0)
-			return fail(err, errlen, "pit: channel %d missing", i);
+			return set_error(err, errlen, "pit: channel %d missing", i);
 		PIT_CHANNEL_FIELDS(GET)
 		state_leave_map(r);
 	}
 	state_leave_map(r);
 	if (state_get_u64(r, "flags", &flags) < 0)
-		return fail(err, errlen, "pit: flags missing");
+		return set_error(err, errlen, "pit: flags missing");
 	pit.flags = (uint32_t)flags;
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
-		return fail(err, errlen, "cannot load the PIT: %s", strerror(errno));
+		return set_error(err, errlen, "cannot load the PIT: %s", strerror(errno));
 	return 0;
 }
 
@@ -701,7 +689,7 @@ int kvm_state_save_clock(struct vm *vm, struct state_writer *w, char *err, size_
 
 	memset(&clock, 0, sizeof(clock));
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
-		return fail(err, errlen, "cannot read kvmclock: %s", strerror(errno));
+		return set_error(err, errlen, "cannot read kvmclock: %s", strerror(errno));
 	clock_gettime(CLOCK_REALTIME, &now);
 	state_put_u64(w, "clock", clock.clock);
 	state_put_u64(w, "flags", clock.flags);
@@ -719,9 +707,9 @@ int kvm_state_restore_clock(struct vm *vm, struct state_reader *r, char *err, si
 	memset(&clock, 0, sizeof(clock));
 	/* The guest's clock continues from the saved value: no jump, flags 0 (no realtime adjustment). */
 	if (state_get_u64(r, "clock", &ns) < 0)
-		return fail(err, errlen, "vm.clock: clock missing");
+		return set_error(err, errlen, "vm.clock: clock missing");
 	clock.clock = ns;
 	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-		return fail(err, errlen, "cannot load kvmclock: %s", strerror(errno));
+		return set_error(err, errlen, "cannot load kvmclock: %s", strerror(errno));
 	return 0;
 }

@@ -10,7 +10,6 @@
 #include <libgen.h>
 #include <linux/kvm.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -42,17 +41,6 @@ struct snapshot_file {
 
 struct kvm_cpuid2 *kvm_state_read_cpuid(struct state_reader *r, char *err, size_t errlen);
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static void host_vendor(char out[13])
 {
 	unsigned a, b, c, d;
@@ -73,7 +61,7 @@ static int emit(struct snap_writer *sw, struct state_writer *w, const char *name
 
 	if (state_writer_finish(w, &buf, &len) < 0) {
 		state_writer_free(w);
-		return fail(sw->err, sw->errlen, "cannot encode record %s", name);
+		return set_error(sw->err, sw->errlen, "cannot encode record %s", name);
 	}
 	state_writer_free(w);
 	rc = snapw_record(sw, name, version, 0, buf, len);
@@ -116,7 +104,7 @@ static int write_manifest(struct vm *vm, struct snap_writer *sw)
 	char key[80];
 
 	if (!w)
-		return fail(sw->err, sw->errlen, "out of memory");
+		return set_error(sw->err, sw->errlen, "out of memory");
 	state_put_str(w, "hyve-version", HYVE_VERSION);
 	state_put_u64(w, "created", (uint64_t)time(NULL));
 	state_begin_map(w, "config");
@@ -162,7 +150,7 @@ static int write_vm_section(struct vm *vm, struct snap_writer *sw, const char *n
 	struct state_writer *w = state_writer_new();
 
 	if (!w)
-		return fail(sw->err, sw->errlen, "out of memory");
+		return set_error(sw->err, sw->errlen, "out of memory");
 	if (save(vm, w, sw->err, sw->errlen) < 0) {
 		state_writer_free(w);
 		return -1;
@@ -192,7 +180,7 @@ static int write_state(struct vm *vm, struct snap_writer *sw)
 		struct state_writer *w = state_writer_new();
 		if (!w || d->model->save(d, w) < 0) {
 			state_writer_free(w);
-			return fail(sw->err, sw->errlen, "device %s (%s) failed to save its state", d->id, d->model->name);
+			return set_error(sw->err, sw->errlen, "device %s (%s) failed to save its state", d->id, d->model->name);
 		}
 		snprintf(name, sizeof(name), "dev.%s", d->id);
 		if (emit(sw, w, name, d->model->state_version) < 0)
@@ -220,7 +208,7 @@ static int check_savable(struct vm *vm, char *err, size_t errlen)
 {
 	for (struct device *d = vm->devices; d; d = d->next)
 		if (!d->model->save)
-			return fail(err, errlen, "device %s (%s) does not support snapshots", d->id, d->model->name);
+			return set_error(err, errlen, "device %s (%s) does not support snapshots", d->id, d->model->name);
 	return 0;
 }
 
@@ -231,12 +219,12 @@ static int open_temporary(const char *path, char *tmp, size_t tmplen, char *err,
 	int fd;
 
 	if (!copy)
-		return fail(err, errlen, "out of memory");
+		return set_error(err, errlen, "out of memory");
 	dir = dirname(copy);
 	snprintf(tmp, tmplen, "%s/.hyve-snapshot-XXXXXX", dir);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
-		fail(err, errlen, "cannot create a snapshot file in %s: %s", dir, strerror(errno));
+		set_error(err, errlen, "cannot create a snapshot file in %s: %s", dir, strerror(errno));
 	free(copy);
 	return fd;
 }
@@ -263,7 +251,7 @@ int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
 	int fd, rc;
 
 	if (!path || !*path)
-		return fail(err, errlen, "no snapshot path given");
+		return set_error(err, errlen, "no snapshot path given");
 	if (check_savable(vm, err, errlen) < 0)
 		return -1;
 	fd = open_temporary(path, tmp, sizeof(tmp), err, errlen);
@@ -281,7 +269,7 @@ int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
 		rc = snapw_finish(&sw);
 	close(fd);
 	if (rc == 0 && rename(tmp, path) < 0)
-		rc = fail(err, errlen, "cannot move the snapshot to %s: %s", path, strerror(errno));
+		rc = set_error(err, errlen, "cannot move the snapshot to %s: %s", path, strerror(errno));
 	if (rc < 0) {
 		unlink(tmp);
 		return -1;
@@ -299,7 +287,7 @@ static struct state_reader *load_section(struct snapshot_file *s, const char *na
 	uint8_t *buf;
 
 	if (!rec) {
-		fail(s->err, sizeof(s->err), "record %s missing", name);
+		set_error(s->err, sizeof(s->err), "record %s missing", name);
 		return NULL;
 	}
 	buf = snapr_load(&s->reader, rec);
@@ -308,7 +296,7 @@ static struct state_reader *load_section(struct snapshot_file *s, const char *na
 	r = state_reader_new(buf, rec->len);
 	free(buf);
 	if (!r)
-		fail(s->err, sizeof(s->err), "record %s: payload is not a well-formed CBOR map", name);
+		set_error(s->err, sizeof(s->err), "record %s: payload is not a well-formed CBOR map", name);
 	return r;
 }
 
@@ -317,11 +305,11 @@ static int read_config(struct snapshot_file *s, struct state_reader *m, struct c
 	char key[512], value[4096];
 
 	if (state_enter_map(m, "config") < 0)
-		return fail(s->err, sizeof(s->err), "manifest: config missing");
+		return set_error(s->err, sizeof(s->err), "manifest: config missing");
 	for (size_t i = 0; i < state_map_size(m); i++) {
 		if (state_key_at(m, i, key, sizeof(key)) < 0 || state_get_str(m, key, value, sizeof(value)) < 0 ||
 		    config_set(cfg, key, value) < 0)
-			return fail(s->err, sizeof(s->err), "manifest: malformed configuration entry");
+			return set_error(s->err, sizeof(s->err), "manifest: malformed configuration entry");
 	}
 	state_leave_map(m);
 	return 0;
@@ -333,11 +321,11 @@ static int check_vendor(struct snapshot_file *s, struct state_reader *m)
 
 	host_vendor(host);
 	if (state_enter_map(m, "cpu") < 0 || state_get_str(m, "vendor", saved, sizeof(saved)) < 0)
-		return fail(s->err, sizeof(s->err), "manifest: cpu vendor missing");
+		return set_error(s->err, sizeof(s->err), "manifest: cpu vendor missing");
 	state_leave_map(m);
 	if (strcmp(saved, host) != 0)
-		return fail(s->err, sizeof(s->err), "CPU vendor mismatch: the snapshot was taken on %s, this host is %s",
-			    saved, host);
+		return set_error(s->err, sizeof(s->err), "CPU vendor mismatch: the snapshot was taken on %s, this host is %s",
+			         saved, host);
 	return 0;
 }
 
@@ -363,14 +351,14 @@ static int check_records(struct snapshot_file *s, unsigned ncpus, struct state_r
 				state_leave_map(m);
 		}
 		if (known && (rec->flags & SNAP_REC_RAW) != (strncmp(rec->name, "ram.", 4) == 0 ? SNAP_REC_RAW : 0))
-			return fail(s->err, sizeof(s->err), "record %s has the wrong kind of payload", rec->name);
+			return set_error(s->err, sizeof(s->err), "record %s has the wrong kind of payload", rec->name);
 		if (!known && !(rec->flags & SNAP_REC_OPTIONAL))
-			return fail(s->err, sizeof(s->err), "unknown mandatory record '%s' (written by a newer hyve?)",
-				    rec->name);
+			return set_error(s->err, sizeof(s->err), "unknown mandatory record '%s' (written by a newer hyve?)",
+				         rec->name);
 		if (!known)
 			log_info("skipping unknown optional record '%s'", rec->name);
 		else if (!(rec->flags & SNAP_REC_RAW) && rec->len > SNAP_MAX_CBOR_PAYLOAD)
-			return fail(s->err, sizeof(s->err), "record %s: implausible size", rec->name);
+			return set_error(s->err, sizeof(s->err), "record %s: implausible size", rec->name);
 	}
 	return 0;
 }
@@ -398,12 +386,12 @@ static int check_memory(struct snapshot_file *s, struct state_reader *m, struct 
 
 	if (state_enter_map(m, "memory") < 0 || state_get_u64(m, "size", &saved) < 0 ||
 	    state_enter_map(m, "regions") < 0)
-		return fail(s->err, sizeof(s->err), "manifest: memory layout missing");
+		return set_error(s->err, sizeof(s->err), "manifest: memory layout missing");
 	if (config_get_size(cfg, "memory.size", saved, &wanted) < 0)
-		return fail(s->err, sizeof(s->err), "memory.size is malformed");
+		return set_error(s->err, sizeof(s->err), "memory.size is malformed");
 	if (wanted != saved)
-		return fail(s->err, sizeof(s->err), "memory size mismatch: the snapshot holds %llu bytes, the configuration asks for %llu",
-			    (unsigned long long)saved, (unsigned long long)wanted);
+		return set_error(s->err, sizeof(s->err), "memory size mismatch: the snapshot holds %llu bytes, the configuration asks for %llu",
+			         (unsigned long long)saved, (unsigned long long)wanted);
 	for (unsigned i = 0; i < MEM_MAX_REGIONS; i++) {
 		const struct snap_record *rec;
 		snprintf(name, sizeof(name), "ram.%u", i);
@@ -411,15 +399,15 @@ static int check_memory(struct snapshot_file *s, struct state_reader *m, struct 
 			break;
 		rec = snapr_find(&s->reader, name);
 		if (state_get_u64(m, "size", &size) < 0 || !rec || rec->len != size)
-			return fail(s->err, sizeof(s->err), "record %s missing or not the size the manifest gives", name);
+			return set_error(s->err, sizeof(s->err), "record %s missing or not the size the manifest gives", name);
 		state_leave_map(m);
 		total += size;
 	}
 	state_leave_map(m);
 	state_leave_map(m);
 	if (total != saved)
-		return fail(s->err, sizeof(s->err), "memory size mismatch: RAM records hold %llu bytes, the manifest says %llu",
-			    (unsigned long long)total, (unsigned long long)saved);
+		return set_error(s->err, sizeof(s->err), "memory size mismatch: RAM records hold %llu bytes, the manifest says %llu",
+			         (unsigned long long)total, (unsigned long long)saved);
 	return 0;
 }
 
@@ -451,7 +439,7 @@ struct snapshot_file *snapshot_open(const char *path, bool eager, struct config 
 	m = load_section(s, "manifest");
 	if (!m || state_get_u64(m, "vcpus", &ncpus) < 0) {
 		if (m)
-			fail(s->err, sizeof(s->err), "manifest: vcpus missing");
+			set_error(s->err, sizeof(s->err), "manifest: vcpus missing");
 		goto fail;
 	}
 	if (read_config(s, m, cfg) < 0 || apply_overrides(cfg, overrides) < 0 || check_vendor(s, m) < 0 ||
@@ -491,7 +479,7 @@ static int check_features(struct snapshot_file *s, struct vm *vm, struct state_r
 	struct kvm_cpuid2 *saved;
 
 	if (state_enter_map(vcpu0, "cpuid") < 0)
-		return fail(s->err, sizeof(s->err), "vcpu.0: cpuid missing");
+		return set_error(s->err, sizeof(s->err), "vcpu.0: cpuid missing");
 	saved = kvm_state_read_cpuid(vcpu0, s->err, sizeof(s->err));
 	state_leave_map(vcpu0);
 	if (!saved)
@@ -511,9 +499,9 @@ static int check_features(struct snapshot_file *s, struct vm *vm, struct state_r
 				missing_ecx = e->ecx & ~h->ecx & os_ecx_mask(e->function);
 				missing_edx = e->edx & ~h->edx & (e->function == 1 ? ~(1u << 28) : ~0u);
 				if (missing_ebx | missing_ecx | missing_edx) {
-					fail(s->err, sizeof(s->err),
-					     "CPU feature mismatch: the guest saw CPUID 0x%x features this host lacks (ebx 0x%x ecx 0x%x edx 0x%x)",
-					     e->function, missing_ebx, missing_ecx, missing_edx);
+					set_error(s->err, sizeof(s->err),
+					          "CPU feature mismatch: the guest saw CPUID 0x%x features this host lacks (ebx 0x%x ecx 0x%x edx 0x%x)",
+					          e->function, missing_ebx, missing_ecx, missing_edx);
 					free(saved);
 					return -1;
 				}
@@ -534,16 +522,16 @@ static int map_ram(struct snapshot_file *s, struct vm *vm)
 		snprintf(name, sizeof(name), "ram.%u", i);
 		rec = snapr_find(&s->reader, name);
 		if (!rec || rec->len != r->size)
-			return fail(s->err, sizeof(s->err), "record %s does not match guest memory", name);
+			return set_error(s->err, sizeof(s->err), "record %s does not match guest memory", name);
 		if (s->eager) {
 			if (pread(s->reader.fd, r->hva, r->size, (off_t)rec->payload_offset) != (ssize_t)r->size)
-				return fail(s->err, sizeof(s->err), "record %s: cannot read: %s", name, strerror(errno));
+				return set_error(s->err, sizeof(s->err), "record %s: cannot read: %s", name, strerror(errno));
 			continue;
 		}
 		/* Replace the memfd pages under the same address: KVM's slot keeps pointing here. */
 		if (mmap(r->hva, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, s->reader.fd,
 			 (off_t)rec->payload_offset) == MAP_FAILED)
-			return fail(s->err, sizeof(s->err), "record %s: cannot map: %s", name, strerror(errno));
+			return set_error(s->err, sizeof(s->err), "record %s: cannot map: %s", name, strerror(errno));
 		vm->mem.file_backed = true;
 	}
 	return 0;
@@ -560,17 +548,17 @@ static int restore_devices(struct snapshot_file *s, struct vm *vm)
 		snprintf(name, sizeof(name), "dev.%s", d->id);
 		rec = snapr_find(&s->reader, name);
 		if (!rec)
-			return fail(s->err, sizeof(s->err), "the snapshot has no state for device %s (%s)", d->id, d->model->name);
+			return set_error(s->err, sizeof(s->err), "the snapshot has no state for device %s (%s)", d->id, d->model->name);
 		if (rec->version > d->model->state_version)
-			return fail(s->err, sizeof(s->err), "record %s: section version %u is newer than this hyve reads (%u)",
-				    name, rec->version, d->model->state_version);
+			return set_error(s->err, sizeof(s->err), "record %s: section version %u is newer than this hyve reads (%u)",
+				         name, rec->version, d->model->state_version);
 		r = load_section(s, name);
 		if (!r)
 			return -1;
 		rc = d->model->restore ? d->model->restore(d, r, rec->version) : -1;
 		state_reader_free(r);
 		if (rc < 0)
-			return fail(s->err, sizeof(s->err), "device %s (%s) could not restore its state", d->id, d->model->name);
+			return set_error(s->err, sizeof(s->err), "device %s (%s) could not restore its state", d->id, d->model->name);
 	}
 	return 0;
 }

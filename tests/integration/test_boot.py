@@ -10,6 +10,7 @@ from conftest import Guest, boot_args
 
 POWERED_OFF = 1
 REBOOTED = 0
+HALTED = 2
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,19 @@ def test_guest_reboot_exits_0(boot):
     assert out.strip() == "1"
     g.send("reboot -f\n")
     assert g.wait_exit(60) == REBOOTED
+
+
+def test_guest_halt_exits_2(boot):
+    """An idle guest (HLT with interrupts on) keeps running; after Linux's halt every vCPU
+    waits in HLT with interrupts off, and hyve ends with bhyve's status 2."""
+    g = boot("cmd", cpus=2)
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    time.sleep(5)
+    assert g.proc.poll() is None, "an idle guest was taken for halted"
+    rc, out = g.run("echo still-here")
+    assert rc == 0 and out.strip() == "still-here"
+    g.send("halt -f\n")
+    assert g.wait_exit(60) == HALTED
 
 
 def test_asan_build_boots_and_powers_off(boot):

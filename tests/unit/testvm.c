@@ -19,6 +19,7 @@ static int exit_status = -1;
 
 static pthread_t loop_thread;
 static bool loop_running;
+static struct vm *loop_vm; /* whose loop loop_thread runs */
 
 /* ---- the recording KVM layer ---- */
 
@@ -124,12 +125,27 @@ void testvm_clear_records(void)
 
 /* ---- the VM ---- */
 
+/*
+ * A failed cmocka assertion leaves its test without testvm_free(); the loop
+ * it started would then run on beside the next test's. Stop it here (the
+ * failed test's VM is leaked: the run is failing anyway).
+ */
+static void stop_loop_thread(void)
+{
+	if (!loop_running)
+		return;
+	evloop_stop(loop_vm->loop);
+	pthread_join(loop_thread, NULL);
+	loop_running = false;
+}
+
 struct vm *testvm_new(uint64_t mem_size)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 
 	if (!vm)
 		abort();
+	stop_loop_thread();
 	vm->name = "test";
 	vm->cfg = config_new();
 	vm->kvm_fd = vm->vm_fd = -1;
@@ -156,16 +172,14 @@ void testvm_start_loop(struct vm *vm)
 {
 	if (pthread_create(&loop_thread, NULL, loop_main, vm->loop) != 0)
 		abort();
+	loop_vm = vm;
 	loop_running = true;
 }
 
 void testvm_free(struct vm *vm)
 {
-	if (loop_running) {
-		evloop_stop(vm->loop);
-		pthread_join(loop_thread, NULL);
-		loop_running = false;
-	}
+	if (loop_running && loop_vm == vm)
+		stop_loop_thread();
 	devices_destroy_all(vm);
 	vm_irq_routing_free(vm);
 	evloop_free(vm->loop);
