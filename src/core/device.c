@@ -77,6 +77,13 @@ void devices_reset_all(struct vm *vm)
 			d->model->reset(d);
 }
 
+void devices_set_running(struct vm *vm, bool running)
+{
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (d->model->run_state)
+			d->model->run_state(d, running);
+}
+
 void devices_destroy_all(struct vm *vm)
 {
 	while (vm->devices) {

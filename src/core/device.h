@@ -8,6 +8,12 @@
  * registers its I/O ranges; reset() returns it to power-on state; save() and
  * restore() move its full state to and from a snapshot section; destroy()
  * releases it.
+ *
+ * Pausing: vCPUs are the only callers of I/O handlers, but some models also
+ * act on their own (timers, host input, I/O threads). run_state() tells
+ * them when the VM pauses and resumes; while paused they hold still
+ * (defer, never drop), so a snapshot sees every device consistent with the
+ * vCPUs, the interrupt controllers and guest memory.
  */
 #ifndef HYVE_DEVICE_H
 #define HYVE_DEVICE_H
@@ -39,6 +45,12 @@ struct device_model {
 	/* `version` is the section version found in the snapshot. */
 	int (*restore)(struct device *dev, struct state_reader *r, unsigned version);
 	void (*destroy)(struct device *dev);
+	/*
+	 * Optional. running false: the vCPUs are parked; stop touching guest
+	 * memory and interrupt lines until called with true (before the vCPUs
+	 * run again). Called on the event-loop thread, once per change.
+	 */
+	void (*run_state)(struct device *dev, bool running);
 	const struct device_model *next_registered;
 };
 
@@ -67,6 +79,8 @@ struct device *device_create(struct vm *vm, const struct device_model *model, co
 /* Runs every registered model's attach() in order; 0 or -1. */
 int devices_attach_all(struct vm *vm);
 void devices_reset_all(struct vm *vm);
+/* Calls every device's run_state(): the VM paused (false) or resumes (true). */
+void devices_set_running(struct vm *vm, bool running);
 void devices_destroy_all(struct vm *vm);
 struct device *device_find(struct vm *vm, const char *id);
 

@@ -9,12 +9,27 @@
  * One router per VM, kept beside the VM rather than in it so that this
  * file stays free of KVM (unit tests use a bare struct vm pointer as key).
  */
+/* An event that arrived while the VM was paused, delivered when it resumes. */
+struct held_event {
+	bool is_key;
+	bool down;
+	unsigned code;
+	uint32_t x, y, w, h, buttons;
+	int32_t wheel_v, wheel_h;
+};
+
+#define MAX_HELD 256
+
 struct input_router {
 	struct vm *vm;
 	struct input_sink *sinks;
 	uint32_t last_x, last_y;   /* screen position, for relative sinks */
 	bool have_last;
 	unsigned leds;
+	bool paused;               /* hold events: the VM is paused */
+	unsigned nheld;
+	bool overflow_logged;
+	struct held_event held[MAX_HELD];
 	struct input_router *next;
 };
 
@@ -127,14 +142,47 @@ static struct input_sink *pick(struct input_router *r, enum input_sink_kind kind
 	return best ? best : best_any;
 }
 
+/*
+ * While the VM is paused an event is kept, not dropped (a key released
+ * during a snapshot must not stay down in the guest). Consecutive motions
+ * with the same buttons collapse into the last one. Caller holds the lock.
+ */
+static bool hold(struct input_router *r, const struct held_event *ev)
+{
+	struct held_event *last = r->nheld ? &r->held[r->nheld - 1] : NULL;
+
+	if (!r->paused)
+		return false;
+	if (last && !ev->is_key && !last->is_key && last->buttons == ev->buttons && !last->wheel_v &&
+	    !last->wheel_h && !ev->wheel_v && !ev->wheel_h) {
+		*last = *ev;
+		return true;
+	}
+	if (r->nheld == MAX_HELD) {
+		if (!r->overflow_logged)
+			log_warn("input: more than %d events while the VM is paused; dropping the rest", MAX_HELD);
+		r->overflow_logged = true;
+		return true;
+	}
+	r->held[r->nheld++] = *ev;
+	return true;
+}
+
+static void deliver_key(struct input_router *r, unsigned evdev_code, bool down)
+{
+	struct input_sink *s = pick(r, INPUT_SINK_KEYBOARD);
+
+	if (s && s->key)
+		s->key(s->opaque, evdev_code, down);
+}
+
 void input_key(struct vm *vm, unsigned evdev_code, bool down)
 {
 	struct input_router *r;
-	struct input_sink *s;
 
 	lock();
-	if ((r = router(vm, false)) && (s = pick(r, INPUT_SINK_KEYBOARD)) && s->key)
-		s->key(s->opaque, evdev_code, down);
+	if ((r = router(vm, false)) && !hold(r, &(struct held_event){ .is_key = true, .code = evdev_code, .down = down }))
+		deliver_key(r, evdev_code, down);
 	unlock();
 }
 
@@ -143,21 +191,13 @@ static int32_t clamp_delta(int64_t d)
 	return d > INT32_MAX ? INT32_MAX : d < INT32_MIN ? INT32_MIN : (int32_t)d;
 }
 
-void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t buttons,
-		   int32_t wheel_v, int32_t wheel_h)
+static void deliver_pointer(struct input_router *r, const struct held_event *e)
 {
-	struct input_router *r;
-	struct input_sink *s;
-	struct input_pointer_event ev = { .buttons = buttons, .wheel_v = wheel_v, .wheel_h = wheel_h };
+	struct input_sink *s = pick(r, INPUT_SINK_POINTER);
+	struct input_pointer_event ev = { .buttons = e->buttons, .wheel_v = e->wheel_v, .wheel_h = e->wheel_h };
+	uint32_t x = e->x, y = e->y, w = e->w, h = e->h;
 
-	if (w == 0 || h == 0)
-		return;
-	if (x >= w)
-		x = w - 1;
-	if (y >= h)
-		y = h - 1;
-	lock();
-	if ((r = router(vm, false)) && (s = pick(r, INPUT_SINK_POINTER)) && s->pointer) {
+	if (s && s->pointer) {
 		if (s->absolute) {
 			/* Pixel centres: x=0 -> 0 and x=w-1 -> 0x7FFF exactly. */
 			ev.x = w > 1 ? (int32_t)(((uint64_t)x * 0x7FFF + (w - 1) / 2) / (w - 1)) : 0;
@@ -168,10 +208,45 @@ void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h
 		}
 		s->pointer(s->opaque, &ev);
 	}
-	if (r) {
-		r->last_x = x;
-		r->last_y = y;
-		r->have_last = true;
+	r->last_x = x;
+	r->last_y = y;
+	r->have_last = true;
+}
+
+void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t buttons,
+		   int32_t wheel_v, int32_t wheel_h)
+{
+	struct input_router *r;
+	struct held_event ev = { .buttons = buttons, .w = w, .h = h, .wheel_v = wheel_v, .wheel_h = wheel_h };
+
+	if (w == 0 || h == 0)
+		return;
+	ev.x = x < w ? x : w - 1;
+	ev.y = y < h ? y : h - 1;
+	lock();
+	if ((r = router(vm, false)) && !hold(r, &ev))
+		deliver_pointer(r, &ev);
+	unlock();
+}
+
+void input_set_running(struct vm *vm, bool running)
+{
+	struct input_router *r;
+
+	lock();
+	if ((r = router(vm, false))) {
+		r->paused = !running;
+		for (unsigned i = 0; running && i < r->nheld; i++) {
+			const struct held_event *e = &r->held[i];
+			if (e->is_key)
+				deliver_key(r, e->code, e->down);
+			else
+				deliver_pointer(r, e);
+		}
+		if (running) {
+			r->nheld = 0;
+			r->overflow_logged = false;
+		}
 	}
 	unlock();
 }

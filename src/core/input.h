@@ -16,6 +16,11 @@
  * marked absolute receives the position scaled to 0..0x7FFF, a relative
  * one receives deltas from the last position.
  *
+ * Pausing: while the VM is paused (input_set_running(vm, false), from
+ * vm_pause) events are held, up to 256 with motions collapsed, and
+ * delivered in order when it resumes, so no sink changes guest-visible
+ * state while a snapshot is written and no key is lost or left down.
+ *
  * Threads: sinks are registered while devices are created (before vCPUs
  * run); events may come from any thread and are serialised here, so a sink
  * callback is never entered twice at once. Sinks lock their own state
@@ -81,6 +86,9 @@ void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h
 		   int32_t wheel_v, int32_t wheel_h);
 
 /* Keyboard models report the guest's LED state; the UI polls it (INPUT_LED_*). */
+/* The VM paused (false: hold events) or resumes (true: deliver what was held). */
+void input_set_running(struct vm *vm, bool running);
+
 void input_set_leds(struct vm *vm, unsigned leds);
 unsigned input_leds(struct vm *vm);
 

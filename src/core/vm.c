@@ -13,6 +13,7 @@
 #include "boot/layout.h"
 #include "evloop.h"
 #include "haltwatch.h"
+#include "input.h"
 #include "irq.h"
 #include "log.h"
 #include "vcpu.h"
@@ -223,19 +224,37 @@ static unsigned started_vcpus(struct vm *vm)
 
 void vm_pause(struct vm *vm)
 {
+	bool paused_now;
+
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state == VM_RUNNING)
+	paused_now = vm->state == VM_RUNNING;
+	if (paused_now)
 		vm->state = VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
 	kick_all(vm);
 	pthread_mutex_lock(&vm->lock);
 	while (vm->state == VM_PAUSED && vm->vcpus_paused < started_vcpus(vm))
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	paused_now = paused_now && vm->state == VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
+	if (paused_now) {
+		/* Whatever acts besides the vCPUs holds still too (device.h, input.h). */
+		devices_set_running(vm, false);
+		input_set_running(vm, false);
+	}
 }
 
 void vm_resume(struct vm *vm)
 {
+	bool paused;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	if (paused) {
+		devices_set_running(vm, true);
+		input_set_running(vm, true);
+	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_PAUSED)
 		vm->state = VM_RUNNING;

@@ -66,7 +66,11 @@ int vm_start(struct vm *vm);
 int vm_wait(struct vm *vm);
 /* Ends the VM with status (first caller wins); callable from any thread. */
 void vm_request_exit(struct vm *vm, int status);
-/* Stops every vCPU outside KVM_RUN and waits until they are parked. */
+/*
+ * Stops every vCPU outside KVM_RUN and waits until they are parked, then
+ * tells the devices and the input router to hold still (device.h). Both
+ * only on the event-loop thread (or before it runs).
+ */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_exiting(struct vm *vm);

@@ -92,6 +92,7 @@ struct rtc {
 	int64_t flags_ns;        /* host time up to which register C is accounted for */
 	int64_t timer_ns;        /* deadline the timerfd is armed for; 0 when disarmed */
 	bool irq_level;
+	bool vm_paused;          /* flags and line stay as at the pause (device.h) */
 };
 
 static struct device_model rtc_model;
@@ -296,7 +297,7 @@ static void arm_timer(struct rtc *s, int64_t now_ns)
 
 	if (s->timerfd < 0)
 		return;
-	if (!(s->cmos[REG_C] & C_IRQF)) {
+	if (!s->vm_paused && !(s->cmos[REG_C] & C_IRQF)) {
 		if ((b & B_PIE) && period)
 			next = (floor_div(now_ns, period) + 1) * period;
 		if ((b & (B_UIE | B_AIE)) && !(b & B_SET)) {
@@ -331,7 +332,8 @@ static void timer_event(void *opaque, uint32_t events)
 		return;
 	pthread_mutex_lock(&s->lock);
 	s->timer_ns = 0; /* a one-shot timer that fired is disarmed */
-	refresh(s, host_now_ns());
+	if (!s->vm_paused)
+		refresh(s, host_now_ns());
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -563,7 +565,9 @@ static int rtc_save(struct device *dev, struct state_writer *w)
 	int64_t now = host_now_ns();
 
 	pthread_mutex_lock(&s->lock);
-	account_flags(s, now);
+	/* Paused (as for every snapshot): register C as the interrupt line last showed it. */
+	if (!s->vm_paused)
+		account_flags(s, now);
 	state_put_bytes(w, "cmos", s->cmos, sizeof(s->cmos));
 	state_put_u64(w, "index", s->index);
 	state_put_i64(w, "offset", s->offset);
@@ -629,6 +633,20 @@ static int rtc_restore(struct device *dev, struct state_reader *r, unsigned vers
 	return rc;
 }
 
+/* Settles flags and line at the pause, holds them, and catches up on resume. */
+static void rtc_run_state(struct device *dev, bool running)
+{
+	struct rtc *s = dev->priv;
+	int64_t now = host_now_ns();
+
+	pthread_mutex_lock(&s->lock);
+	if (!running)
+		refresh(s, now);
+	s->vm_paused = !running;
+	refresh(s, now);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static struct device_model rtc_model = {
 	.name = "rtc",
 	.state_version = 1,
@@ -639,5 +657,6 @@ static struct device_model rtc_model = {
 	.save = rtc_save,
 	.restore = rtc_restore,
 	.destroy = rtc_destroy,
+	.run_state = rtc_run_state,
 };
 DEVICE_MODEL(rtc_model);

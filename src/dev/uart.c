@@ -97,6 +97,7 @@ struct uart {
 
 	bool irq_level;    /* what the line was last driven to */
 	bool input_paused; /* what the chardev was last told */
+	bool vm_paused;    /* input waits in the backend while the VM is paused (device.h) */
 };
 
 static const struct {
@@ -193,7 +194,7 @@ static void update_irq(struct uart *s)
 /* Backend input waits while the FIFO is full or the receiver is looped back. */
 static void update_flow(struct uart *s)
 {
-	bool pause = (s->mcr & MCR_LOOP) || s->rx.count >= rx_capacity(s);
+	bool pause = s->vm_paused || (s->mcr & MCR_LOOP) || s->rx.count >= rx_capacity(s);
 
 	if (pause == s->input_paused)
 		return;
@@ -376,7 +377,7 @@ static size_t uart_room(void *opaque)
 	size_t room = 0;
 
 	pthread_mutex_lock(&s->lock);
-	if (!(s->mcr & MCR_LOOP))
+	if (!s->vm_paused && !(s->mcr & MCR_LOOP))
 		room = rx_capacity(s) - s->rx.count;
 	pthread_mutex_unlock(&s->lock);
 	return room;
@@ -570,6 +571,16 @@ static int uart_restore(struct device *dev, struct state_reader *r, unsigned ver
 	return rc;
 }
 
+static void uart_run_state(struct device *dev, bool running)
+{
+	struct uart *s = dev->priv;
+
+	pthread_mutex_lock(&s->lock);
+	s->vm_paused = !running;
+	update_flow(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static struct device_model uart_model = {
 	.name = "uart",
 	.state_version = 1,
@@ -580,5 +591,6 @@ static struct device_model uart_model = {
 	.save = uart_save,
 	.restore = uart_restore,
 	.destroy = uart_destroy,
+	.run_state = uart_run_state,
 };
 DEVICE_MODEL(uart_model);

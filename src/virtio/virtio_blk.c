@@ -609,6 +609,14 @@ static void check_disk_identity(struct virtio_blk *s, struct state_reader *r)
 	state_leave_map(r);
 }
 
+static void blk_run_state(struct device *dev, bool running)
+{
+	struct virtio_blk *s = dev->priv;
+
+	if (!running)
+		virtio_freeze(&s->vd);
+}
+
 static int blk_save(struct device *dev, struct state_writer *w)
 {
 	struct virtio_blk *s = dev->priv;
@@ -653,6 +661,7 @@ static struct device_model virtio_blk_model = {
 	.create = blk_create,
 	.reset = blk_reset,
 	.save = blk_save,
+	.run_state = blk_run_state,
 	.restore = blk_restore,
 	.destroy = blk_destroy,
 };

@@ -521,6 +521,14 @@ static void net_platform_reset(struct device *dev)
 	virtio_dev_reset(&s->vd);
 }
 
+static void net_run_state(struct device *dev, bool running)
+{
+	struct virtio_net *s = dev->priv;
+
+	if (!running)
+		virtio_freeze(&s->vd);
+}
+
 static int net_save(struct device *dev, struct state_writer *w)
 {
 	struct virtio_net *s = dev->priv;
@@ -567,6 +575,7 @@ static struct device_model virtio_net_model = {
 	.create = net_create,
 	.reset = net_platform_reset,
 	.save = net_save,
+	.run_state = net_run_state,
 	.restore = net_restore,
 	.destroy = net_destroy,
 };

@@ -901,17 +901,22 @@ void virtio_dev_destroy(struct virtio_dev *vd)
 
 /* ---- snapshots ---- */
 
-void virtio_save(struct virtio_dev *vd, struct state_writer *w)
+void virtio_freeze(struct virtio_dev *vd)
 {
 	struct vm *vm = vd->dev->vm;
-	char key[16];
 
-	/* Finish the request in progress and stay parked while the VM is paused. */
 	virtio_quiesce(vd);
 	pthread_mutex_lock(&vm->lock);
 	vd->frozen = vd->thread_started;
 	pthread_mutex_unlock(&vm->lock);
+	virtio_resume(vd); /* drops the quiesce request; `frozen` keeps it parked */
+}
 
+void virtio_save(struct virtio_dev *vd, struct state_writer *w)
+{
+	char key[16];
+
+	virtio_freeze(vd);
 	pci_function_save(&vd->fn, w);
 	pthread_mutex_lock(&vd->lock);
 	state_put_u64(w, "host_features", vd->host_features);
@@ -933,7 +938,6 @@ void virtio_save(struct virtio_dev *vd, struct state_writer *w)
 		state_end_map(w);
 	}
 	pthread_mutex_unlock(&vd->lock);
-	virtio_resume(vd);
 }
 
 int virtio_restore(struct virtio_dev *vd, struct state_reader *r)

@@ -27,9 +27,10 @@
  *   quiesces the I/O thread (virtio_quiesce): it finishes the request in
  *   progress and parks, so no request is ever in flight across a reset or
  *   snapshot.
- * - Snapshots: save() quiesces the device and leaves it frozen until the
- *   VM leaves the paused state, so nothing (e.g. an incoming packet)
- *   touches guest memory while the rest of the VM is saved.
+ * - Pausing (device run_state, virtio_freeze) and snapshots (save())
+ *   quiesce the device and leave it frozen until the VM leaves the paused
+ *   state, so nothing (e.g. an incoming packet) touches guest memory or
+ *   raises an interrupt while the VM is paused and saved.
  */
 #ifndef HYVE_VIRTIO_PCI_H
 #define HYVE_VIRTIO_PCI_H
@@ -222,6 +223,8 @@ void virtio_service_queue(struct virtio_dev *vd, unsigned q, struct iovec *iov, 
  * model calls these from its save()/restore() and adds its own fields.
  * virtio_save quiesces and freezes the device (see the file comment).
  */
+/* The VM paused: finish the request in progress and park until it runs again. */
+void virtio_freeze(struct virtio_dev *vd);
 void virtio_save(struct virtio_dev *vd, struct state_writer *w);
 int virtio_restore(struct virtio_dev *vd, struct state_reader *r);
 

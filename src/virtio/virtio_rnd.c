@@ -95,6 +95,14 @@ static void rnd_reset(struct device *dev)
 	virtio_dev_reset(&s->vd);
 }
 
+static void rnd_run_state(struct device *dev, bool running)
+{
+	struct virtio_rnd *s = dev->priv;
+
+	if (!running)
+		virtio_freeze(&s->vd);
+}
+
 static int rnd_save(struct device *dev, struct state_writer *w)
 {
 	struct virtio_rnd *s = dev->priv;
@@ -122,6 +130,7 @@ static struct device_model virtio_rnd_model = {
 	.create = rnd_create,
 	.reset = rnd_reset,
 	.save = rnd_save,
+	.run_state = rnd_run_state,
 	.restore = rnd_restore,
 	.destroy = rnd_destroy,
 };

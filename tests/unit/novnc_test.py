@@ -50,13 +50,11 @@ def screenshot(port, password, out):
 
 def find_pattern(img):
     """The top-left corner of the pattern (the first red pixel row-wise) or None."""
-    w, h = img.size
-    px = img.load()
-    for y in range(h):
-        for x in range(w):
-            if px[x, y] == COLORS[0]:
-                return x, y
-    return None
+    try:
+        i = list(img.getdata()).index(COLORS[0])
+    except ValueError:
+        return None
+    return i % img.size[0], i // img.size[0]
 
 
 def check_pattern(img, origin):
@@ -74,31 +72,18 @@ def check_pattern(img, origin):
             raise SystemExit(f"left of the pattern is {px[x0 - dx, y0]}, not black")
 
 
-def main():
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__)
-    for tool in ("chromium", "websockify"):
-        if not shutil.which(tool):
-            raise SystemExit(f"needs {tool} (scripts/install-deps)")
-    if not os.path.isfile(f"{NOVNC}/vnc_lite.html"):
-        raise SystemExit("needs novnc (scripts/install-deps)")
-    d = tempfile.mkdtemp(prefix="novnc-")
-    sock = os.path.join(d, "vnc.sock")
-    log = open(os.path.join(d, "fbserve.log"), "w+")
-    server = subprocess.Popen([sys.argv[1], f"unix={sock}", "password=hyve-pw"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=log, text=True)
-    ws = None
+def check_novnc(sock, password, workdir, refusal_logged):
+    """Through websockify to the VNC UNIX socket: noVNC with the right password shows the
+    pattern exactly; with a wrong one it shows nothing and the server logged the refusal."""
+    port = free_port()
+    ws = subprocess.Popen(["websockify", "--web", NOVNC, f"--unix-target={sock}", f"127.0.0.1:{port}"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if server.stdout.readline().strip() != "READY":
-            raise SystemExit("fbserve did not start")
-        port = free_port()
-        ws = subprocess.Popen(["websockify", "--web", NOVNC, f"--unix-target={sock}", f"127.0.0.1:{port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(port, ws)
         # Page time runs ahead of the network on a loaded machine: a picture taken before
         # noVNC got its first update is taken again.
         for attempt in range(5):
-            img = screenshot(port, "hyve-pw", os.path.join(d, "good.png"))
+            img = screenshot(port, password, os.path.join(workdir, "good.png"))
             origin = find_pattern(img)
             if origin is not None:
                 break
@@ -107,19 +92,42 @@ def main():
         check_pattern(img, origin)
         # The canvas starts where the page puts it; the pattern sits at (PAT_X, PAT_Y) inside it.
         print(f"pattern at {origin} in the page (framebuffer {PAT_X},{PAT_Y})")
-        bad = screenshot(port, "wrong-pw", os.path.join(d, "bad.png"))
+        bad = screenshot(port, "wrong-pw", os.path.join(workdir, "bad.png"))
         if find_pattern(bad) is not None:
             raise SystemExit("noVNC with a wrong password shows the picture")
         deadline = time.monotonic() + 30
-        while "wrong password" not in open(log.name).read():
+        while not refusal_logged():
             if time.monotonic() > deadline:
-                raise SystemExit("hyve never saw noVNC's wrong password (did noVNC connect at all?)")
+                raise SystemExit("the server never saw noVNC's wrong password (did noVNC connect at all?)")
             time.sleep(0.2)
         print("noVNC: right password shows the pattern exactly, wrong password shows nothing")
     finally:
-        if ws:
-            ws.terminate()
-            ws.wait()
+        ws.terminate()
+        ws.wait()
+
+
+def check_tools():
+    for tool in ("chromium", "websockify"):
+        if not shutil.which(tool):
+            raise SystemExit(f"needs {tool} (scripts/install-deps)")
+    if not os.path.isfile(f"{NOVNC}/vnc_lite.html"):
+        raise SystemExit("needs novnc (scripts/install-deps)")
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    check_tools()
+    d = tempfile.mkdtemp(prefix="novnc-")
+    sock = os.path.join(d, "vnc.sock")
+    log = open(os.path.join(d, "fbserve.log"), "w+")
+    server = subprocess.Popen([sys.argv[1], f"unix={sock}", "password=hyve-pw"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        if server.stdout.readline().strip() != "READY":
+            raise SystemExit("fbserve did not start")
+        check_novnc(sock, "hyve-pw", d, lambda: "wrong password" in open(log.name).read())
+    finally:
         server.stdin.close()
         server.wait(30)
         shutil.rmtree(d, ignore_errors=True)

@@ -541,6 +541,42 @@ static void test_mouse_packets(void **state)
 	testvm_free(vm);
 }
 
+/* While the VM is paused (a snapshot) input waits in the router, in order; motions collapse. */
+static void test_input_held_while_paused(void **state)
+{
+	struct vm *vm = new_vm();
+	uint8_t kbd[16], mouse[16];
+	size_t nk = 0, nm = 0;
+	const uint8_t want_kbd[] = { 0x1C, 0xF0, 0x1C }, want_mouse[] = { 0x08, 20, 10, 0x09, 0, 0 };
+
+	(void)state;
+	mouse_enable(vm, 0);
+	input_set_running(vm, false);
+	input_key(vm, KEY_A, true);
+	input_pointer(vm, 110, 95, 1024, 768, 0, 0, 0);
+	input_pointer(vm, 120, 90, 1024, 768, 0, 0, 0); /* replaces the motion before */
+	input_pointer(vm, 120, 90, 1024, 768, INPUT_BTN_LEFT, 0, 0);
+	input_key(vm, KEY_A, false);
+	assert_nothing(vm);
+	input_set_running(vm, true);
+	while (inb(vm, CMD) & ST_OBF) {
+		bool from_mouse = inb(vm, CMD) & ST_AUXB;
+		uint8_t b = inb(vm, DATA);
+		if (from_mouse && nm < sizeof(mouse))
+			mouse[nm++] = b;
+		else if (!from_mouse && nk < sizeof(kbd))
+			kbd[nk++] = b;
+	}
+	assert_int_equal(nk, sizeof(want_kbd));
+	assert_memory_equal(kbd, want_kbd, sizeof(want_kbd));
+	assert_int_equal(nm, sizeof(want_mouse));
+	assert_memory_equal(mouse, want_mouse, sizeof(want_mouse));
+	/* Running again: events go straight through. */
+	input_key(vm, KEY_A, true);
+	assert_bytes(vm, 0x1C);
+	testvm_free(vm);
+}
+
 static void test_wheel_packets(void **state)
 {
 	struct vm *vm = new_vm();
@@ -852,6 +888,7 @@ int main(void)
 		cmocka_unit_test(test_ports_take_turns),
 		cmocka_unit_test(test_mouse_identify_sequences),
 		cmocka_unit_test(test_mouse_packets),
+		cmocka_unit_test(test_input_held_while_paused),
 		cmocka_unit_test(test_wheel_packets),
 		cmocka_unit_test(test_mouse_remote_mode),
 		cmocka_unit_test(test_mouse_disabled_sends_nothing),

@@ -249,6 +249,24 @@ static void test_periodic_interrupt(void **state)
 	assert_false(testvm_wait_irq(RTC_IRQ, 1, 100));
 }
 
+/* While the VM is paused (a snapshot) the line holds still; on resume the lost time raises the flag. */
+static void test_paused_vm_gets_no_interrupt(void **state)
+{
+	struct vm *vm = *state;
+
+	cmos_write(vm, REG_A, 0x26); /* 1024 Hz */
+	cmos_read(vm, REG_C);
+	cmos_write(vm, REG_B, 0x42); /* PIE */
+	assert_true(testvm_wait_irq(RTC_IRQ, 1, 1000));
+	devices_set_running(vm, false);
+	cmos_read(vm, REG_C); /* lowers the line; no timer may raise it again */
+	assert_false(testvm_wait_irq(RTC_IRQ, 1, 200));
+	devices_set_running(vm, true);
+	assert_true(testvm_wait_irq(RTC_IRQ, 1, 1000));
+	assert_int_equal(cmos_read(vm, REG_C) & 0xC0, 0xC0);
+	cmos_write(vm, REG_B, 0x02);
+}
+
 static void test_alarm_interrupt(void **state)
 {
 	struct vm *vm = *state;
@@ -391,6 +409,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uip_tracks_updates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_interrupt_and_c_clears, setup_with_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_periodic_interrupt, setup_with_loop, teardown),
+		cmocka_unit_test_setup_teardown(test_paused_vm_gets_no_interrupt, setup_with_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_alarm_interrupt, setup_with_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_without_interrupts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nvram_persists_over_reset, setup, teardown),

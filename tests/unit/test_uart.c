@@ -465,6 +465,30 @@ static void test_rx_flow_control(void **state)
 	close(fd);
 }
 
+/* While the VM is paused (a snapshot), input stays in the backend: no FIFO change, no interrupt. */
+static void test_rx_waits_while_paused(void **state)
+{
+	struct fixture *f = *state;
+	struct vm *vm = f->vm;
+	int fd = connect_unix(f->sock);
+
+	outb(vm, COM1 + FCR, 0x81);
+	outb(vm, COM1 + MCR, 0x0B);
+	outb(vm, COM1 + IER, 0x01);
+	devices_set_running(vm, false);
+	assert_int_equal(write(fd, "xyz", 3), 3);
+	sleep_ms(100);
+	assert_int_equal(rx_fifo_level(vm), 0);
+	assert_int_equal(testvm_irq_level(COM1_IRQ), 0);
+	devices_set_running(vm, true);
+	assert_true(testvm_wait_irq(COM1_IRQ, 1, 2000));
+	sleep_ms(20);
+	assert_int_equal(inb(vm, COM1 + RBR), 'x');
+	assert_int_equal(inb(vm, COM1 + RBR), 'y');
+	assert_int_equal(inb(vm, COM1 + RBR), 'z');
+	close(fd);
+}
+
 /* ---- life cycle ---- */
 
 static void put_in_odd_state(struct vm *vm)
@@ -597,6 +621,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tx_to_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_from_socket_raises_irq, setup_socket, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_flow_control, setup_socket, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_waits_while_paused, setup_socket, teardown),
 		cmocka_unit_test_setup_teardown(test_save_restore_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_rejects_other_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_gives_power_on_values, setup, teardown),
