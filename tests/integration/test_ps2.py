@@ -154,6 +154,34 @@ def test_mouse(guest):
         assert [(c, v) for _, c, v in got if c in (REL_WHEEL, REL_HWHEEL)] == [(code, value)]
 
 
+def test_input_while_paused_and_saved(guest, rundir):
+    """Keys and clicks sent while the VM is paused, and a checkpoint written meanwhile, reach
+    the guest once it resumes: all of them, in order, once."""
+    g, vnc = guest
+    mouse = device_name(g, "ImExPS/2")
+    vnc.send("ptr 200 200 0")
+    time.sleep(1)
+
+    def ctl(*args):
+        r = subprocess.run([str(HYVECTL), f"--socket={g.sock}", *args], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+
+    start = len(g.output)
+    ctl("pause")
+    vnc.send("xkey 0x1e 0x61 1", "ptr 210 200 1", "xkey 0x1e 0x61 0", "ptr 230 200 1",
+             "xkey 0x30 0x62 1", "ptr 230 200 0", "xkey 0x30 0x62 0")
+    ctl("snapshot", str(rundir / "paused.snap"))
+    ctl("resume")
+    keys = wait_events(g, g.kbd, start, {EV_KEY}, lambda ev: len(ev) >= 4)
+    clicks = wait_events(g, mouse, start, {EV_KEY}, lambda ev: len(ev) >= 2)
+    time.sleep(2)   # nothing arrives twice
+    assert events(g, g.kbd, start, {EV_KEY}) == keys == [(EV_KEY, 30, 1), (EV_KEY, 30, 0), (EV_KEY, 48, 1),
+                                                         (EV_KEY, 48, 0)]
+    assert events(g, mouse, start, {EV_KEY}) == clicks == [(EV_KEY, BTN_LEFT, 1), (EV_KEY, BTN_LEFT, 0)]
+    assert sum(v for _, c, v in events(g, mouse, start, {EV_REL}) if c == REL_X) == 30
+    os.unlink(rundir / "paused.snap")
+
+
 def test_keyboard_and_mouse_after_restore(guest, rundir):
     """Suspended and restored (last: it ends the module's guest), the controller, keyboard and
     mouse carry on where they were: keys and motion still reach the same guest drivers."""
