@@ -307,6 +307,33 @@ static void dsdt_isa_device(struct aml_buf *b, const char *name, const char *hid
 }
 
 /*
+ * The i8042's keyboard (data 0x60, command 0x64, IRQ 1) and mouse (IRQ 12)
+ * ports: Linux finds them by probing anyway, Windows only through these.
+ */
+static void dsdt_i8042(struct aml_buf *b)
+{
+	size_t dev = aml_device_begin(b, "KBD");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0303");
+	aml_name(b, "_CRS");
+	size_t crs = aml_resource_begin(b);
+	aml_res_io(b, 0x60, 1);
+	aml_res_io(b, 0x64, 1);
+	aml_res_irq_noflags(b, 1);
+	aml_resource_end(b, crs);
+	aml_end(b, dev);
+
+	dev = aml_device_begin(b, "MOU");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0F13");
+	aml_name(b, "_CRS");
+	crs = aml_resource_begin(b);
+	aml_res_irq_noflags(b, 12);
+	aml_resource_end(b, crs);
+	aml_end(b, dev);
+}
+
+/*
  * Processor devices let the OS bind its ACPI processor driver; each _UID
  * matches the ACPI processor UID of the vCPU's MADT entry.
  */
@@ -435,7 +462,7 @@ static void dsdt_pci(struct aml_buf *b, const struct guest_memory *mem)
 	aml_end(b, dev);
 }
 
-static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigned ncpus)
+static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigned ncpus, bool i8042)
 {
 	/* \_S5: SLP_TYPa, SLP_TYPb and two reserved bytes. */
 	aml_name(b, "\\_S5");
@@ -451,6 +478,8 @@ static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigne
 	dsdt_isa_device(b, "COM1", "PNP0501", 1, 0x3F8, 8, 4);
 	dsdt_isa_device(b, "COM2", "PNP0501", 2, 0x2F8, 8, 3);
 	dsdt_isa_device(b, "RTC", "PNP0B00", 0, 0x70, 2, 8);
+	if (i8042)
+		dsdt_i8042(b);
 	dsdt_pci(b, mem);
 	aml_end(b, sb);
 }
@@ -458,13 +487,13 @@ static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigne
 /* DSDT revision 2 makes AML integers 64 bits wide. */
 #define DSDT_REVISION 2
 
-static int build_dsdt(struct area *a, const struct guest_memory *mem, unsigned ncpus, uint32_t *gpa)
+static int build_dsdt(struct area *a, const struct guest_memory *mem, unsigned ncpus, bool i8042, uint32_t *gpa)
 {
 	struct aml_buf b;
 	int ret = -1;
 
 	aml_init(&b);
-	dsdt_body(&b, mem, ncpus);
+	dsdt_body(&b, mem, ncpus, i8042);
 	if (aml_failed(&b)) {
 		log_error("cannot encode the DSDT");
 		goto out;
@@ -685,7 +714,7 @@ static int build_rsdp(const struct guest_memory *mem, uint32_t xsdt, uint32_t rs
 	return 0;
 }
 
-int acpi_build(const struct guest_memory *mem, unsigned ncpus, uint64_t *rsdp_gpa)
+int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint64_t *rsdp_gpa)
 {
 	struct area a = { .gpa = LAYOUT_ACPI_TABLES, .size = LAYOUT_ACPI_TABLES_MAX };
 	uint32_t facs, dsdt, tables[3], xsdt, rsdt;
@@ -700,7 +729,7 @@ int acpi_build(const struct guest_memory *mem, unsigned ncpus, uint64_t *rsdp_gp
 		return -1;
 	}
 	memset(a.hva, 0, a.size);
-	if (build_facs(&a, &facs) < 0 || build_dsdt(&a, mem, ncpus, &dsdt) < 0 ||
+	if (build_facs(&a, &facs) < 0 || build_dsdt(&a, mem, ncpus, i8042, &dsdt) < 0 ||
 	    build_fadt(&a, facs, dsdt, &tables[0]) < 0 || build_madt(&a, ncpus, &tables[1]) < 0 ||
 	    build_mcfg(&a, &tables[2]) < 0 || build_roots(&a, tables, 3, &xsdt, &rsdt) < 0 ||
 	    build_rsdp(mem, xsdt, rsdt) < 0)

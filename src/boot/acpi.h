@@ -15,6 +15,7 @@
 #ifndef HYVE_ACPI_H
 #define HYVE_ACPI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/memory.h"
@@ -33,7 +34,10 @@ static inline uint8_t acpi_ioapic_id(unsigned ncpus)
 	return ncpus < 0xFF ? (uint8_t)ncpus : 0xFE;
 }
 
-/* Writes every table; *rsdp_gpa receives LAYOUT_RSDP. 0, or -1 after logging. */
-int acpi_build(const struct guest_memory *mem, unsigned ncpus, uint64_t *rsdp_gpa);
+/*
+ * Writes every table; i8042: describe the keyboard controller's ports.
+ * *rsdp_gpa receives LAYOUT_RSDP. 0, or -1 after logging.
+ */
+int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint64_t *rsdp_gpa);
 
 #endif

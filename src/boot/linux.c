@@ -16,6 +16,7 @@
 #include "boot/layout.h"
 #include "boot/mptable.h"
 #include "core/config.h"
+#include "core/device.h"
 #include "core/display.h"
 #include "core/log.h"
 #include "core/vcpu.h"
@@ -288,7 +289,7 @@ int linux_boot_setup(struct vm *vm)
 	bp->hdr.vid_mode = 0xffff;
 	fill_e820(vm, bp);
 	fill_screen_info(vm, bp);
-	if (acpi_build(&vm->mem, vm->ncpus, &rsdp) < 0 || mptable_build(&vm->mem, vm->ncpus) < 0)
+	if (acpi_build(&vm->mem, vm->ncpus, device_find(vm, "lpc.i8042") != NULL, &rsdp) < 0 || mptable_build(&vm->mem, vm->ncpus) < 0)
 		return -1;
 	bp->acpi_rsdp_addr = rsdp;
 	build_page_tables(vm);

@@ -239,9 +239,14 @@ static void kick_handler(int sig)
 	(void)sig;
 }
 
+/*
+ * SA_RESTART: a kick that lands while the vCPU thread is in a device
+ * handler (writing serial output, say) restarts that system call instead
+ * of failing it; KVM_RUN itself returns EINTR and is never restarted.
+ */
 static void install_kick_handler(void)
 {
-	struct sigaction sa = { .sa_handler = kick_handler };
+	struct sigaction sa = { .sa_handler = kick_handler, .sa_flags = SA_RESTART };
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIG_VCPU_KICK, &sa, NULL);

@@ -75,6 +75,13 @@ def sweep(g, vnc, keys, make_line):
         assert got == want, [k[2] for k in chunk]
 
 
+def test_controller_found_through_acpi(guest):
+    """The DSDT describes the i8042 (PNP0303 and PNP0F13), so the driver finds it without probing."""
+    g, _ = guest
+    rc, out = g.run("dmesg | grep 'i8042: PNP'")
+    assert rc == 0 and "PNP: PS/2 Controller [PNP0303:KBD,PNP0f13:MOU] at 0x60,0x64 irq 1,12" in out, out
+
+
 def test_keys_by_extended_key_events(guest):
     g, vnc = guest
     sweep(g, vnc, KEYS, lambda k, down: f"xkey {k[0]:#x} {k[1]:#x} {down}")

@@ -40,9 +40,16 @@ def screenshot(port, password, out):
     """vnc_lite.html connects on load (not scaled); Chromium takes the picture after 8 s of page time."""
     url = (f"http://127.0.0.1:{port}/vnc_lite.html?host=127.0.0.1&port={port}"
            f"&password={password}")
+    # Chromium's profile, caches and dconf go to a private folder beside the picture: the
+    # test host shares / over 9p, where the memory maps they need fail.
+    home = os.path.join(os.path.dirname(out), "chromium-home")
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    env = dict(os.environ, HOME=home, XDG_RUNTIME_DIR=home, XDG_CONFIG_HOME=home, XDG_CACHE_HOME=home,
+               GSETTINGS_BACKEND="memory")
     r = subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--force-device-scale-factor=1", "--window-size=1200,900", "--virtual-time-budget=8000",
-                        f"--screenshot={out}", url], capture_output=True, text=True, timeout=120)
+                        f"--user-data-dir={home}/profile", "--force-device-scale-factor=1", "--window-size=1200,900",
+                        "--virtual-time-budget=8000", f"--screenshot={out}", url],
+                       capture_output=True, text=True, timeout=240, env=env)
     if not os.path.exists(out):
         raise SystemExit(f"chromium took no screenshot: {r.stderr[-2000:]}")
     return Image.open(out).convert("RGB")

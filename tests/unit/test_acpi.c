@@ -107,7 +107,7 @@ static struct fixture *setup_with(unsigned ncpus)
 	assert_non_null(f);
 	mem_layout(&f->mem, 256 * MiB);
 	assert_int_equal(mem_alloc(&f->mem, "test-acpi"), 0);
-	assert_int_equal(acpi_build(&f->mem, ncpus, &f->rsdp), 0);
+	assert_int_equal(acpi_build(&f->mem, ncpus, true, &f->rsdp), 0);
 	assert_int_equal(f->rsdp, LAYOUT_RSDP);
 	return f;
 }
@@ -378,6 +378,15 @@ static void test_dsdt_contents(void **state)
 	assert_non_null(memmem(d, len, com1_crs, sizeof(com1_crs)));
 	assert_non_null(memmem(d, len, "C001", 4));
 	assert_null(memmem(d, len, "C002", 4));
+	/* The i8042: PNP0303 with IO 0x60 and 0x64 and IRQ 1; PNP0F13 with IRQ 12. */
+	static const uint8_t kbd[] = { 0x0C, 0x41, 0xD0, 0x03, 0x03 }, mou[] = { 0x0C, 0x41, 0xD0, 0x0F, 0x13 };
+	static const uint8_t kbd_crs[] = { 0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01,
+					   0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01, 0x22, 0x02, 0x00 };
+	static const uint8_t mou_crs[] = { 0x22, 0x00, 0x10, 0x79 };
+	assert_non_null(memmem(d, len, kbd, sizeof(kbd)));
+	assert_non_null(memmem(d, len, mou, sizeof(mou)));
+	assert_non_null(memmem(d, len, kbd_crs, sizeof(kbd_crs)));
+	assert_non_null(memmem(d, len, mou_crs, sizeof(mou_crs)));
 	/* The PCI root bridge, its interrupt routing and the ECAM reservation. */
 	static const uint8_t pnp0a03[] = { 0x0C, 0x41, 0xD0, 0x0A, 0x03 };
 	static const uint8_t pnp0c02[] = { 0x0C, 0x41, 0xD0, 0x0C, 0x02 };
@@ -613,14 +622,14 @@ static void test_failures(void **state)
 	(void)state;
 	mem_layout(&mem, 64 * MiB);
 	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	assert_int_equal(acpi_build(&mem, 0, &rsdp), -1);
-	assert_int_equal(acpi_build(&mem, ACPI_MAX_CPUS + 1, &rsdp), -1);
+	assert_int_equal(acpi_build(&mem, 0, true, &rsdp), -1);
+	assert_int_equal(acpi_build(&mem, ACPI_MAX_CPUS + 1, true, &rsdp), -1);
 	mem_free(&mem);
 
 	/* Too little RAM to hold the firmware area. */
 	mem_layout(&mem, 512 * 1024);
 	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	assert_int_equal(acpi_build(&mem, 1, &rsdp), -1);
+	assert_int_equal(acpi_build(&mem, 1, true, &rsdp), -1);
 	mem_free(&mem);
 }
 
