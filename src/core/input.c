@@ -5,10 +5,6 @@
 
 #include "log.h"
 
-/*
- * One router per VM, kept beside the VM rather than in it so that this
- * file stays free of KVM (unit tests use a bare struct vm pointer as key).
- */
 /* An event that arrived while the VM was paused, delivered when it resumes. */
 struct held_event {
 	bool is_key;
@@ -20,6 +16,10 @@ struct held_event {
 
 #define MAX_HELD 256
 
+/*
+ * One router per VM, kept beside the VM rather than in it so that this
+ * file stays free of KVM (unit tests use a bare struct vm pointer as key).
+ */
 struct input_router {
 	struct vm *vm;
 	struct input_sink *sinks;

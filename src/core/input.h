@@ -85,10 +85,10 @@ void input_key(struct vm *vm, unsigned evdev_code, bool down);
 void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t buttons,
 		   int32_t wheel_v, int32_t wheel_h);
 
-/* Keyboard models report the guest's LED state; the UI polls it (INPUT_LED_*). */
 /* The VM paused (false: hold events) or resumes (true: deliver what was held). */
 void input_set_running(struct vm *vm, bool running);
 
+/* Keyboard models report the guest's LED state; the UI polls it (INPUT_LED_*). */
 void input_set_leds(struct vm *vm, unsigned leds);
 unsigned input_leds(struct vm *vm);
 

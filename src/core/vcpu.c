@@ -197,11 +197,23 @@ static void take_sample(struct vcpu *vcpu, unsigned gen)
 	atomic_store(&vcpu->sample_gen, gen);
 }
 
-/* Takes an asked-for sample; true if one was asked (the vCPU then re-checks its run state). */
-static bool serve_sample(struct vcpu *vcpu)
+/*
+ * Takes an asked-for sample; true if it did (the vCPU then re-checks its run
+ * state). An I/O exit still to be completed by the next KVM_RUN comes first:
+ * immediate_exit makes that KVM_RUN complete it and return at once, so the
+ * sample never sees an instruction half done.
+ */
+static bool serve_sample(struct vcpu *vcpu, bool io_pending)
 {
-	unsigned gen = atomic_exchange(&vcpu->sample_asked, 0);
+	unsigned gen;
 
+	if (!atomic_load(&vcpu->sample_asked))
+		return false;
+	if (io_pending) {
+		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		return false;
+	}
+	gen = atomic_exchange(&vcpu->sample_asked, 0);
 	if (gen)
 		take_sample(vcpu, gen);
 	return gen != 0;
@@ -210,6 +222,7 @@ static bool serve_sample(struct vcpu *vcpu)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
+	bool io_pending = false; /* the last exit was I/O that the next KVM_RUN completes */
 	sigset_t unblock;
 
 	sigemptyset(&unblock);
@@ -218,8 +231,9 @@ static void *vcpu_thread(void *arg)
 
 	while (wait_while_paused(vcpu)) {
 		/* After immediate_exit was cleared: a sample asked before that is seen here. */
-		if (serve_sample(vcpu))
+		if (serve_sample(vcpu, io_pending))
 			continue;
+		io_pending = false; /* any return from KVM_RUN has completed the last I/O exit */
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -227,6 +241,7 @@ static void *vcpu_thread(void *arg)
 			vm_request_exit(vcpu->vm, HYVE_EXIT_ERROR);
 			break;
 		}
+		io_pending = vcpu->run->exit_reason == KVM_EXIT_IO || vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		if (!handle_exit(vcpu))
 			break;
 	}
