@@ -328,16 +328,6 @@ static void accept_event(void *opaque, uint32_t events)
 
 /* ---- actions ---- */
 
-static bool vm_state_is(struct vm *vm, enum vm_run_state state)
-{
-	bool is;
-
-	pthread_mutex_lock(&vm->lock);
-	is = vm->state == state;
-	pthread_mutex_unlock(&vm->lock);
-	return is;
-}
-
 /* Common refusals; 0 when the VM can take a command now. */
 static int busy(struct control *ctl, char *err, size_t errlen)
 {

@@ -45,16 +45,6 @@ static bool round_says_halted(struct vm *vm, unsigned gen)
 	return halted;
 }
 
-static bool vm_running(struct vm *vm)
-{
-	bool running;
-
-	pthread_mutex_lock(&vm->lock);
-	running = vm->state == VM_RUNNING;
-	pthread_mutex_unlock(&vm->lock);
-	return running;
-}
-
 static void on_tick(void *opaque, uint32_t events)
 {
 	struct haltwatch *w = opaque;
@@ -63,7 +53,7 @@ static void on_tick(void *opaque, uint32_t events)
 	(void)events;
 	if (read(w->timer_fd, &expirations, sizeof(expirations)) < 0)
 		return;
-	if (!vm_running(w->vm)) {
+	if (!vm_state_is(w->vm, VM_RUNNING)) {
 		w->stopped_rounds = 0; /* a paused VM answers nothing; start again after resume */
 		return;
 	}

@@ -75,4 +75,15 @@ void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_exiting(struct vm *vm);
 
+/* Whether the VM is in `state` now (inline: callers that stand in for vm.c in tests use it too). */
+static inline bool vm_state_is(struct vm *vm, enum vm_run_state state)
+{
+	bool is;
+
+	pthread_mutex_lock(&vm->lock);
+	is = vm->state == state;
+	pthread_mutex_unlock(&vm->lock);
+	return is;
+}
+
 #endif

@@ -633,17 +633,17 @@ static int rtc_restore(struct device *dev, struct state_reader *r, unsigned vers
 	return rc;
 }
 
-/* Settles flags and line at the pause, holds them, and catches up on resume. */
+/*
+ * Pausing: flags and line are settled as of now and the timer is disarmed;
+ * resuming: the paused time is caught up on and the timer re-armed.
+ */
 static void rtc_run_state(struct device *dev, bool running)
 {
 	struct rtc *s = dev->priv;
-	int64_t now = host_now_ns();
 
 	pthread_mutex_lock(&s->lock);
-	if (!running)
-		refresh(s, now);
 	s->vm_paused = !running;
-	refresh(s, now);
+	refresh(s, host_now_ns());
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -97,6 +97,26 @@ def wait_events(g, dev, start, types, pred, timeout=120):
         time.sleep(0.2)
 
 
+def sweep(g, vnc, dev, keys, make_line, drop_repeats=False):
+    """Presses and releases each key (the evdev code is the key tuple's last item), in chunks
+    of 8 (a keyboard's buffer is finite); device `dev` must report exactly that, in order.
+    drop_repeats: ignore value 2, the guest input core's own autorepeat (a slow guest may see
+    a key held past its delay): not something the device sent."""
+    def presses(ev):
+        return [e for e in ev if e[2] != 2] if drop_repeats else ev
+
+    for i in range(0, len(keys), 8):
+        chunk = keys[i:i + 8]
+        start = len(g.output)
+        lines = []
+        for key in chunk:
+            lines += [make_line(key, 1), make_line(key, 0)]
+        vnc.send(*lines)
+        want = [(EV_KEY, k[-1], v) for k in chunk for v in (1, 0)]
+        got = presses(wait_events(g, dev, start, {EV_KEY}, lambda ev: len(presses(ev)) >= len(want)))
+        assert got == want, [k[-1] for k in chunk]
+
+
 def led_write(g, dev, led, on):
     """Sets a keyboard LED from inside the guest through the evdev node of device `dev`
     (EV_LED, then EV_SYN); the guest's driver passes it on to the keyboard."""

@@ -16,7 +16,7 @@ from rfb_client import ENC_DESKTOP_SIZE, ENC_QEMU_LED, ENC_RAW, RfbClient
 from conftest import HYVE, Guest, boot_args
 from input_tools import (BTN_LEFT, BTN_MIDDLE, BTN_RIGHT, BTN_SIDE, EV_KEY, EV_REL, KEYS_105,
                          KEYSYM_ONLY_SKIP, LED_CAPSL, LED_NUML, REL_HWHEEL, REL_WHEEL, REL_X, REL_Y, VNCINPUT,
-                         VncInput, events, led_write, wait_events)
+                         VncInput, events, led_write, sweep, wait_events)
 
 HYVECTL = pathlib.Path(os.environ.get("HYVECTL_BIN", HYVE.parent / "hyvectl"))
 RUNDIR = os.environ.get("HYVE_RUNDIR", "/run")
@@ -61,20 +61,6 @@ def guest(rundir):
         g.kill()
 
 
-def sweep(g, vnc, keys, make_line):
-    """Presses and releases each key; the keyboard device must report exactly that, in order."""
-    for i in range(0, len(keys), 8):   # in chunks: the keyboard's buffer is finite
-        chunk = keys[i:i + 8]
-        start = len(g.output)
-        lines = []
-        for key in chunk:
-            lines += [make_line(key, 1), make_line(key, 0)]
-        vnc.send(*lines)
-        want = [(EV_KEY, k[2], v) for k in chunk for v in (1, 0)]
-        got = wait_events(g, g.kbd, start, {EV_KEY}, lambda ev: len(ev) >= len(want))
-        assert got == want, [k[2] for k in chunk]
-
-
 def test_controller_found_through_acpi(guest):
     """The DSDT describes the i8042 (PNP0303 and PNP0F13), so the driver finds it without probing."""
     g, _ = guest
@@ -84,13 +70,13 @@ def test_controller_found_through_acpi(guest):
 
 def test_keys_by_extended_key_events(guest):
     g, vnc = guest
-    sweep(g, vnc, KEYS, lambda k, down: f"xkey {k[0]:#x} {k[1]:#x} {down}")
+    sweep(g, vnc, g.kbd, KEYS, lambda k, down: f"xkey {k[0]:#x} {k[1]:#x} {down}")
 
 
 def test_keys_by_keysym(guest):
     g, vnc = guest
     keys = [k for k in KEYS if k[2] not in KEYSYM_ONLY_SKIP]
-    sweep(g, vnc, keys, lambda k, down: f"key {k[1]:#x} {down}")
+    sweep(g, vnc, g.kbd, keys, lambda k, down: f"key {k[1]:#x} {down}")
     # Shifted characters map to their key; the client sends Shift itself.
     start = len(g.output)
     vnc.send("key 0xffe1 1", "key 0x41 1", "key 0x41 0", "key 0x21 1", "key 0x21 0", "key 0xffe1 0")
