@@ -138,10 +138,11 @@ class Guest:
             self.proc.wait()
 
 
-def boot_args(test, cpus=1, mem="256M", extra_cmdline="", extra_args=()):
+def boot_args(test, cpus=1, mem="256M", extra_cmdline="", extra_args=(), name=None):
+    """Arguments that boot a guest running tests/guest/<test>.sh as VM test-<name or test>."""
     cmdline = f"console=ttyS0 quiet hyve.test={test} {extra_cmdline}".strip()
     return ["-c", cpus, "-m", mem, "--kernel", KERNEL, "--initrd", INITRD,
-            "--cmdline", cmdline, "-l", "com1,stdio", *extra_args, f"test-{test}"]
+            "--cmdline", cmdline, "-l", "com1,stdio", *extra_args, f"test-{name or test}"]
 
 
 @pytest.fixture
@@ -163,3 +164,59 @@ def run_hyve(args, timeout=30):
     """Runs hyve to completion (no guest expected); returns CompletedProcess with text output."""
     return subprocess.run([str(HYVE)] + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+# ---- resumable runs (tests/run) ----
+# With HYVE_RESULTS set, every finished test appends "OUTCOME<TAB>NODEID" to that file as soon
+# as it ends, and tests already listed there are not run again. tests/run uses this to carry
+# on where a wedged test host stopped instead of losing everything that had finished before.
+# HYVE_RUNNING names a file holding the test that is running right now.
+_RESULTS = os.environ.get("HYVE_RESULTS")
+_RUNNING = os.environ.get("HYVE_RUNNING")
+_outcomes = {}
+
+
+def _append_durably(path, line):
+    with open(path, "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _recorded():
+    try:
+        with open(_RESULTS) as f:
+            return {line.rstrip("\n").split("\t", 1)[1] for line in f if "\t" in line}
+    except FileNotFoundError:
+        return set()
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _RESULTS:
+        return
+    done = _recorded()
+    kept = [item for item in items if item.nodeid not in done]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in done])
+        items[:] = kept
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if _RUNNING:
+        with open(_RUNNING, "w") as f:
+            f.write(nodeid + "\n")
+
+
+def pytest_runtest_logreport(report):
+    if not _RESULTS:
+        return
+    previous = _outcomes.get(report.nodeid, "passed")
+    if report.failed:
+        outcome = "failed"
+    elif report.skipped and previous == "passed":
+        outcome = "skipped"   # also an expected failure (xfail): it does not count as a pass
+    else:
+        outcome = previous
+    _outcomes[report.nodeid] = outcome
+    if report.when == "teardown":
+        _append_durably(_RESULTS, f"{outcome}\t{report.nodeid}\n")

@@ -16,7 +16,7 @@ HALTED = 2
 @pytest.fixture(scope="module")
 def guest2():
     """One 2-vCPU, 512 MiB guest shared by the read-only checks below; powered off by the last test."""
-    g = Guest(boot_args("cmd", cpus=2, mem="512M"))
+    g = Guest(boot_args("cmd", cpus=2, mem="512M", name="shared"))
     g.wait_for("HYVE-CMD-READY", timeout=180)
     yield g
     g.kill()

@@ -15,7 +15,7 @@ LPC = "0000:00:1f.0"
 
 @pytest.fixture(scope="module")
 def guest():
-    g = Guest(boot_args("cmd", extra_args=["-s", "0,hostbridge,pcie", "-s", "31,lpc"]))
+    g = Guest(boot_args("cmd", extra_args=["-s", "0,hostbridge,pcie", "-s", "31,lpc"], name="shared"))
     g.wait_for("HYVE-CMD-READY", timeout=180)
     yield g
     g.kill()

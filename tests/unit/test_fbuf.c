@@ -76,8 +76,7 @@ static struct fx *fx_new(const char *const *opts, int *rc)
 
 static void fx_free(struct fx *f)
 {
-	devices_destroy_all(f->vm);
-	testvm_free(f->vm);
+	testvm_free(f->vm); /* stops the event loop before the devices go */
 	unlink(f->sock);
 	rmdir(f->dir);
 	free(f);
