@@ -15,6 +15,8 @@
 #define CPUID_MAX_ENTRIES 256
 #define CPUID1_ECX_HYPERVISOR (1u << 31)
 #define CPUID1_EDX_HTT (1u << 28)
+#define CPUID1_ECX_OSXSAVE (1u << 27)
+#define CPUID7_ECX_OSPKE (1u << 4)
 #define CPUID80000001_ECX_CMP_LEGACY (1u << 1)
 
 struct kvm_cpuid2 *cpuid_get_supported(int kvm_fd)
@@ -103,4 +105,23 @@ struct kvm_cpuid2 *cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsigned i
 	for (unsigned i = 0; i < c->nent; i++)
 		set_topology(&c->entries[i], id, ncpus);
 	return c;
+}
+
+/*
+ * Leaf 1's EBX holds APIC ID and counts, HTT and CmpLegacy follow the vCPU
+ * count hyve chose, the hypervisor bit is hyve's, and OSXSAVE/OSPKE mirror
+ * the guest OS's own CR4: none of them says what the host can do.
+ */
+struct cpuid_flags cpuid_feature_mask(uint32_t function)
+{
+	switch (function) {
+	case 1:
+		return (struct cpuid_flags){ 0, ~(CPUID1_ECX_HYPERVISOR | CPUID1_ECX_OSXSAVE), ~CPUID1_EDX_HTT };
+	case 7:
+		return (struct cpuid_flags){ ~0u, ~CPUID7_ECX_OSPKE, ~0u };
+	case 0x80000001:
+		return (struct cpuid_flags){ 0, ~CPUID80000001_ECX_CMP_LEGACY, ~0u };
+	default:
+		return (struct cpuid_flags){ 0, ~0u, ~0u };
+	}
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vm;
 
@@ -37,5 +38,15 @@ void vcpu_ask_sample(struct vcpu *vcpu, unsigned gen);
 struct kvm_cpuid2 *cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus);
 /* KVM_GET_SUPPORTED_CPUID; NULL after logging. */
 struct kvm_cpuid2 *cpuid_get_supported(int kvm_fd);
+
+/* Feature-flag registers of a CPUID leaf, for comparing what two hosts offer. */
+struct cpuid_flags {
+	uint32_t ebx, ecx, edx;
+};
+/*
+ * The bits of leaf `function` (subleaf 0) that are feature flags a host must
+ * offer for a guest that saw them: not topology, not bits hyve sets itself.
+ */
+struct cpuid_flags cpuid_feature_mask(uint32_t function);
 
 #endif

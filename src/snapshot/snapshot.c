@@ -459,19 +459,6 @@ fail:
 	return NULL;
 }
 
-/*
- * ECX bits that mirror the guest OS's own settings (OSXSAVE, OSPKE) or are
- * set by hyve (hypervisor bit) rather than being host features.
- */
-static uint32_t os_ecx_mask(uint32_t function)
-{
-	if (function == 1)
-		return ~((1u << 31) | (1u << 27));
-	if (function == 7)
-		return ~(1u << 4);
-	return ~0u;
-}
-
 /* Checks that every CPUID feature bit the guest saw is one this host's KVM offers. */
 static int check_features(struct snapshot_file *s, struct vm *vm, struct state_reader *vcpu0)
 {
@@ -491,13 +478,13 @@ static int check_features(struct snapshot_file *s, struct vm *vm, struct state_r
 				continue;
 			for (unsigned j = 0; j < vm->cpuid->nent; j++) {
 				const struct kvm_cpuid_entry2 *h = &vm->cpuid->entries[j];
+				struct cpuid_flags mask = cpuid_feature_mask(e->function);
 				uint32_t missing_ecx, missing_edx, missing_ebx;
 				if (h->function != e->function || h->index != e->index)
 					continue;
-				/* Leaf 1 EBX/ECX bits that describe topology or the OS are not features. */
-				missing_ebx = e->function == 7 ? e->ebx & ~h->ebx : 0;
-				missing_ecx = e->ecx & ~h->ecx & os_ecx_mask(e->function);
-				missing_edx = e->edx & ~h->edx & (e->function == 1 ? ~(1u << 28) : ~0u);
+				missing_ebx = e->ebx & ~h->ebx & mask.ebx;
+				missing_ecx = e->ecx & ~h->ecx & mask.ecx;
+				missing_edx = e->edx & ~h->edx & mask.edx;
 				if (missing_ebx | missing_ecx | missing_edx) {
 					set_error(s->err, sizeof(s->err),
 					          "CPU feature mismatch: the guest saw CPUID 0x%x features this host lacks (ebx 0x%x ecx 0x%x edx 0x%x)",
