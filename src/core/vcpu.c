@@ -146,10 +146,26 @@ static bool handle_exit(struct vcpu *vcpu)
 	return false;
 }
 
+static bool is_io_exit(const struct kvm_run *run)
+{
+	return run->exit_reason == KVM_EXIT_IO || run->exit_reason == KVM_EXIT_MMIO;
+}
+
 /*
- * Parks the vCPU while the VM is paused. KVM_RUN with immediate_exit first
- * completes an I/O exit in progress, so the saved register state is whole.
- * Returns false when the VM is exiting.
+ * KVM_RUN with immediate_exit completes an I/O exit in progress without
+ * entering the guest. A string or page-crossing access may exit to us again
+ * before its instruction is whole, so this repeats until KVM has nothing left.
+ */
+static void complete_pending_io(struct vcpu *vcpu)
+{
+	vcpu->run->immediate_exit = 1;
+	while (ioctl(vcpu->fd, KVM_RUN, 0) == 0 && is_io_exit(vcpu->run))
+		handle_exit(vcpu);
+}
+
+/*
+ * Parks the vCPU while the VM is paused, with its I/O completed so the saved
+ * register state is whole. Returns false when the VM is exiting.
  */
 static bool wait_while_paused(struct vcpu *vcpu)
 {
@@ -159,8 +175,7 @@ static bool wait_while_paused(struct vcpu *vcpu)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_PAUSED) {
 		pthread_mutex_unlock(&vm->lock);
-		vcpu->run->immediate_exit = 1;
-		ioctl(vcpu->fd, KVM_RUN, 0);
+		complete_pending_io(vcpu);
 		pthread_mutex_lock(&vm->lock);
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);
@@ -241,7 +256,7 @@ static void *vcpu_thread(void *arg)
 			vm_request_exit(vcpu->vm, HYVE_EXIT_ERROR);
 			break;
 		}
-		io_pending = vcpu->run->exit_reason == KVM_EXIT_IO || vcpu->run->exit_reason == KVM_EXIT_MMIO;
+		io_pending = is_io_exit(vcpu->run);
 		if (!handle_exit(vcpu))
 			break;
 	}
