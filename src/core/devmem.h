@@ -36,7 +36,7 @@ void vm_unmap_device_memory(struct vm *vm, int slot);
  * Takes [gpa, gpa+size) (page aligned, inside the RAM below 4 GiB) out of
  * the RAM slot as KVM sees it, so device memory can be mapped there (KVM
  * slots may not overlap): the legacy VGA window. The bytes stay in the
- * RAM memfd, so the RAM layout and snapshots are unchanged; the guest just
+ * RAM mapping, so the RAM layout and snapshots are unchanged; the guest just
  * no longer reaches them. Before the vCPUs run; 0, or -1 after logging.
  */
 int vm_ram_hole(struct vm *vm, uint64_t gpa, uint64_t size);

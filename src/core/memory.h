@@ -1,6 +1,7 @@
 /*
- * Guest physical memory. RAM is one memfd (so snapshots can map or write
- * it as a file) split into at most two KVM slots around the PCI hole.
+ * Guest physical memory. RAM is one host mapping (anonymous, or a snapshot
+ * file's RAM records after a restore) split into at most two KVM slots
+ * around the PCI hole.
  */
 #ifndef HYVE_MEMORY_H
 #define HYVE_MEMORY_H
@@ -13,26 +14,26 @@
 #define MEM_LOWMEM_LIMIT 0xC0000000ULL /* RAM below 4 GiB ends here; the PCI hole follows */
 #define MEM_4G 0x100000000ULL
 #define MEM_MAX_REGIONS 2
+#define MEM_HUGE_PAGE (2ULL << 20)
 
 struct mem_region {
 	uint64_t gpa;       /* guest physical start */
 	uint64_t size;
-	uint64_t fd_offset; /* offset of this region inside the RAM memfd */
+	uint64_t offset;    /* offset of this region inside the one RAM mapping */
 	uint8_t *hva;       /* host mapping */
 };
 
 struct guest_memory {
-	int fd;              /* memfd holding all guest RAM */
 	uint64_t size;       /* total RAM bytes */
-	uint8_t *base;       /* one host mapping of the whole memfd */
-	bool file_backed;    /* RAM was mapped from a snapshot file: the memfd no longer holds it */
+	uint8_t *base;       /* one host mapping of all guest RAM */
+	bool file_backed;    /* RAM was mapped from a snapshot file, not anonymous memory */
 	unsigned nregions;
 	struct mem_region regions[MEM_MAX_REGIONS];
 };
 
 /* Lays out `size` bytes around the PCI hole (no allocation). */
 void mem_layout(struct guest_memory *mem, uint64_t size);
-/* Creates the memfd and its mapping; 0 or -1 after logging. */
+/* Maps anonymous memory for all of RAM; 0 or -1 after logging. */
 int mem_alloc(struct guest_memory *mem, const char *name);
 void mem_free(struct guest_memory *mem);
 

@@ -129,7 +129,6 @@ struct vm *vm_create(struct config *cfg)
 		return NULL;
 	vm->cfg = cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
-	vm->mem.fd = -1;
 	vm->name = config_get(cfg, "name") ? config_get(cfg, "name") : "hyve";
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);

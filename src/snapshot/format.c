@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -177,41 +178,45 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 }
 
 
-/*
- * The memfd knows which ranges were never touched (SEEK_DATA/SEEK_HOLE):
- * those are hashed as zeros without reading guest memory at all.
- */
-static int write_ram_payload(struct snap_writer *w, const uint8_t *mem, uint64_t len, int memfd,
-			     uint64_t memfd_offset, uint64_t payload_off, XXH3_state_t *st)
-{
-	uint64_t pos = 0;
+/* Pages per mincore() call: its vector costs one byte per page. */
+#define RESIDENCY_CHUNK_PAGES (1u << 16)
 
-	while (pos < len) {
-		uint64_t data = len, hole = len;
-		if (memfd >= 0) {
-			off_t d = lseek(memfd, (off_t)(memfd_offset + pos), SEEK_DATA);
-			data = d < 0 ? len : (uint64_t)d - memfd_offset;
-			if (data > len)
-				data = len;
-			data &= ~(uint64_t)(SNAP_PAGE_SIZE - 1);
-			if (data == len)
+/*
+ * Anonymous guest RAM never touched is not resident: such pages are hashed
+ * as nothing and never read, so untouched RAM costs a save nothing.
+ */
+static int write_resident_runs(struct snap_writer *w, const uint8_t *mem, uint64_t len, uint64_t payload_off,
+			       XXH3_state_t *st)
+{
+	unsigned char *vec = malloc(RESIDENCY_CHUNK_PAGES);
+	int rc = 0;
+
+	if (!vec)
+		return set_error(w->err, w->errlen, "out of memory");
+	for (uint64_t chunk = 0; rc == 0 && chunk < len; chunk += (uint64_t)RESIDENCY_CHUNK_PAGES * SNAP_PAGE_SIZE) {
+		uint64_t n = len - chunk, pages;
+		if (n > (uint64_t)RESIDENCY_CHUNK_PAGES * SNAP_PAGE_SIZE)
+			n = (uint64_t)RESIDENCY_CHUNK_PAGES * SNAP_PAGE_SIZE;
+		pages = n / SNAP_PAGE_SIZE;
+		if (mincore((void *)(mem + chunk), n, vec) < 0)
+			memset(vec, 1, pages); /* unknown: read them all */
+		for (uint64_t p = 0; p < pages;) {
+			uint64_t q = p;
+			while (q < pages && (vec[q] & 1))
+				q++;
+			if (q > p && write_nonzero_runs(w, mem, chunk + p * SNAP_PAGE_SIZE, chunk + q * SNAP_PAGE_SIZE,
+							payload_off, st) < 0) {
+				rc = -1;
 				break;
-			off_t h = lseek(memfd, (off_t)(memfd_offset + data), SEEK_HOLE);
-			hole = h < 0 ? len : align_up((uint64_t)h - memfd_offset, SNAP_PAGE_SIZE);
-			if (hole > len)
-				hole = len;
-		} else {
-			data = pos;
+			}
+			p = q + 1;
 		}
-		if (write_nonzero_runs(w, mem, data, hole, payload_off, st) < 0)
-			return -1;
-		pos = hole;
 	}
-	return 0;
+	free(vec);
+	return rc;
 }
 
-int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, int memfd,
-	      uint64_t memfd_offset)
+int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool residency_known)
 {
 	XXH3_state_t *st;
 	uint64_t payload_off, end, header_off = w->offset;
@@ -225,7 +230,8 @@ int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint6
 	XXH3_64bits_reset(st);
 	/* The checksum is only known after the payload: write the payload first, then the header. */
 	payload_off = align_up(header_off + REC_HEADER_SIZE + strlen(name), SNAP_PAGE_SIZE);
-	rc = write_ram_payload(w, mem, len, memfd, memfd_offset, payload_off, st);
+	rc = residency_known ? write_resident_runs(w, mem, len, payload_off, st)
+			     : write_nonzero_runs(w, mem, 0, len, payload_off, st);
 	if (rc == 0) {
 		uint64_t check_off;
 		rc = write_record_header(w, name, 1, SNAP_REC_RAW, len, XXH3_64bits_digest(st), &check_off);

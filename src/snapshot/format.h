@@ -29,9 +29,12 @@ struct snap_writer {
 void snapw_init(struct snap_writer *w, int fd, char *err, size_t errlen);
 int snapw_record(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags, const void *payload,
 		 uint64_t len);
-/* A RAW record holding guest RAM: zero pages become holes; `zero_hint` (may be NULL) says where a memfd has data. */
-int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, int memfd,
-	      uint64_t memfd_offset);
+/*
+ * A RAW record holding guest RAM: zero pages become holes. With
+ * residency_known, pages the kernel reports never touched (mincore) are
+ * taken as zero without being read.
+ */
+int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool residency_known);
 /* Writes the header (last, so a complete header means a complete file) and fsyncs. */
 int snapw_finish(struct snap_writer *w);
 

@@ -192,13 +192,13 @@ static int write_state(struct vm *vm, struct snap_writer *sw)
 static int write_ram(struct vm *vm, struct snap_writer *sw)
 {
 	char name[16];
-	/* A restored VM's RAM is a private file mapping: the memfd no longer says what is in use. */
-	int memfd = vm->mem.file_backed ? -1 : vm->mem.fd;
+	/* A restored VM's RAM maps the snapshot file, whose residency says nothing of what the guest used. */
+	bool residency_known = !vm->mem.file_backed;
 
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		struct mem_region *r = &vm->mem.regions[i];
 		snprintf(name, sizeof(name), "ram.%u", i);
-		if (snapw_ram(sw, name, r->hva, r->size, memfd, r->fd_offset) < 0)
+		if (snapw_ram(sw, name, r->hva, r->size, residency_known) < 0)
 			return -1;
 	}
 	return 0;
@@ -515,7 +515,7 @@ static int map_ram(struct snapshot_file *s, struct vm *vm)
 				return set_error(s->err, sizeof(s->err), "record %s: cannot read: %s", name, strerror(errno));
 			continue;
 		}
-		/* Replace the memfd pages under the same address: KVM's slot keeps pointing here. */
+		/* Replace the anonymous pages under the same address: KVM's slot keeps pointing here. */
 		if (mmap(r->hva, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, s->reader.fd,
 			 (off_t)rec->payload_offset) == MAP_FAILED)
 			return set_error(s->err, sizeof(s->err), "record %s: cannot map: %s", name, strerror(errno));

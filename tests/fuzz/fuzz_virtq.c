@@ -121,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mem.size = RAM0_SIZE + RAM1_SIZE;
 	mem.nregions = 2;
 	mem.regions[0] = (struct mem_region){ .gpa = 0, .size = RAM0_SIZE, .hva = ram0 };
-	mem.regions[1] = (struct mem_region){ .gpa = RAM1_GPA, .size = RAM1_SIZE, .fd_offset = RAM0_SIZE, .hva = ram1 };
+	mem.regions[1] = (struct mem_region){ .gpa = RAM1_GPA, .size = RAM1_SIZE, .offset = RAM0_SIZE, .hva = ram1 };
 
 	CHECK(virtq_init(&vq, &mem, 0, MAX_QSIZE, on_error, NULL) == 0);
 	/* Sizes 1..512 (512 is above what the device offers), 0, or not a power of 2. */

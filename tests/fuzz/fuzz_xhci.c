@@ -199,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mem.size = RAM0_SIZE + RAM1_SIZE;
 	mem.nregions = 2;
 	mem.regions[0] = (struct mem_region){ .gpa = 0, .size = RAM0_SIZE, .hva = ram0 };
-	mem.regions[1] = (struct mem_region){ .gpa = RAM1_GPA, .size = RAM1_SIZE, .fd_offset = RAM0_SIZE, .hva = ram1 };
+	mem.regions[1] = (struct mem_region){ .gpa = RAM1_GPA, .size = RAM1_SIZE, .offset = RAM0_SIZE, .hva = ram1 };
 
 	irqs = snapshots = 0;
 	x = xhci_new(&mem, &lock, on_irq, NULL);
