@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -178,31 +177,40 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 }
 
 
-/* Pages per mincore() call: its vector costs one byte per page. */
-#define RESIDENCY_CHUNK_PAGES (1u << 16)
+/* Pages looked up per read of /proc/self/pagemap (8 bytes each). */
+#define PAGEMAP_CHUNK_PAGES (1u << 16)
+#define PAGEMAP_PRESENT (1ULL << 63)
+#define PAGEMAP_SWAPPED (1ULL << 62)
 
 /*
- * Anonymous guest RAM never touched is not resident: such pages are hashed
- * as nothing and never read, so untouched RAM costs a save nothing.
+ * Anonymous guest RAM the guest never touched is neither present nor
+ * swapped out (/proc/self/pagemap; mincore() would not do: it calls
+ * swapped-out pages absent). Such pages are hashed as nothing and never
+ * read, so untouched RAM costs a save nothing.
  */
-static int write_resident_runs(struct snap_writer *w, const uint8_t *mem, uint64_t len, uint64_t payload_off,
-			       XXH3_state_t *st)
+static int write_touched_runs(struct snap_writer *w, const uint8_t *mem, uint64_t len, uint64_t payload_off,
+			      XXH3_state_t *st)
 {
-	unsigned char *vec = malloc(RESIDENCY_CHUNK_PAGES);
-	int rc = 0;
+	uint64_t *entries = malloc(PAGEMAP_CHUNK_PAGES * sizeof(*entries));
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), rc = 0;
 
-	if (!vec)
-		return set_error(w->err, w->errlen, "out of memory");
-	for (uint64_t chunk = 0; rc == 0 && chunk < len; chunk += (uint64_t)RESIDENCY_CHUNK_PAGES * SNAP_PAGE_SIZE) {
-		uint64_t n = len - chunk, pages;
-		if (n > (uint64_t)RESIDENCY_CHUNK_PAGES * SNAP_PAGE_SIZE)
-			n = (uint64_t)RESIDENCY_CHUNK_PAGES * SNAP_PAGE_SIZE;
-		pages = n / SNAP_PAGE_SIZE;
-		if (mincore((void *)(mem + chunk), n, vec) < 0)
-			memset(vec, 1, pages); /* unknown: read them all */
+	if (!entries || fd < 0) {
+		free(entries);
+		if (fd >= 0)
+			close(fd);
+		return write_nonzero_runs(w, mem, 0, len, payload_off, st); /* unknown: read it all */
+	}
+	for (uint64_t chunk = 0; rc == 0 && chunk < len; chunk += (uint64_t)PAGEMAP_CHUNK_PAGES * SNAP_PAGE_SIZE) {
+		uint64_t pages = (len - chunk) / SNAP_PAGE_SIZE;
+		off_t at = (off_t)((uintptr_t)(mem + chunk) / SNAP_PAGE_SIZE * sizeof(*entries));
+		if (pages > PAGEMAP_CHUNK_PAGES)
+			pages = PAGEMAP_CHUNK_PAGES;
+		if (pread(fd, entries, pages * sizeof(*entries), at) != (ssize_t)(pages * sizeof(*entries)))
+			for (uint64_t p = 0; p < pages; p++)
+				entries[p] = PAGEMAP_PRESENT; /* unknown: read them all */
 		for (uint64_t p = 0; p < pages;) {
 			uint64_t q = p;
-			while (q < pages && (vec[q] & 1))
+			while (q < pages && (entries[q] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)))
 				q++;
 			if (q > p && write_nonzero_runs(w, mem, chunk + p * SNAP_PAGE_SIZE, chunk + q * SNAP_PAGE_SIZE,
 							payload_off, st) < 0) {
@@ -212,11 +220,12 @@ static int write_resident_runs(struct snap_writer *w, const uint8_t *mem, uint64
 			p = q + 1;
 		}
 	}
-	free(vec);
+	free(entries);
+	close(fd);
 	return rc;
 }
 
-int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool residency_known)
+int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool anonymous_ram)
 {
 	XXH3_state_t *st;
 	uint64_t payload_off, end, header_off = w->offset;
@@ -230,7 +239,7 @@ int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint6
 	XXH3_64bits_reset(st);
 	/* The checksum is only known after the payload: write the payload first, then the header. */
 	payload_off = align_up(header_off + REC_HEADER_SIZE + strlen(name), SNAP_PAGE_SIZE);
-	rc = residency_known ? write_resident_runs(w, mem, len, payload_off, st)
+	rc = anonymous_ram ? write_touched_runs(w, mem, len, payload_off, st)
 			     : write_nonzero_runs(w, mem, 0, len, payload_off, st);
 	if (rc == 0) {
 		uint64_t check_off;

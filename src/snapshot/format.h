@@ -31,10 +31,10 @@ int snapw_record(struct snap_writer *w, const char *name, uint32_t version, uint
 		 uint64_t len);
 /*
  * A RAW record holding guest RAM: zero pages become holes. With
- * residency_known, pages the kernel reports never touched (mincore) are
- * taken as zero without being read.
+ * anonymous_ram (mem is anonymous memory of this process), pages the
+ * kernel reports never touched are taken as zero without being read.
  */
-int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool residency_known);
+int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool anonymous_ram);
 /* Writes the header (last, so a complete header means a complete file) and fsyncs. */
 int snapw_finish(struct snap_writer *w);
 

@@ -193,12 +193,12 @@ static int write_ram(struct vm *vm, struct snap_writer *sw)
 {
 	char name[16];
 	/* A restored VM's RAM maps the snapshot file, whose residency says nothing of what the guest used. */
-	bool residency_known = !vm->mem.file_backed;
+	bool anonymous_ram = !vm->mem.file_backed;
 
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		struct mem_region *r = &vm->mem.regions[i];
 		snprintf(name, sizeof(name), "ram.%u", i);
-		if (snapw_ram(sw, name, r->hva, r->size, residency_known) < 0)
+		if (snapw_ram(sw, name, r->hva, r->size, anonymous_ram) < 0)
 			return -1;
 	}
 	return 0;
