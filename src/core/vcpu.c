@@ -214,20 +214,18 @@ static void take_sample(struct vcpu *vcpu, unsigned gen)
 
 /*
  * Takes an asked-for sample; true if it did (the vCPU then re-checks its run
- * state). An I/O exit still to be completed by the next KVM_RUN comes first:
- * immediate_exit makes that KVM_RUN complete it and return at once, so the
- * sample never sees an instruction half done.
+ * state). An I/O exit still in progress is completed first, as for a pause,
+ * so the sample never sees an instruction half done.
  */
-static bool serve_sample(struct vcpu *vcpu, bool io_pending)
+static bool serve_sample(struct vcpu *vcpu, bool *io_pending)
 {
 	unsigned gen;
 
 	if (!atomic_load(&vcpu->sample_asked))
 		return false;
-	if (io_pending) {
-		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		return false;
-	}
+	if (*io_pending)
+		complete_pending_io(vcpu);
+	*io_pending = false;
 	gen = atomic_exchange(&vcpu->sample_asked, 0);
 	if (gen)
 		take_sample(vcpu, gen);
@@ -246,7 +244,7 @@ static void *vcpu_thread(void *arg)
 
 	while (wait_while_paused(vcpu)) {
 		/* After immediate_exit was cleared: a sample asked before that is seen here. */
-		if (serve_sample(vcpu, io_pending))
+		if (serve_sample(vcpu, &io_pending))
 			continue;
 		io_pending = false; /* any return from KVM_RUN has completed the last I/O exit */
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
