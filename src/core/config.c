@@ -211,8 +211,10 @@ int config_load_file(struct config *cfg, const char *path)
 			rc = -1;
 			break;
 		}
-		*strchr(s, '=') = '\0';
-		rc = config_set(cfg, trim(s), trim(s + strlen(s) + 1));
+		char *eq = strchr(s, '='), *value = trim(eq + 1);
+		*eq = '\0';
+		/* The value is found before the key is trimmed: trimming writes into the line. */
+		rc = config_set(cfg, trim(s), value);
 		if (rc)
 			log_error("%s:%u: invalid setting", path, lineno);
 	}

@@ -333,7 +333,7 @@ static void net_activate(struct virtio_dev *vd)
 {
 	struct virtio_net *s = vd->opaque;
 
-	rx_watch(s, vd->queues[NET_RXQ].vq.enabled);
+	rx_watch(s, virtq_is_enabled(&vd->queues[NET_RXQ].vq));
 }
 
 static void net_reset(struct virtio_dev *vd)
@@ -561,7 +561,7 @@ static int net_restore(struct device *dev, struct state_reader *r, unsigned vers
 	if (device_live(&s->vd)) {
 		ioctl(s->tap, TUNSETOFFLOAD, offloads_for(s->vd.guest_features));
 		s->tx_blocked = false; /* the restore kick retries whatever is queued */
-		rx_watch(s, s->vd.queues[NET_RXQ].vq.enabled);
+		rx_watch(s, virtq_is_enabled(&s->vd.queues[NET_RXQ].vq));
 	}
 	virtio_resume(&s->vd);
 	return 0;

@@ -211,7 +211,7 @@ static bool restore_kick_due(struct virtio_dev *vd)
 		return false;
 	vd->restore_kick = false;
 	for (unsigned q = 0; q < vd->nqueues; q++) {
-		if (!vd->queues[q].vq.enabled)
+		if (!virtq_is_enabled(&vd->queues[q].vq))
 			continue;
 		virtio_kick(vd, q);
 		raise_irq(vd, __atomic_load_n(&vd->queues[q].vector, __ATOMIC_RELAXED), VIRTIO_ISR_QUEUE);
@@ -274,7 +274,7 @@ static void kick_ready(void *opaque, uint32_t events)
 	(void)events;
 	drain_eventfd(q->kick_fd);
 	status = status_of(vd);
-	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_NEEDS_RESET) && q->vq.enabled)
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_NEEDS_RESET) && virtq_is_enabled(&q->vq))
 		vd->ops->queue_notify(vd, q->vq.index);
 }
 
@@ -428,7 +428,7 @@ static void reset_locked_state(struct virtio_dev *vd)
 	pci_intx_deassert(&vd->fn);
 }
 
-/* Device reset (status 0): no request survives it. Called without vd->lock. */
+/* Device reset (status 0): no request survives it. Caller holds vd->cfg_lock, not vd->lock. */
 static void device_reset(struct virtio_dev *vd)
 {
 	virtio_quiesce(vd);
@@ -441,13 +441,17 @@ static void device_reset(struct virtio_dev *vd)
 		vd->ops->reset(vd);
 	pthread_mutex_lock(&vd->lock);
 	reset_locked_state(vd);
+	for (unsigned q = 0; q < vd->nqueues; q++)
+		vd->queues[q].reg = virtq_reset_layout(&vd->queues[q].vq);
 	pthread_mutex_unlock(&vd->lock);
 	virtio_resume(vd);
 }
 
 void virtio_dev_reset(struct virtio_dev *vd)
 {
+	pthread_mutex_lock(&vd->cfg_lock);
 	device_reset(vd);
+	pthread_mutex_unlock(&vd->cfg_lock);
 	pci_function_reset(&vd->fn);
 	pthread_mutex_lock(&vd->lock);
 	ioeventfd_update(vd);
@@ -486,13 +490,13 @@ static void common_image(struct virtio_dev *vd, uint8_t *img)
 	put16(img + CC_Q_SELECT, vd->queue_select);
 	if (vd->queue_select < vd->nqueues) {
 		struct virtio_queue *q = &vd->queues[vd->queue_select];
-		put16(img + CC_Q_SIZE, q->vq.size);
+		put16(img + CC_Q_SIZE, q->reg.size);
 		put16(img + CC_Q_MSIX, __atomic_load_n(&q->vector, __ATOMIC_RELAXED));
-		put16(img + CC_Q_ENABLE, q->vq.enabled);
+		put16(img + CC_Q_ENABLE, virtq_is_enabled(&q->vq));
 		put16(img + CC_Q_NOFF, vd->queue_select);
-		put64(img + CC_Q_DESCLO, q->vq.desc_gpa);
-		put64(img + CC_Q_AVAILLO, q->vq.avail_gpa);
-		put64(img + CC_Q_USEDLO, q->vq.used_gpa);
+		put64(img + CC_Q_DESCLO, q->reg.desc_gpa);
+		put64(img + CC_Q_AVAILLO, q->reg.avail_gpa);
+		put64(img + CC_Q_USEDLO, q->reg.used_gpa);
 	}
 }
 
@@ -523,7 +527,7 @@ static bool features_acceptable(struct virtio_dev *vd)
 	return !vd->ops->features_ok || vd->ops->features_ok(vd, f) == 0;
 }
 
-/* Status writes; called without vd->lock. */
+/* Status writes; caller holds vd->cfg_lock, not vd->lock. */
 static void write_status(struct virtio_dev *vd, uint8_t val)
 {
 	uint8_t old, new;
@@ -547,30 +551,40 @@ static void write_status(struct virtio_dev *vd, uint8_t val)
 		}
 		/* Buffers made available before DRIVER_OK are serviced now. */
 		for (unsigned q = 0; q < vd->nqueues; q++)
-			if (vd->queues[q].vq.enabled)
+			if (virtq_is_enabled(&vd->queues[q].vq))
 				virtio_kick(vd, q);
 	}
 }
 
+/*
+ * Q_ENABLE. Caller holds vd->cfg_lock, so no other vCPU changes the queue's
+ * registers or resets the device until the queue runs with the layout
+ * checked here.
+ */
 static void enable_queue(struct virtio_dev *vd, unsigned qi)
 {
 	struct virtio_queue *q = &vd->queues[qi];
+	struct virtq_layout layout;
 
 	virtio_quiesce(vd);
-	if (!q->vq.enabled) {
+	if (!virtq_is_enabled(&q->vq)) {
+		pthread_mutex_lock(&vd->lock);
+		layout = q->reg;
+		pthread_mutex_unlock(&vd->lock);
 		q->vq.event_idx = virtio_has_feature(vd, VIRTIO_F_RING_EVENT_IDX);
 		q->vq.indirect = virtio_has_feature(vd, VIRTIO_F_INDIRECT_DESC);
-		virtq_enable(&q->vq); /* failure: NEEDS_RESET via on_vq_error */
+		virtq_enable(&q->vq, &layout); /* failure: NEEDS_RESET via on_vq_error */
 	}
 	virtio_resume(vd);
 }
 
-static void common_write(struct virtio_dev *vd, unsigned off, unsigned size, uint64_t v)
+/* Caller holds vd->cfg_lock. */
+static void common_write_locked(struct virtio_dev *vd, unsigned off, unsigned size, uint64_t v)
 {
 	struct virtio_queue *q;
 	bool queue_ok;
 
-	/* Writes that may wait for the I/O thread run without the lock. */
+	/* Writes that wait for the I/O thread run without vd->lock. */
 	if (off == CC_STATUS && size == 1) {
 		write_status(vd, (uint8_t)v);
 		return;
@@ -578,7 +592,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, unsigned size, uin
 	pthread_mutex_lock(&vd->lock);
 	q = vd->queue_select < vd->nqueues ? &vd->queues[vd->queue_select] : NULL;
 	/* Queue registers are frozen once the queue is enabled (until reset). */
-	queue_ok = q && !q->vq.enabled;
+	queue_ok = q && !virtq_is_enabled(&q->vq);
 	switch (off) {
 	case CC_DFSELECT:
 		if (size == 4)
@@ -602,7 +616,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, unsigned size, uin
 		break;
 	case CC_Q_SIZE:
 		if (size == 2 && queue_ok)
-			q->vq.size = (uint16_t)v;
+			q->reg.size = (uint16_t)v;
 		break;
 	case CC_Q_MSIX:
 		if (size == 2 && q)
@@ -619,22 +633,29 @@ static void common_write(struct virtio_dev *vd, unsigned off, unsigned size, uin
 	case CC_Q_DESCLO:
 	case CC_Q_DESCHI:
 		if (queue_ok && (size == 4 || (size == 8 && off == CC_Q_DESCLO)))
-			set_half(&q->vq.desc_gpa, off == CC_Q_DESCHI, size, v);
+			set_half(&q->reg.desc_gpa, off == CC_Q_DESCHI, size, v);
 		break;
 	case CC_Q_AVAILLO:
 	case CC_Q_AVAILHI:
 		if (queue_ok && (size == 4 || (size == 8 && off == CC_Q_AVAILLO)))
-			set_half(&q->vq.avail_gpa, off == CC_Q_AVAILHI, size, v);
+			set_half(&q->reg.avail_gpa, off == CC_Q_AVAILHI, size, v);
 		break;
 	case CC_Q_USEDLO:
 	case CC_Q_USEDHI:
 		if (queue_ok && (size == 4 || (size == 8 && off == CC_Q_USEDLO)))
-			set_half(&q->vq.used_gpa, off == CC_Q_USEDHI, size, v);
+			set_half(&q->reg.used_gpa, off == CC_Q_USEDHI, size, v);
 		break;
 	default:
 		break; /* read-only or unknown: ignored */
 	}
 	pthread_mutex_unlock(&vd->lock);
+}
+
+static void common_write(struct virtio_dev *vd, unsigned off, unsigned size, uint64_t v)
+{
+	pthread_mutex_lock(&vd->cfg_lock);
+	common_write_locked(vd, off, size, v);
+	pthread_mutex_unlock(&vd->cfg_lock);
 }
 
 /* ---- the BAR ---- */
@@ -786,6 +807,7 @@ int virtio_dev_init(struct virtio_dev *vd, struct device *dev, const struct virt
 	vd->nqueues = ops->nqueues;
 	vd->host_features = ops->features | transport_features;
 	vd->epfd = vd->ctl_fd = -1;
+	pthread_mutex_init(&vd->cfg_lock, NULL);
 	pthread_mutex_init(&vd->lock, NULL);
 	if (ops->nqueues == 0 || ops->nqueues > VIRTIO_MAX_QUEUES || config_size > VIRTIO_DEVCFG_MAX)
 		return -1;
@@ -836,6 +858,7 @@ int virtio_dev_init(struct virtio_dev *vd, struct device *dev, const struct virt
 		vq->vector = VIRTIO_MSI_NO_VECTOR;
 		if (virtq_init(&vq->vq, &dev->vm->mem, (uint16_t)q, ops->queue_size, on_vq_error, vd) < 0)
 			goto fail;
+		vq->reg = virtq_reset_layout(&vq->vq);
 		vq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		vd->kick_sources[q] = (struct virtio_io_source){ kick_ready, vq };
 		if (vq->kick_fd < 0 || virtio_io_add(vd, vq->kick_fd, EPOLLIN, &vd->kick_sources[q]) < 0)
@@ -861,6 +884,7 @@ fail:
 fail_pci:
 	pci_function_destroy(&vd->fn);
 	pthread_mutex_destroy(&vd->lock);
+	pthread_mutex_destroy(&vd->cfg_lock);
 	return -1;
 }
 
@@ -897,6 +921,7 @@ void virtio_dev_destroy(struct virtio_dev *vd)
 	vd->epfd = vd->ctl_fd = -1;
 	pci_function_destroy(&vd->fn);
 	pthread_mutex_destroy(&vd->lock);
+	pthread_mutex_destroy(&vd->cfg_lock);
 }
 
 /* ---- snapshots ---- */
@@ -934,7 +959,7 @@ void virtio_save(struct virtio_dev *vd, struct state_writer *w)
 		snprintf(key, sizeof(key), "q%u", q);
 		state_begin_map(w, key);
 		state_put_u64(w, "vector", vd->queues[q].vector);
-		virtq_save(&vd->queues[q].vq, w);
+		virtq_save(&vd->queues[q].vq, &vd->queues[q].reg, w);
 		state_end_map(w);
 	}
 	pthread_mutex_unlock(&vd->lock);
@@ -968,10 +993,12 @@ int virtio_restore(struct virtio_dev *vd, struct state_reader *r)
 		log_error("%s: snapshot has an invalid virtio state", vd->dev->id);
 		return -1;
 	}
+	pthread_mutex_lock(&vd->cfg_lock);
 	virtio_quiesce(vd);
 	if (pci_function_restore(&vd->fn, r) < 0)
 		goto out;
 	for (unsigned q = 0; q < vd->nqueues; q++) {
+		struct virtq_layout reg;
 		snprintf(key, sizeof(key), "q%u", q);
 		if (state_enter_map(r, key) < 0) {
 			log_error("%s: snapshot lacks queue %u", vd->dev->id, q);
@@ -980,11 +1007,14 @@ int virtio_restore(struct virtio_dev *vd, struct state_reader *r)
 		vec = VIRTIO_MSI_NO_VECTOR;
 		state_get_u64(r, "vector", &vec);
 		vd->queues[q].vector = valid_vector(vd, vec);
-		if (virtq_restore(&vd->queues[q].vq, r) < 0) {
+		if (virtq_restore(&vd->queues[q].vq, r, &reg) < 0) {
 			state_leave_map(r);
 			goto out;
 		}
 		state_leave_map(r);
+		pthread_mutex_lock(&vd->lock);
+		vd->queues[q].reg = reg;
+		pthread_mutex_unlock(&vd->lock);
 	}
 	pthread_mutex_lock(&vd->lock);
 	vd->guest_features = gf;
@@ -1003,6 +1033,7 @@ int virtio_restore(struct virtio_dev *vd, struct state_reader *r)
 	rc = 0;
 out:
 	virtio_resume(vd);
+	pthread_mutex_unlock(&vd->cfg_lock);
 	return rc;
 }
 

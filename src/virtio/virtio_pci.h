@@ -116,7 +116,8 @@ struct virtio_ops {
 };
 
 struct virtio_queue {
-	struct virtq vq;
+	struct virtq vq;      /* run-time state: belongs to the I/O thread (see the file comment) */
+	struct virtq_layout reg; /* the driver's queue registers (vd->lock); copied and checked at enable */
 	uint16_t vector;      /* MSI-X vector or VIRTIO_MSI_NO_VECTOR */
 	int kick_fd;          /* eventfd the driver's notifications land on */
 	struct virtio_dev *vd;
@@ -134,7 +135,15 @@ struct virtio_dev {
 	const struct virtio_ops *ops;
 	void *opaque;            /* the model's state */
 
-	pthread_mutex_t lock;    /* registers below, config, ISR */
+	/*
+	 * Serialises the driver's writes to the common configuration, including
+	 * those that wait for the I/O thread (status, queue enable) and so
+	 * cannot hold `lock` throughout: checking a queue's registers and
+	 * enabling or resetting it are one critical section, whichever vCPUs
+	 * write. Taken before `lock`; never taken by the I/O thread.
+	 */
+	pthread_mutex_t cfg_lock;
+	pthread_mutex_t lock;    /* registers below, queue registers, config, ISR */
 	uint64_t host_features;
 	uint64_t guest_features;
 	uint32_t dfselect, gfselect;

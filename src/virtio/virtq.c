@@ -65,12 +65,12 @@ static void load_desc(const struct virtq_desc *src, struct virtq_desc *d)
 
 static uint16_t *used_event_ptr(const struct virtq *vq)
 {
-	return &vq->avail->ring[vq->size];
+	return &vq->avail->ring[vq->ring.size];
 }
 
 static uint16_t *avail_event_ptr(const struct virtq *vq)
 {
-	return (uint16_t *)&vq->used->ring[vq->size];
+	return (uint16_t *)&vq->used->ring[vq->ring.size];
 }
 
 /* Marks the queue broken; the first failure reaches the error callback (or the log). */
@@ -119,11 +119,15 @@ void virtq_destroy(struct virtq *vq)
 	vq->inflight = NULL;
 }
 
+struct virtq_layout virtq_reset_layout(const struct virtq *vq)
+{
+	return (struct virtq_layout){ .size = vq->max_size };
+}
+
 void virtq_reset(struct virtq *vq)
 {
-	vq->size = vq->max_size;
-	vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
-	vq->enabled = false;
+	vq->ring = (struct virtq_layout){ 0 };
+	__atomic_store_n(&vq->enabled, false, __ATOMIC_RELEASE);
 	vq->event_idx = vq->indirect = false;
 	vq->desc = NULL;
 	vq->avail = NULL;
@@ -137,51 +141,64 @@ void virtq_reset(struct virtq *vq)
 	vq->ninflight = 0;
 }
 
-/* Maps the three rings for the current size and addresses; 0, or -1 with the reason in why. */
-static int map_rings(struct virtq *vq, char *why, size_t why_size)
+/*
+ * Validates the layout l (a private copy: nobody else writes it) and maps
+ * its three rings as the queue's run-time rings; 0, or -1 with the reason
+ * in why and nothing mapped.
+ */
+static int map_rings(struct virtq *vq, const struct virtq_layout *l, char *why, size_t why_size)
 {
-	uint64_t n = vq->size;
+	uint64_t n = l->size;
 
+	vq->ring = (struct virtq_layout){ 0 };
 	vq->desc = NULL;
 	vq->avail = NULL;
 	vq->used = NULL;
 	if (n == 0 || n > vq->max_size || (n & (n - 1))) {
-		snprintf(why, why_size, "size %u is not a power of 2 between 1 and %u", vq->size, vq->max_size);
+		snprintf(why, why_size, "size %u is not a power of 2 between 1 and %u", l->size, vq->max_size);
 		return -1;
 	}
-	if ((vq->desc_gpa & 15) || (vq->avail_gpa & 1) || (vq->used_gpa & 3)) {
+	if ((l->desc_gpa & 15) || (l->avail_gpa & 1) || (l->used_gpa & 3)) {
 		snprintf(why, why_size, "misaligned rings (descriptors 0x%llx, avail 0x%llx, used 0x%llx)",
-			 (unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
-			 (unsigned long long)vq->used_gpa);
+			 (unsigned long long)l->desc_gpa, (unsigned long long)l->avail_gpa,
+			 (unsigned long long)l->used_gpa);
 		return -1;
 	}
-	struct virtq_desc *desc = mem_gpa_to_hva(vq->mem, vq->desc_gpa, 16 * n);
-	struct virtq_avail *avail = mem_gpa_to_hva(vq->mem, vq->avail_gpa, 6 + 2 * n);
-	struct virtq_used *used = mem_gpa_to_hva(vq->mem, vq->used_gpa, 6 + 8 * n);
+	struct virtq_desc *desc = mem_gpa_to_hva(vq->mem, l->desc_gpa, 16 * n);
+	struct virtq_avail *avail = mem_gpa_to_hva(vq->mem, l->avail_gpa, 6 + 2 * n);
+	struct virtq_used *used = mem_gpa_to_hva(vq->mem, l->used_gpa, 6 + 8 * n);
 	if (!desc || !avail || !used) {
 		snprintf(why, why_size, "rings outside guest RAM (size %u, descriptors 0x%llx, avail 0x%llx, used 0x%llx)",
-			 vq->size, (unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
-			 (unsigned long long)vq->used_gpa);
+			 l->size, (unsigned long long)l->desc_gpa, (unsigned long long)l->avail_gpa,
+			 (unsigned long long)l->used_gpa);
 		return -1;
 	}
+	vq->ring = *l;
 	vq->desc = desc;
 	vq->avail = avail;
 	vq->used = used;
 	return 0;
 }
 
-int virtq_enable(struct virtq *vq)
+int virtq_enable(struct virtq *vq, const struct virtq_layout *layout)
 {
 	char why[sizeof(vq->error)];
+	/* One read of what the caller's registers held: the check and the rings use this copy. */
+	struct virtq_layout l = *layout;
 
 	if (vq->broken)
 		return -1;
-	if (map_rings(vq, why, sizeof(why)) < 0)
+	if (map_rings(vq, &l, why, sizeof(why)) < 0)
 		return fail(vq, "%s", why);
-	vq->enabled = true;
 	vq->signalled_valid = false;
 	vq->used_idx = vq->last_avail_idx = 0;
+	__atomic_store_n(&vq->enabled, true, __ATOMIC_RELEASE);
 	return 0;
+}
+
+bool virtq_is_enabled(const struct virtq *vq)
+{
+	return __atomic_load_n(&vq->enabled, __ATOMIC_ACQUIRE);
 }
 
 /* ---- consuming the avail ring ---- */
@@ -254,7 +271,7 @@ int virtq_walk(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
 	if (!usable(vq))
 		return -1;
 	table = vq->desc;
-	table_size = vq->size;
+	table_size = vq->ring.size;
 	if (head >= table_size)
 		return fail(vq, "head %u out of range (size %u)", head, table_size);
 	for (;;) {
@@ -308,12 +325,13 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
 	avail_idx = ld16_acquire(&vq->avail->idx);
 	if (avail_idx == vq->last_avail_idx)
 		return 0;
-	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->size)
-		return fail(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->size,
+	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->ring.size)
+		return fail(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->ring.size,
 			    vq->last_avail_idx);
-	head = ld16(&vq->avail->ring[vq->last_avail_idx & (vq->size - 1)]);
-	if (head >= vq->size)
-		return fail(vq, "avail entry %u: head %u out of range (size %u)", vq->last_avail_idx, head, vq->size);
+	head = ld16(&vq->avail->ring[vq->last_avail_idx & (vq->ring.size - 1)]);
+	if (head >= vq->ring.size)
+		return fail(vq, "avail entry %u: head %u out of range (size %u)", vq->last_avail_idx, head,
+			    vq->ring.size);
 	if (inflight_test(vq, head))
 		return fail(vq, "avail entry %u: head %u is already in use", vq->last_avail_idx, head);
 	if (virtq_walk(vq, head, ch) < 0)
@@ -347,7 +365,7 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
 	vq->ninflight--;
 	if (!vq->enabled || !vq->used)
 		return; /* reset meanwhile: the driver forgot the request */
-	e = &vq->used->ring[vq->used_idx & (vq->size - 1)];
+	e = &vq->used->ring[vq->used_idx & (vq->ring.size - 1)];
 	st32(&e->id, head);
 	st32(&e->len, written);
 	vq->used_idx++;
@@ -455,15 +473,16 @@ unsigned virtq_inflight_heads(const struct virtq *vq, uint16_t *heads, unsigned 
 	return n;
 }
 
-void virtq_save(const struct virtq *vq, struct state_writer *w)
+void virtq_save(const struct virtq *vq, const struct virtq_layout *reg, struct state_writer *w)
 {
+	const struct virtq_layout *l = vq->enabled ? &vq->ring : reg;
 	uint16_t *heads = NULL;
 	unsigned n = 0;
 
-	state_put_u64(w, "size", vq->size);
-	state_put_u64(w, "desc", vq->desc_gpa);
-	state_put_u64(w, "avail", vq->avail_gpa);
-	state_put_u64(w, "used", vq->used_gpa);
+	state_put_u64(w, "size", l->size);
+	state_put_u64(w, "desc", l->desc_gpa);
+	state_put_u64(w, "avail", l->avail_gpa);
+	state_put_u64(w, "used", l->used_gpa);
 	state_put_bool(w, "enabled", vq->enabled);
 	state_put_bool(w, "event_idx", vq->event_idx);
 	state_put_bool(w, "indirect", vq->indirect);
@@ -483,7 +502,7 @@ void virtq_save(const struct virtq *vq, struct state_writer *w)
 	free(heads);
 }
 
-int virtq_restore(struct virtq *vq, struct state_reader *r)
+int virtq_restore(struct virtq *vq, struct state_reader *r, struct virtq_layout *reg)
 {
 	uint64_t size, desc, avail, used, last, uidx, sig = 0;
 	bool enabled, event_idx = false, indirect = false, sig_valid = false, broken = false;
@@ -509,10 +528,7 @@ int virtq_restore(struct virtq *vq, struct state_reader *r)
 		return -1;
 	}
 	virtq_reset(vq);
-	vq->size = (uint16_t)size;
-	vq->desc_gpa = desc;
-	vq->avail_gpa = avail;
-	vq->used_gpa = used;
+	*reg = (struct virtq_layout){ .size = (uint16_t)size, .desc_gpa = desc, .avail_gpa = avail, .used_gpa = used };
 	vq->event_idx = event_idx;
 	vq->indirect = indirect;
 	heads = malloc(vq->max_size * sizeof(*heads));
@@ -538,12 +554,12 @@ int virtq_restore(struct virtq *vq, struct state_reader *r)
 		snprintf(vq->error, sizeof(vq->error), "queue %u: broken before the snapshot", vq->index);
 	} else if (enabled) {
 		char why[sizeof(vq->error)];
-		if (map_rings(vq, why, sizeof(why)) < 0) {
+		if (map_rings(vq, reg, why, sizeof(why)) < 0) {
 			log_error("virtqueue %u: snapshot rings are invalid: %s", vq->index, why);
 			return -1;
 		}
 	}
-	vq->enabled = enabled;
+	__atomic_store_n(&vq->enabled, enabled, __ATOMIC_RELEASE);
 	vq->last_avail_idx = (uint16_t)last;
 	vq->used_idx = (uint16_t)uidx;
 	vq->signalled_used = (uint16_t)sig;

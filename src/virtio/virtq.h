@@ -3,9 +3,14 @@
  *
  * The driver places three rings in guest RAM (descriptor table, available
  * ring, used ring) and tells the transport their addresses and the queue
- * size; virtq_enable() checks and maps them. Devices then take descriptor
- * chains with virtq_pop(), which walks and validates the whole chain
- * before handing out host buffers, and return them with virtq_push().
+ * size (struct virtq_layout, kept by the transport with its registers);
+ * virtq_enable() checks a copy of that layout and maps it. The queue keeps
+ * only the validated copy: whatever the driver writes to the registers
+ * later (from another vCPU, while or after the queue is enabled) never
+ * reaches the ring size or addresses the run-time paths use. Devices then
+ * take descriptor chains with virtq_pop(), which walks and validates the
+ * whole chain before handing out host buffers, and return them with
+ * virtq_push().
  *
  * Everything in the rings is written by the guest at any time, so every
  * value is read once into a local copy and checked before use; every
@@ -66,6 +71,12 @@ struct virtq_used {
 	struct virtq_used_elem ring[]; /* [size], then avail_event */
 };
 
+/* What the driver writes to the transport's queue registers. */
+struct virtq_layout {
+	uint16_t size;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+};
+
 struct virtq;
 typedef void (*virtq_error_fn)(struct virtq *vq, const char *msg, void *opaque);
 
@@ -77,9 +88,13 @@ struct virtq {
 	virtq_error_fn on_error;
 	void *opaque;
 
-	/* Driver-written configuration. */
-	uint16_t size;
-	uint64_t desc_gpa, avail_gpa, used_gpa;
+	/*
+	 * Set by virtq_enable()/virtq_restore() from a validated copy of the
+	 * driver's layout, cleared by virtq_reset(); every run-time path uses
+	 * these. `enabled` is also read by the transport's other threads
+	 * (atomically, virtq_is_enabled()).
+	 */
+	struct virtq_layout ring; /* ring.size: entries in each ring (0 while disabled) */
 	bool enabled;
 	bool event_idx;      /* VIRTIO_F_RING_EVENT_IDX negotiated */
 	bool indirect;       /* VIRTIO_F_INDIRECT_DESC negotiated */
@@ -115,15 +130,20 @@ struct virtq_chain {
 int virtq_init(struct virtq *vq, const struct guest_memory *mem, uint16_t index, uint16_t max_size,
 	       virtq_error_fn on_error, void *opaque);
 void virtq_destroy(struct virtq *vq);
-/* Back to the power-on state: disabled, size max_size, addresses 0, not broken. */
+/* Back to the power-on state: disabled, no rings, not broken. */
 void virtq_reset(struct virtq *vq);
+/* The registers' power-on values for this queue: size max_size, addresses 0. */
+struct virtq_layout virtq_reset_layout(const struct virtq *vq);
 
 /*
- * Validates size and ring addresses (sizes, alignment, all inside RAM) and
- * maps the rings; the queue must be set up with features already chosen.
- * 0, or -1 with the queue broken (the error callback has run).
+ * Validates a copy of *layout (size a power of 2 up to max_size, alignment,
+ * all three rings inside RAM) and maps the rings; the queue must be set up
+ * with features already chosen. 0, or -1 with the queue broken (the error
+ * callback has run).
  */
-int virtq_enable(struct virtq *vq);
+int virtq_enable(struct virtq *vq, const struct virtq_layout *layout);
+/* Is the queue enabled? Safe from any thread. */
+bool virtq_is_enabled(const struct virtq *vq);
 
 /* Is there a chain to pop? false for a disabled or broken queue. */
 bool virtq_has_avail(struct virtq *vq);
@@ -156,10 +176,17 @@ bool virtq_need_interrupt(struct virtq *vq);
 size_t virtq_chain_read(const struct virtq_chain *ch, size_t offset, void *buf, size_t len);
 size_t virtq_chain_write(const struct virtq_chain *ch, size_t offset, const void *buf, size_t len);
 
-/* Queue state as fields of the current map. */
-void virtq_save(const struct virtq *vq, struct state_writer *w);
-/* Restores and, when enabled, re-validates and maps the rings; 0 or -1 after logging. */
-int virtq_restore(struct virtq *vq, struct state_reader *r);
+/*
+ * Queue state as fields of the current map; reg: the driver's register
+ * values (the same as the validated copy while the queue is enabled, and
+ * what the driver has written so far while it is not).
+ */
+void virtq_save(const struct virtq *vq, const struct virtq_layout *reg, struct state_writer *w);
+/*
+ * Restores the queue and the register values into *reg; when enabled,
+ * re-validates and maps the rings; 0 or -1 after logging.
+ */
+int virtq_restore(struct virtq *vq, struct state_reader *r, struct virtq_layout *reg);
 
 /* Heads in flight, ascending, up to max; returns how many are in flight. */
 unsigned virtq_inflight_heads(const struct virtq *vq, uint16_t *heads, unsigned max);

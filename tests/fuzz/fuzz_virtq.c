@@ -63,17 +63,18 @@ static void touch(const struct virtq_chain *ch)
 	(void)sink;
 }
 
-static void snapshot_roundtrip(struct virtq *vq, struct guest_memory *mem)
+static void snapshot_roundtrip(struct virtq *vq, const struct virtq_layout *layout, struct guest_memory *mem)
 {
 	struct state_writer *w = state_writer_new();
 	struct state_reader *r;
 	struct virtq copy;
+	struct virtq_layout reg;
 	uint8_t *buf;
 	size_t len;
 
 	if (!w)
 		return;
-	virtq_save(vq, w);
+	virtq_save(vq, layout, w);
 	if (state_writer_finish(w, &buf, &len) < 0) {
 		state_writer_free(w);
 		return;
@@ -83,7 +84,8 @@ static void snapshot_roundtrip(struct virtq *vq, struct guest_memory *mem)
 	r = state_reader_new(buf, len);
 	CHECK(r);
 	/* What we saved ourselves must restore, and to the same progress. */
-	CHECK(virtq_restore(&copy, r) == 0);
+	CHECK(virtq_restore(&copy, r, &reg) == 0);
+	CHECK(reg.size == vq->ring.size && reg.desc_gpa == vq->ring.desc_gpa);
 	CHECK(copy.last_avail_idx == vq->last_avail_idx && copy.used_idx == vq->used_idx);
 	CHECK(copy.ninflight == vq->ninflight && copy.broken == vq->broken);
 	state_reader_free(r);
@@ -98,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct iovec iov[VIRTQ_MAX_IOV];
 	struct guest_memory mem = { 0 };
 	struct virtq vq;
+	struct virtq_layout layout;
 	struct virtq_chain ch = { .iov = iov };
 	uint16_t pending[MAX_QSIZE];
 	unsigned npending = 0, pops = 0;
@@ -125,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	CHECK(virtq_init(&vq, &mem, 0, MAX_QSIZE, on_error, NULL) == 0);
 	/* Sizes 1..512 (512 is above what the device offers), 0, or not a power of 2. */
-	vq.size = data[0] == 0xFF ? (uint16_t)(data[1] | 0x100)
+	layout.size = data[0] == 0xFF ? (uint16_t)(data[1] | 0x100)
 		: data[0] % 11 == 10 ? 0 : (uint16_t)(1u << (data[0] % 11));
 	vq.event_idx = data[1] & 1;
 	vq.indirect = data[1] & 2;
@@ -137,13 +140,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		addr[i] = (data[8] >> (2 * i)) & 1 ? RAM1_GPA + (v & 0xFFF)
 			: (data[8] >> (2 * i)) & 2 ? (uint64_t)v << 20 : (uint64_t)(v & 0x3FFF);
 	}
-	vq.desc_gpa = addr[0];
-	vq.avail_gpa = addr[1];
-	vq.used_gpa = addr[2];
+	layout.desc_gpa = addr[0];
+	layout.avail_gpa = addr[1];
+	layout.used_gpa = addr[2];
 	unsigned max_pops = 1 + data[9];
 	uint8_t ops = data[10], ops2 = data[11];
 
-	if (virtq_enable(&vq) == 0) {
+	if (virtq_enable(&vq, &layout) == 0) {
 		CHECK(vq.enabled && !vq.broken);
 		if (ops & 1)
 			virtq_notify_disable(&vq);
@@ -161,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				}
 				break;
 			}
-			CHECK(ch.head < vq.size);
+			CHECK(ch.head < vq.ring.size);
 			touch(&ch);
 			pops++;
 			if ((ops >> (pops % 8)) & 2) {
@@ -183,9 +186,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if ((ops & 0x80) && !virtq_notify_enable(&vq))
 				virtq_notify_disable(&vq);
 		}
-		CHECK(vq.ninflight <= vq.size);
+		CHECK(vq.ninflight <= vq.ring.size);
 		if (ops & 0x40)
-			snapshot_roundtrip(&vq, &mem);
+			snapshot_roundtrip(&vq, &layout, &mem);
 		for (unsigned i = npending < MAX_QSIZE ? npending : MAX_QSIZE; i-- > 0;)
 			virtq_push(&vq, pending[i], 0);
 		(void)virtq_need_interrupt(&vq);

@@ -674,7 +674,8 @@ static void test_vga_text_vnc(void **state)
 	testvm_start_loop(f->vm);
 	/* Cell (10, 2): 'X' white on green; its pixel (10*8, 2*16) is lit (the diagonal starts top left). */
 	text[(2 * 80 + 10) * 2] = 'X', text[(2 * 80 + 10) * 2 + 1] = 0x2F;
-	testdevmem.slot[1].dirty_next = true; /* as KVM's dirty log reports a guest write */
+	/* As KVM's dirty log reports a guest write (read by the VNC thread). */
+	__atomic_store_n(&testdevmem.slot[1].dirty_next, true, __ATOMIC_RELEASE);
 	assert_int_equal(grab_until(f->sock, 80, 32, 0xFFFFFF), 0xFFFFFF);
 	assert_int_equal(grab_pixel(f->sock, 81, 32, &w, &h), 0x00AA00);
 	assert_int_equal(w, 640);

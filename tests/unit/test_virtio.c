@@ -6,6 +6,7 @@
  * completion with INTx and ISR, NEEDS_RESET on a bad chain or queue,
  * save/restore, and virtio-blk requests on a temporary image.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +37,7 @@
 #define AVAIL 0x11000
 #define USED 0x12000
 #define DATA 0x20000
+#define RAM_SIZE (64ULL << 20)
 
 struct fx {
 	struct vm *vm;
@@ -92,7 +94,7 @@ static struct fx *fx_new(const char *model, const char *opts)
 
 	log_set_level(LOG_ERROR);
 	assert_non_null(m);
-	f->vm = testvm_new(64ULL << 20);
+	f->vm = testvm_new(RAM_SIZE);
 	assert_int_equal(mem_alloc(&f->vm->mem, "test-virtio"), 0);
 	snprintf(key, sizeof(key), "pci.0.%d.0.device", SLOT);
 	assert_int_equal(config_set(f->vm->cfg, key, model), 0);
@@ -632,6 +634,102 @@ static void test_slot_option_parsing(void **state)
 	config_free(cfg);
 }
 
+
+/* ---- two vCPUs racing on the queue registers ---- */
+
+/*
+ * Rings placed so that QSIZE entries fit in RAM and RACE_SIZE do not: the
+ * used ring ends 8 bytes before the end of RAM. A queue that ran with a
+ * size other than the one checked at enable would write past RAM (and its
+ * in-flight bitmap, sized for the device's 64 entries, past its heap
+ * block).
+ */
+#define RACE_USED (RAM_SIZE - 8 - (6 + 8 * QSIZE + 2))
+#define RACE_SIZE 1024
+#define RACE_ROUNDS 3000
+
+struct racer {
+	struct fx *f;
+	bool reset_too; /* also write status 0, not only Q_SIZE */
+	bool stop;
+	unsigned enabled_with_wrong_size;
+};
+
+/* The second vCPU: keeps rewriting queue 0's size (and resetting the device). */
+static void *race_writer(void *opaque)
+{
+	struct racer *r = opaque;
+
+	for (unsigned i = 0; !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); i++) {
+		wr(r->f, CC_QSEL, 2, 0);
+		wr(r->f, CC_QSIZE, 2, RACE_SIZE);
+		if (r->reset_too && i % 4 == 0)
+			wr(r->f, CC_STATUS, 1, 0);
+	}
+	return NULL;
+}
+
+/* The first vCPU: sets the queue up with QSIZE entries and uses it. */
+static void race_enable_round(struct racer *r)
+{
+	struct fx *f = r->f;
+
+	negotiate(f, F_VERSION_1);
+	wr(f, CC_QSEL, 2, 0);
+	wr(f, CC_QSIZE, 2, QSIZE);
+	wr(f, CC_QDESC, 8, DESC);
+	wr(f, CC_QAVAIL, 8, AVAIL);
+	wr(f, CC_QUSED, 8, RACE_USED);
+	wr(f, CC_QEN, 2, 1);
+	/* Without resets from the other vCPU, an enabled queue's size is the one checked. */
+	if (!r->reset_too && rd(f, CC_QEN, 2) == 1 && rd(f, CC_QSIZE, 2) != QSIZE)
+		r->enabled_with_wrong_size++;
+	driver_ok(f);
+	set_desc(f, 0, DATA, 16, VIRTQ_DESC_F_WRITE, 0);
+	offer_and_notify(f, 0, 0);
+}
+
+static void race_queue_registers(bool reset_too)
+{
+	struct fx *f = fx_new("virtio-rnd", NULL);
+	struct racer r = { .f = f, .reset_too = reset_too };
+	pthread_t writer;
+
+	assert_int_equal(fx_attach(f), 0);
+	memset(gpa(f, AVAIL), 0, 0x1000);
+	assert_int_equal(pthread_create(&writer, NULL, race_writer, &r), 0);
+	for (unsigned round = 0; round < RACE_ROUNDS; round++)
+		race_enable_round(&r);
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
+	pthread_join(writer, NULL);
+	assert_int_equal(r.enabled_with_wrong_size, 0);
+	/* Still a working device: a clean setup serves a request (reset first: the rings are rewritten). */
+	wr(f, CC_STATUS, 1, 0);
+	memset(gpa(f, USED), 0, 0x1000);
+	memset(gpa(f, AVAIL), 0, 0x1000);
+	assert_true(negotiate(f, F_VERSION_1) & VIRTIO_STATUS_FEATURES_OK);
+	setup_queue(f, 0, QSIZE);
+	driver_ok(f);
+	set_desc(f, 0, DATA, 16, VIRTQ_DESC_F_WRITE, 0);
+	offer_and_notify(f, 0, 0);
+	assert_true(wait_used(f, 1));
+	fx_free(f);
+}
+
+/* Q_SIZE written on one vCPU while another enables the queue. */
+static void test_race_queue_size_against_enable(void **state)
+{
+	(void)state;
+	race_queue_registers(false);
+}
+
+/* The same with device resets (status 0) from the second vCPU. */
+static void test_race_reset_against_enable(void **state)
+{
+	(void)state;
+	race_queue_registers(true);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_rnd, teardown)
 
 int main(void)
@@ -650,6 +748,8 @@ int main(void)
 		cmocka_unit_test(test_blk_read_only),
 		cmocka_unit_test(test_blk_bad_options),
 		cmocka_unit_test(test_slot_option_parsing),
+		cmocka_unit_test(test_race_queue_size_against_enable),
+		cmocka_unit_test(test_race_reset_against_enable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

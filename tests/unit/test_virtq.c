@@ -23,6 +23,7 @@
 struct fixture {
 	struct guest_memory mem;
 	struct virtq vq;
+	struct virtq_layout layout; /* what the driver wrote to the registers */
 	struct iovec iov[64];
 	struct virtq_chain ch;
 	unsigned errors;
@@ -81,10 +82,7 @@ static int setup(void **state)
 	mem_layout(&f->mem, MEM_SIZE);
 	assert_int_equal(mem_alloc(&f->mem, "test-virtq"), 0);
 	assert_int_equal(virtq_init(&f->vq, &f->mem, 0, QSIZE, on_error, f), 0);
-	f->vq.size = QSIZE;
-	f->vq.desc_gpa = DESC_GPA;
-	f->vq.avail_gpa = AVAIL_GPA;
-	f->vq.used_gpa = USED_GPA;
+	f->layout = (struct virtq_layout){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA };
 	f->ch.iov = f->iov;
 	f->ch.max_iov = 64;
 	*state = f;
@@ -103,7 +101,7 @@ static int teardown(void **state)
 
 static void enable(struct fixture *f)
 {
-	assert_int_equal(virtq_enable(&f->vq), 0);
+	assert_int_equal(virtq_enable(&f->vq, &f->layout), 0);
 }
 
 static void assert_broken(struct fixture *f, const char *what)
@@ -203,7 +201,7 @@ static void test_ring_wraps(void **state)
 	virtq_reset(&f->vq);
 	memset(avail(f), 0, 64);
 	memset(used(f), 0, 256);
-	f->vq.desc_gpa = DESC_GPA, f->vq.avail_gpa = AVAIL_GPA, f->vq.used_gpa = USED_GPA;
+	f->layout = (struct virtq_layout){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA };
 	enable(f);
 	f->vq.last_avail_idx = f->vq.used_idx = 65534;
 	avail(f)->idx = 65534;
@@ -559,7 +557,7 @@ static void test_reset_clears_broken(void **state)
 	assert_false(f->vq.broken);
 	memset(avail(f), 0, 64);
 	memset(used(f), 0, 256);
-	f->vq.desc_gpa = DESC_GPA, f->vq.avail_gpa = AVAIL_GPA, f->vq.used_gpa = USED_GPA;
+	f->layout = (struct virtq_layout){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA };
 	enable(f);
 	set_desc(f, 0, DATA_GPA, 8, 0, 0);
 	offer(f, 0);
@@ -570,7 +568,7 @@ static void test_reset_clears_broken(void **state)
 
 static void expect_enable_fails(struct fixture *f, const char *what)
 {
-	assert_int_equal(virtq_enable(&f->vq), -1);
+	assert_int_equal(virtq_enable(&f->vq, &f->layout), -1);
 	assert_false(f->vq.enabled);
 	assert_true(f->vq.broken);
 	assert_int_equal(f->errors, 1);
@@ -583,7 +581,7 @@ static void test_zero_size_queue(void **state)
 {
 	struct fixture *f = *state;
 
-	f->vq.size = 0;
+	f->layout.size = 0;
 	expect_enable_fails(f, "size 0");
 }
 
@@ -591,7 +589,7 @@ static void test_size_not_power_of_2(void **state)
 {
 	struct fixture *f = *state;
 
-	f->vq.size = 12;
+	f->layout.size = 12;
 	expect_enable_fails(f, "size 12");
 }
 
@@ -599,7 +597,7 @@ static void test_size_above_max(void **state)
 {
 	struct fixture *f = *state;
 
-	f->vq.size = 2 * QSIZE;
+	f->layout.size = 2 * QSIZE;
 	expect_enable_fails(f, "size 32");
 }
 
@@ -607,7 +605,7 @@ static void test_misaligned_rings(void **state)
 {
 	struct fixture *f = *state;
 
-	f->vq.desc_gpa = DESC_GPA + 8;
+	f->layout.desc_gpa = DESC_GPA + 8;
 	expect_enable_fails(f, "misaligned");
 }
 
@@ -615,7 +613,7 @@ static void test_rings_outside_ram(void **state)
 {
 	struct fixture *f = *state;
 
-	f->vq.used_gpa = MEM_SIZE - 64; /* the used ring needs 6 + 8 * 16 bytes */
+	f->layout.used_gpa = MEM_SIZE - 64; /* the used ring needs 6 + 8 * 16 bytes */
 	expect_enable_fails(f, "outside guest RAM");
 }
 
@@ -623,7 +621,7 @@ static void test_smaller_queue_size(void **state)
 {
 	struct fixture *f = *state;
 
-	f->vq.size = 4;
+	f->layout.size = 4;
 	enable(f);
 	set_desc(f, 3, DATA_GPA, 8, 0, 0);
 	offer(f, 3); /* offer() indexes modulo 16: fine for the first entry */
@@ -721,6 +719,7 @@ static void test_save_restore(void **state)
 	struct state_writer *w = state_writer_new();
 	struct state_reader *r;
 	struct virtq copy;
+	struct virtq_layout reg;
 	uint16_t heads[4];
 	uint8_t *buf;
 	size_t len;
@@ -736,7 +735,7 @@ static void test_save_restore(void **state)
 	assert_true(virtq_need_interrupt(&f->vq));
 
 	state_begin_map(w, "q0");
-	virtq_save(&f->vq, w);
+	virtq_save(&f->vq, &f->layout, w);
 	state_end_map(w);
 	assert_int_equal(state_writer_finish(w, &buf, &len), 0);
 	state_writer_free(w);
@@ -745,13 +744,15 @@ static void test_save_restore(void **state)
 	r = state_reader_new(buf, len);
 	assert_non_null(r);
 	assert_int_equal(state_enter_map(r, "q0"), 0);
-	assert_int_equal(virtq_restore(&copy, r), 0);
+	assert_int_equal(virtq_restore(&copy, r, &reg), 0);
 	state_reader_free(r);
 	free(buf);
 
 	assert_true(copy.enabled);
 	assert_true(copy.event_idx && copy.indirect);
-	assert_int_equal(copy.size, QSIZE);
+	assert_int_equal(copy.ring.size, QSIZE);
+	assert_int_equal(reg.size, QSIZE);
+	assert_int_equal(reg.used_gpa, USED_GPA);
 	assert_int_equal(copy.last_avail_idx, 4);
 	assert_int_equal(copy.used_idx, 1);
 	assert_int_equal(copy.signalled_used, 1);
@@ -777,17 +778,18 @@ static void test_restore_rejects_bad_state(void **state)
 	struct state_writer *w = state_writer_new();
 	struct state_reader *r;
 	struct virtq copy;
+	struct virtq_layout reg;
 	uint8_t *buf;
 	size_t len;
 
 	enable(f);
-	f->vq.used_gpa = MEM_SIZE; /* forged: rings outside RAM */
-	virtq_save(&f->vq, w);
+	f->vq.ring.used_gpa = MEM_SIZE; /* forged: rings outside RAM */
+	virtq_save(&f->vq, &f->layout, w);
 	assert_int_equal(state_writer_finish(w, &buf, &len), 0);
 	state_writer_free(w);
 	assert_int_equal(virtq_init(&copy, &f->mem, 0, QSIZE, on_error, f), 0);
 	r = state_reader_new(buf, len);
-	assert_int_equal(virtq_restore(&copy, r), -1);
+	assert_int_equal(virtq_restore(&copy, r, &reg), -1);
 	state_reader_free(r);
 	free(buf);
 	virtq_destroy(&copy);
@@ -795,12 +797,12 @@ static void test_restore_rejects_bad_state(void **state)
 	/* Size above what the device offers. */
 	assert_int_equal(virtq_init(&copy, &f->mem, 0, 8, on_error, f), 0);
 	w = state_writer_new();
-	f->vq.used_gpa = USED_GPA;
-	virtq_save(&f->vq, w);
+	f->vq.ring.used_gpa = USED_GPA;
+	virtq_save(&f->vq, &f->layout, w);
 	assert_int_equal(state_writer_finish(w, &buf, &len), 0);
 	state_writer_free(w);
 	r = state_reader_new(buf, len);
-	assert_int_equal(virtq_restore(&copy, r), -1);
+	assert_int_equal(virtq_restore(&copy, r, &reg), -1);
 	state_reader_free(r);
 	free(buf);
 	virtq_destroy(&copy);

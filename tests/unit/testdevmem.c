@@ -54,14 +54,11 @@ int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
 	struct testdevmem_slot *s = &testdevmem.slot[slot - DEVMEM_SLOT_BASE];
 
 	(void)vm;
-	if (slot == DEVMEM_SLOT_BASE && testdevmem.all_dirty_next) {
+	/* The flags are set by the test's thread while the VNC thread fetches. */
+	if (slot == DEVMEM_SLOT_BASE && __atomic_exchange_n(&testdevmem.all_dirty_next, false, __ATOMIC_ACQ_REL))
 		memset(bitmap, 0xff, ((32u << 20) / 4096 / 64) * 8);
-		testdevmem.all_dirty_next = false;
-	}
-	if (slot != DEVMEM_SLOT_BASE && s->dirty_next) {
+	if (slot != DEVMEM_SLOT_BASE && __atomic_exchange_n(&s->dirty_next, false, __ATOMIC_ACQ_REL))
 		bitmap[0] |= 1;
-		s->dirty_next = false;
-	}
 	s->dirty_fetches++;
 	return 0;
 }
