@@ -423,7 +423,9 @@ static int open_unix(struct chardev *cd, const char *path)
 	if (remove_stale_socket(cd, &sa) < 0)
 		return -1;
 	cd->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (cd->listen_fd < 0 || bind(cd->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* The serial console is its owner's alone, whatever the umask; nobody can connect before listen(). */
+	if (cd->listen_fd < 0 || bind(cd->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0600) < 0) {
 		log_error("%s: cannot listen on %s: %s", cd->name, what, strerror(errno));
 		return -1;
 	}

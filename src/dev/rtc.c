@@ -599,14 +599,23 @@ static int read_staged(struct rtc *s, struct state_reader *r)
 	return rc;
 }
 
+/*
+ * The registers hold years 0 to 9999, so the guest can never move its clock
+ * further than that from the host's; a snapshot's offset beyond it is
+ * forged (and would overflow the clock arithmetic).
+ */
+#define RTC_MAX_OFFSET (10000LL * 366 * 86400)
+
 static int read_state(struct rtc *s, struct state_reader *r)
 {
 	uint64_t index;
+	int64_t offset;
 
 	if (state_get_bytes(r, "cmos", s->cmos, sizeof(s->cmos)) < 0 || state_get_u64(r, "index", &index) < 0 ||
-	    index > 0xFF || state_get_i64(r, "offset", &s->offset) < 0 ||
-	    state_get_bool(r, "staging", &s->staging) < 0)
+	    index > 0xFF || state_get_i64(r, "offset", &offset) < 0 || offset < -RTC_MAX_OFFSET ||
+	    offset > RTC_MAX_OFFSET || state_get_bool(r, "staging", &s->staging) < 0)
 		return -1;
+	s->offset = offset;
 	s->index = (uint8_t)index;
 	if (s->staging != ((s->cmos[REG_B] & B_SET) != 0))
 		return -1;

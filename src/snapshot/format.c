@@ -289,12 +289,22 @@ static int read_exact(int fd, void *buf, size_t len, uint64_t off)
 		ssize_t n = pread(fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0)
+			errno = 0; /* end of file */
 		if (n <= 0)
 			return -1;
 		p += n;
 		off += n;
 		len -= n;
 	}
+	return 0;
+}
+
+int snapr_read_payload(struct snap_reader *r, const struct snap_record *rec, void *buf)
+{
+	if (read_exact(r->fd, buf, rec->len, rec->payload_offset) < 0)
+		return set_error(r->err, r->errlen, "record %s: cannot read its payload: %s", rec->name,
+				 errno ? strerror(errno) : "file too short");
 	return 0;
 }
 

@@ -69,6 +69,11 @@ void snapr_close(struct snap_reader *r);
 const struct snap_record *snapr_find(const struct snap_reader *r, const char *name);
 /* Reads a structured record's payload and checks its checksum; malloc'ed, NULL with err set. */
 uint8_t *snapr_load(struct snap_reader *r, const struct snap_record *rec);
+/*
+ * Reads a record's whole payload (rec->len bytes, any size: as many reads
+ * as it takes) into buf, without checking it. 0, or -1 with err set.
+ */
+int snapr_read_payload(struct snap_reader *r, const struct snap_record *rec, void *buf);
 /* Streams a payload through XXH3 (holes are cheap); 0 when it matches. */
 int snapr_verify(struct snap_reader *r, const struct snap_record *rec);
 

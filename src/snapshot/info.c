@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "snapshot/format.h"
 #include "snapshot/snapshot.h"
+#include "snapshot/state.h"
 
 #define MAX_DEPTH 16
 
@@ -98,7 +99,8 @@ static json_object *record_json(struct snap_reader *r, const struct snap_record 
 	} else {
 		uint8_t *buf = snapr_load(r, rec);
 		ok = buf != NULL;
-		if (buf && !strcmp(rec->name, "manifest")) {
+		/* The same limits as hyve's own reader: libcbor recurses once per nesting level. */
+		if (buf && !strcmp(rec->name, "manifest") && state_payload_well_formed(buf, rec->len)) {
 			struct cbor_load_result res;
 			cbor_item_t *item = cbor_load(buf, rec->len, &res);
 			if (item) {

@@ -511,8 +511,9 @@ static int map_ram(struct snapshot_file *s, struct vm *vm)
 		if (!rec || rec->len != r->size)
 			return set_error(s->err, sizeof(s->err), "record %s does not match guest memory", name);
 		if (s->eager) {
-			if (pread(s->reader.fd, r->hva, r->size, (off_t)rec->payload_offset) != (ssize_t)r->size)
-				return set_error(s->err, sizeof(s->err), "record %s: cannot read: %s", name, strerror(errno));
+			/* One pread() moves at most 2 GiB - 4 KiB: RAM regions are larger. */
+			if (snapr_read_payload(&s->reader, rec, r->hva) < 0)
+				return -1;
 			continue;
 		}
 		/* Replace the anonymous pages under the same address: KVM's slot keeps pointing here. */

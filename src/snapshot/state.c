@@ -369,11 +369,11 @@ static int scan_item(struct scan *s, unsigned depth)
 	return scan_item(s, depth + 1); /* a tag and its content */
 }
 
-static bool well_formed_map(const uint8_t *buf, size_t len)
+bool state_payload_well_formed(const uint8_t *buf, size_t len)
 {
 	struct scan s = { .p = buf, .len = len };
 
-	if (!len || buf[0] >> 5 != MAJOR_MAP)
+	if (!buf || !len || buf[0] >> 5 != MAJOR_MAP)
 		return false;
 	return scan_item(&s, 0) == 0 && s.pos == len;
 }
@@ -384,7 +384,7 @@ struct state_reader *state_reader_new(const uint8_t *buf, size_t len)
 {
 	struct cbor_load_result res;
 
-	if (!buf || !well_formed_map(buf, len)) {
+	if (!state_payload_well_formed(buf, len)) {
 		log_debug("state payload is not a well-formed CBOR map");
 		return NULL;
 	}

@@ -28,6 +28,13 @@ void state_put_bytes(struct state_writer *w, const char *key, const void *data, 
 void state_begin_map(struct state_writer *w, const char *key);
 void state_end_map(struct state_writer *w);
 
+/*
+ * Is buf one well-formed, definite CBOR map within the reader's limits
+ * (nesting depth, lengths within the buffer)? Anything that decodes
+ * outside input with libcbor checks this first: libcbor itself recurses
+ * once per nesting level.
+ */
+bool state_payload_well_formed(const uint8_t *buf, size_t len);
 /* Parses a section payload; NULL when it is not a well-formed map. */
 struct state_reader *state_reader_new(const uint8_t *buf, size_t len);
 void state_reader_free(struct state_reader *r);

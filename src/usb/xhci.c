@@ -903,7 +903,7 @@ static bool control_td(struct xhci *x, struct usb_device *d, struct xfer *xf, co
 	xf->data = buf;
 	if (!xf->in) {
 		/* Gather the OUT data stage first: the device sees the whole request at once. */
-		xf->len = s.length < USB_CTRL_MAX ? s.length : 0;
+		xf->len = s.length <= USB_CTRL_MAX ? s.length : 0;
 		xf->events = false;
 		if (s.length > USB_CTRL_MAX || (bad = xfer_run(x, xf, td, 1)) >= 0) {
 			ep_halt(x, xf->sid, xf->dci, td->at[s.length > USB_CTRL_MAX ? 0 : bad], CC_TRB, 0);

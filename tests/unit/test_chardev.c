@@ -349,6 +349,22 @@ static void test_unix_stale_socket_is_replaced(void **state)
 	close(c);
 }
 
+/* The socket is the serial console: only its owner may connect, whatever the umask. */
+static void test_unix_socket_is_private(void **state)
+{
+	struct fixture *f = *state;
+	mode_t old = umask(0);
+	struct stat st;
+	char spec[160];
+
+	snprintf(spec, sizeof(spec), "unix=%s", f->path);
+	assert_non_null(open_sink(f, spec));
+	umask(old);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+}
+
 static void test_unix_live_socket_is_kept(void **state)
 {
 	struct fixture *f = *state;
@@ -483,6 +499,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tcp_slow_client_gets_everything_buffered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix_stale_socket_is_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix_live_socket_is_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unix_socket_is_private, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix_refuses_to_replace_a_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paused_input_is_not_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_on_pipes, setup, teardown),

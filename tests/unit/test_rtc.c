@@ -399,6 +399,35 @@ static void test_save_restore(void **state)
 	testvm_free(vm2);
 }
 
+/* A snapshot's offset is outside input: one beyond the years the registers can hold is refused. */
+static void test_restore_refuses_huge_offset(void **state)
+{
+	struct vm *vm = *state;
+	struct device *d = device_find(vm, "lpc.rtc");
+	const int64_t offsets[] = { INT64_MAX, INT64_MIN, 400000000000LL };
+
+	for (unsigned i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		struct state_writer *w = state_writer_new();
+		struct state_reader *r;
+		uint8_t cmos[128] = { [REG_B] = 0x02, [REG_D] = 0x80 };
+		uint8_t *buf;
+		size_t len;
+
+		state_put_bytes(w, "cmos", cmos, sizeof(cmos));
+		state_put_u64(w, "index", 0);
+		state_put_i64(w, "offset", offsets[i]);
+		state_put_bool(w, "staging", false);
+		assert_int_equal(state_writer_finish(w, &buf, &len), 0);
+		state_writer_free(w);
+		r = state_reader_new(buf, len);
+		assert_int_equal(d->model->restore(d, r, 1), -1);
+		state_reader_free(r);
+		free(buf);
+	}
+	/* The clock still reads sanely. */
+	assert_true(cmos_read(vm, 0x09) <= 0x99);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_memory_bytes_above_4g),
 		cmocka_unit_test_setup_teardown(test_index_port_and_nmi_bit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refuses_huge_offset, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,6 +29,7 @@
 #include "pci/pci.h"
 #include "snapshot/state.h"
 #include "testvm.h"
+#include "usb/usb.h"
 
 #define SLOT 4
 #define INTX_GSI (16 + (SLOT + 1 - 1) % 8)
@@ -512,6 +513,12 @@ static void test_keyboard_keys_and_leds(void **state)
 	d[0] = 0x05;
 	assert_int_equal(control(f, slot, 0x21, 0x09, 0x0200, 0, 1, d), 1);
 	assert_int_equal(input_leds(f->vm), INPUT_LED_NUM | INPUT_LED_SCROLL);
+	/* An OUT data stage of exactly USB_CTRL_MAX bytes is gathered whole (it once gathered nothing). */
+	uint8_t *big = calloc(1, USB_CTRL_MAX);
+	big[0] = 0x02;
+	assert_int_equal(control(f, slot, 0x21, 0x09, 0x0200, 0, USB_CTRL_MAX, big), 1);
+	assert_int_equal(input_leds(f->vm), INPUT_LED_CAPS);
+	free(big);
 }
 
 static void test_command_errors(void **state)
