@@ -329,18 +329,18 @@ static int vga_ports_register(struct fbuf *s)
 
 /* ---- the framebuffer slot follows BAR0 ---- */
 
+/*
+ * The BAR's placement is read inside s->lock: two vCPUs moving BAR0 at once
+ * must not map the slot where the first one found it after the second moved
+ * it (reading it before taking the lock left that window).
+ */
 static void sync_slot(struct fbuf *s)
 {
-	struct pci_bar *bar = &s->fn.bars[0];
 	bool mapped;
 	uint64_t gpa;
 
-	pthread_mutex_lock(&s->fn.lock);
-	mapped = bar->mapped;
-	gpa = bar->mapped_addr;
-	pthread_mutex_unlock(&s->fn.lock);
-
 	pthread_mutex_lock(&s->lock);
+	mapped = pci_bar_mapped(&s->fn, 0, &gpa);
 	if (mapped != s->slot_mapped || gpa != s->slot_gpa) {
 		if (mapped) {
 			mapped = vm_map_device_memory(s->dev->vm, s->slot, gpa, s->mem, FB_SIZE, true) == 0;

@@ -409,6 +409,19 @@ uint64_t pci_bar_addr(struct pci_function *fn, unsigned index)
 	return addr;
 }
 
+bool pci_bar_mapped(struct pci_function *fn, unsigned index, uint64_t *addr)
+{
+	bool mapped;
+
+	if (index >= PCI_MAX_BARS)
+		return false;
+	pthread_mutex_lock(&fn->lock);
+	mapped = fn->bars[index].mapped;
+	*addr = mapped ? fn->bars[index].mapped_addr : 0;
+	pthread_mutex_unlock(&fn->lock);
+	return mapped;
+}
+
 /* ---- INTx ---- */
 
 /* Brings the shared GSI in line with what the function should drive; fn->lock held. */

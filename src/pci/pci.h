@@ -261,6 +261,13 @@ int pci_bar_add(struct pci_function *fn, unsigned index, unsigned type, uint64_t
 		void *opaque);
 /* Current guest-programmed base of a BAR (0 when unused). */
 uint64_t pci_bar_addr(struct pci_function *fn, unsigned index);
+/*
+ * Is the BAR decoded (on its bus), and where? A BAR whose programmed
+ * address overlaps RAM or another range is not decoded although
+ * pci_bar_addr() returns that address; what follows the BAR (a KVM slot,
+ * ioeventfds) must follow this instead.
+ */
+bool pci_bar_mapped(struct pci_function *fn, unsigned index, uint64_t *addr);
 
 /*
  * Appends a capability: `body` is the capability after its ID and next

@@ -289,35 +289,51 @@ static uint64_t er_enqueue_addr(struct xhci *x)
 	return x->er_base + 16ull * x->er_idx;
 }
 
-/* Address the enqueue pointer moves to after one more event; 0 when the next segment is bad. */
-static uint64_t er_next_addr(struct xhci *x)
-{
-	uint64_t base;
+/*
+ * Where the producer goes after one more event: the next slot of this
+ * segment, or the start of the next segment. The next segment's ERST entry
+ * is read once, here: the ring-full check and the move both use this copy
+ * (the guest may rewrite the entry meanwhile, even with the event itself).
+ */
+struct er_step {
+	bool new_segment;
+	uint64_t base; /* of the next segment */
 	uint32_t size;
+};
 
-	if (x->er_idx + 1 < x->er_size)
-		return er_enqueue_addr(x) + 16;
-	if (!erst_entry(x, x->er_seg + 1 < x->erstsz ? x->er_seg + 1 : 0, &base, &size))
-		return 0;
-	return base;
+/* false when the next segment is not usable. */
+static bool er_next(struct xhci *x, struct er_step *st)
+{
+	st->new_segment = x->er_idx + 1 >= x->er_size;
+	if (!st->new_segment)
+		return true;
+	return erst_entry(x, x->er_seg + 1 < x->erstsz ? x->er_seg + 1 : 0, &st->base, &st->size);
 }
 
-static void er_advance(struct xhci *x)
+static uint64_t er_step_addr(struct xhci *x, const struct er_step *st)
 {
-	if (++x->er_idx < x->er_size)
+	return st->new_segment ? st->base : er_enqueue_addr(x) + 16;
+}
+
+static void er_advance(struct xhci *x, const struct er_step *st)
+{
+	if (!st->new_segment) {
+		x->er_idx++;
 		return;
+	}
 	x->er_idx = 0;
 	if (++x->er_seg >= x->erstsz) {
 		x->er_seg = 0;
 		x->er_pcs = !x->er_pcs;
 	}
-	er_load(x);
+	x->er_base = st->base;
+	x->er_size = st->size;
 }
 
 static void post_event(struct xhci *x, uint64_t param, uint32_t status, uint32_t control)
 {
 	struct trb t = { .param = param, .status = status, .control = control };
-	uint64_t next;
+	struct er_step step;
 
 	if (!(x->usbcmd & CMD_RUN) || x->er_full)
 		return;
@@ -325,12 +341,11 @@ static void post_event(struct xhci *x, uint64_t param, uint32_t status, uint32_t
 		host_error(x, "event ring not usable");
 		return;
 	}
-	next = er_next_addr(x);
-	if (!next) {
+	if (!er_next(x, &step)) {
 		host_error(x, "next event ring segment not usable");
 		return;
 	}
-	if (next == (x->erdp & ~15ull)) {
+	if (er_step_addr(x, &step) == (x->erdp & ~15ull)) {
 		/* One slot left: it tells the guest the ring filled up; later events are lost. */
 		t = (struct trb){ .status = (uint32_t)CC_EVENT_RING_FULL << 24, .control = TRB_EV_HOST << 10 };
 		x->er_full = true;
@@ -340,7 +355,7 @@ static void post_event(struct xhci *x, uint64_t param, uint32_t status, uint32_t
 		host_error(x, "event ring write failed");
 		return;
 	}
-	er_advance(x);
+	er_advance(x, &step);
 	interrupt(x);
 }
 

@@ -32,14 +32,20 @@ struct xhci_dev {
 	struct xhci *x;
 };
 
-/* Interrupter 0 wants an interrupt (raise) or dropped its pending bit; true when sent as MSI-X. */
+/*
+ * Interrupter 0 wants an interrupt (raise) or dropped its pending bit; true
+ * when sent as MSI-X. The MSI-X attempt itself decides (one critical section
+ * in the PCI layer): checking first and sending after lost the interrupt
+ * when another vCPU turned MSI-X off in between. Otherwise INTx follows the
+ * interrupter; the PCI layer keeps the pin low while MSI or MSI-X is on.
+ */
 static bool xhci_dev_irq(void *opaque, bool raise)
 {
 	struct xhci_dev *s = opaque;
 
-	if (pci_msix_enabled(&s->fn)) {
+	if (raise && pci_msix_notify(&s->fn, 0) == 0) {
 		pci_intx_set(&s->fn, false);
-		return raise && pci_msix_notify(&s->fn, 0) == 0;
+		return true;
 	}
 	pci_intx_set(&s->fn, xhci_irq_level(s->x));
 	return false;

@@ -98,14 +98,18 @@ static uint8_t status_of(struct virtio_dev *vd)
 
 /* ---- interrupts ---- */
 
+/*
+ * The MSI-X attempt decides whether MSI-X is on (one critical section in the
+ * PCI layer): a separate check before it lost the interrupt when another
+ * vCPU turned MSI-X off in between. Without MSI-X: ISR and INTx.
+ */
 static void raise_irq(struct virtio_dev *vd, uint16_t vector, uint8_t isr_bit)
 {
-	if (pci_msix_enabled(&vd->fn)) {
-		/* MSI-X without a vector for this source: the driver wants no interrupt. */
-		if (vector != VIRTIO_MSI_NO_VECTOR)
-			pci_msix_notify(&vd->fn, vector);
+	if (vector != VIRTIO_MSI_NO_VECTOR && pci_msix_notify(&vd->fn, vector) == 0)
 		return;
-	}
+	/* MSI-X without a vector for this source: the driver wants no interrupt. */
+	if (vector == VIRTIO_MSI_NO_VECTOR && pci_msix_enabled(&vd->fn))
+		return;
 	pthread_mutex_lock(&vd->lock);
 	vd->isr |= isr_bit;
 	pci_intx_assert(&vd->fn);
@@ -399,9 +403,9 @@ static int ioeventfd_set(struct virtio_dev *vd, uint64_t base, bool assign)
 /* Follows the BAR: notifications are caught by KVM wherever the guest put it. Caller holds vd->lock. */
 static void ioeventfd_update(struct virtio_dev *vd)
 {
-	uint64_t bar = pci_bar_addr(&vd->fn, VIRTIO_BAR);
-	bool decode = pci_cfg_get(&vd->fn, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY;
-	uint64_t want = decode && bar ? bar + VIRTIO_NOTIFY_OFF : 0;
+	uint64_t bar;
+	/* Where the BAR is decoded: a placement the bus refused must not catch writes to another device. */
+	uint64_t want = pci_bar_mapped(&vd->fn, VIRTIO_BAR, &bar) ? bar + VIRTIO_NOTIFY_OFF : 0;
 
 	if (vd->dev->vm->vm_fd < 0 || (vd->ioeventfds && vd->ioeventfd_base == want))
 		return;
@@ -726,7 +730,7 @@ static bool pci_cfg_window(struct virtio_dev *vd, uint64_t *boff, unsigned *len)
 	uint32_t o = pci_cfg_get(&vd->fn, c + PCICFG_OFFSET, 4);
 	uint32_t l = pci_cfg_get(&vd->fn, c + PCICFG_LENGTH, 4);
 
-	if (bar != VIRTIO_BAR || (l != 1 && l != 2 && l != 4) || o % l || o + l > VIRTIO_BAR_SIZE)
+	if (bar != VIRTIO_BAR || (l != 1 && l != 2 && l != 4) || o % l || o > VIRTIO_BAR_SIZE - l)
 		return false;
 	*boff = o;
 	*len = l;
@@ -760,7 +764,6 @@ static void cfg_write_hook(struct pci_function *fn, unsigned off, unsigned size,
 	uint64_t boff;
 	unsigned len;
 
-	(void)val;
 	if (off < 0x40) {
 		/* COMMAND or a BAR may have changed. */
 		pthread_mutex_lock(&vd->lock);
@@ -770,8 +773,9 @@ static void cfg_write_hook(struct pci_function *fn, unsigned off, unsigned size,
 	}
 	if (vd->pci_cfg_cap && off == vd->pci_cfg_cap + PCICFG_DATA && pci_cfg_window(vd, &boff, &len) &&
 	    size >= len) {
+		/* This write's value: re-reading the register could see another vCPU's write. */
 		uint8_t buf[4];
-		put32(buf, pci_cfg_get(fn, off, 4));
+		put32(buf, val);
 		bar_access(vd, boff, buf, len, true);
 	}
 }

@@ -3,6 +3,7 @@
  * registers through I/O ports and BAR2, what boot code is told about the
  * screen, option errors. KVM memory slots are recorded by stand-ins below.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@
 #include "core/display.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "boot/layout.h"
+#include "core/iobus.h"
 #include "pci/pci.h"
 #include "snapshot/state.h"
 #include "testdevmem.h"
@@ -94,7 +97,66 @@ static void dispi_out(struct vm *vm, uint16_t idx, uint16_t v)
 	outw(vm, 0x1CF, v);
 }
 
+/* A 32-bit config write through ECAM (each vCPU's own access: no shared CONFIG_ADDRESS). */
+static void ecam_write32(struct vm *vm, unsigned reg, uint32_t v)
+{
+	uint8_t d[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	iobus_access(&vm->mmio, PCI_ECAM_BASE + ((uint64_t)SLOT << 15) + reg, d, 4, true);
+}
+
 /* ---- tests ---- */
+
+struct bar_mover {
+	struct vm *vm;
+	pthread_barrier_t *round;
+	uint32_t addr;
+};
+
+#define MOVE_ROUNDS 2000
+
+static void *move_bar0(void *opaque)
+{
+	struct bar_mover *m = opaque;
+
+	for (unsigned i = 0; i < MOVE_ROUNDS; i++) {
+		pthread_barrier_wait(m->round);
+		ecam_write32(m->vm, PCI_BASE_ADDRESS_0, m->addr);
+		pthread_barrier_wait(m->round);
+	}
+	return NULL;
+}
+
+/* Two vCPUs moving BAR0 at once: the framebuffer slot ends where the BAR is decoded. */
+static void test_concurrent_bar0_moves(void **state)
+{
+	int rc;
+	struct fx *f = fx_new(NULL, &rc);
+	pthread_barrier_t round;
+	struct bar_mover a = { f->vm, &round, 0xD0000000 }, b = { f->vm, &round, 0xD2000000 };
+	pthread_t ta, tb;
+	unsigned wrong = 0;
+	struct pci_function *fn;
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	fn = device_find(f->vm, "pci.0.5.0")->priv; /* the model's state starts with its PCI function */
+	pthread_barrier_init(&round, NULL, 3);
+	pthread_create(&ta, NULL, move_bar0, &a);
+	pthread_create(&tb, NULL, move_bar0, &b);
+	for (unsigned i = 0; i < MOVE_ROUNDS; i++) {
+		uint64_t where;
+		pthread_barrier_wait(&round); /* both write */
+		pthread_barrier_wait(&round); /* both done */
+		assert_true(pci_bar_mapped(fn, 0, &where));
+		wrong += !testdevmem.mapped || testdevmem.gpa != where;
+	}
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pthread_barrier_destroy(&round);
+	assert_int_equal(wrong, 0);
+	fx_free(f);
+}
 
 static void test_pci_identity_and_slot(void **state)
 {
@@ -805,6 +867,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pci_identity_and_slot),
+		cmocka_unit_test(test_concurrent_bar0_moves),
 		cmocka_unit_test(test_dispi_registers),
 		cmocka_unit_test(test_dispi_mmio),
 		cmocka_unit_test(test_screen_for_boot),

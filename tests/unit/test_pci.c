@@ -506,6 +506,13 @@ static void test_hostile_bar_values(void **state)
 	assert_false(claimed);
 	assert_false(s->fn.bars[1].mapped);
 	assert_true(s->fn.bars[1].warned);
+	/* The register holds the guest's value; what follows the BAR asks where it is decoded. */
+	uint64_t where = 1;
+	assert_int_equal(pci_bar_addr(&s->fn, 1), 0x00100000);
+	assert_false(pci_bar_mapped(&s->fn, 1, &where));
+	assert_int_equal(where, 0);
+	assert_true(pci_bar_mapped(&s->fn, 4, &where));
+	assert_int_equal(where, msix);
 	/* Onto ECAM, onto another BAR: refused, the other ranges stay intact. */
 	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)PCI_ECAM_BASE);
 	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), 0x12751275);

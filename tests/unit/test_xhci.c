@@ -716,6 +716,40 @@ static void test_event_ring_segments(void **state)
 	}
 }
 
+/*
+ * The segment table's entry for the next segment is read once per step: here
+ * it sits in the last slot of segment 0, so the event written there
+ * overwrites it. The producer must still go where the ring-full check
+ * looked (it once re-read the entry, took the event for a segment of size
+ * 0 and stopped with a host system error).
+ */
+static void test_erst_entry_read_once(void **state)
+{
+	struct fx *f = *state;
+	/* ERSTBA is 64-byte aligned: a 6-slot segment 0 ends with slots 4 and 5 at seg0 + 0x40. */
+	const uint64_t seg0 = EV_RING + 0x400, seg1 = EV_RING + 0x800, erst_at = seg0 + 0x40;
+	struct { uint64_t base; uint32_t size, rsvd; } erst[2] = { { seg0, 6, 0 }, { seg1, 4, 0 } };
+	struct trb ev;
+	uint64_t at = 0;
+
+	wr(f, OP + 0x00, 0);
+	memset(gpa(f, seg0), 0, 0x800);
+	memcpy(gpa(f, erst_at), erst, sizeof(erst)); /* entries 0 and 1 are slots 4 and 5 of segment 0 */
+	wr(f, RT + 0x28, 2);
+	wr64(f, RT + 0x30, erst_at);
+	wr64(f, RT + 0x38, seg0);
+	wr(f, OP + 0x00, 1 | 4);
+	/* The restart's two port events fill slots 0 and 1, four commands slots 2 to 5, the fifth goes on. */
+	for (unsigned n = 0; n < 5; n++) {
+		at = ring_put(f, CMD_RING, &f->cmd_idx, &f->cmd_ccs, 0, 0, TYPE(23));
+		wr(f, DB, 0);
+	}
+	assert_int_equal(rd(f, OP + 0x04) & 4, 0); /* no host system error */
+	memcpy(&ev, gpa(f, seg1), 16);
+	assert_int_equal(ev.param, at);
+	assert_int_equal(ev.control & 1, 1);
+}
+
 static void test_save_restore(void **state)
 {
 	struct fx *f = *state;
@@ -777,6 +811,7 @@ int main(void)
 		T(test_event_ring_full),
 		T(test_event_data_trb),
 		T(test_event_ring_segments),
+		T(test_erst_entry_read_once),
 		T(test_save_restore),
 		cmocka_unit_test(test_options),
 	};
