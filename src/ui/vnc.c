@@ -1096,8 +1096,8 @@ static void make_room_for_handshake(struct vnc *v)
 
 	if (count_handshakes(v) < MAX_HANDSHAKES)
 		return;
-	for (struct client *c = v->clients; c; c = c->next)
-		if (c->state != ST_NORMAL && (!oldest || c->deadline_ms < oldest->deadline_ms))
+	for (struct client *c = v->clients; c; c = c->next) /* newest first */
+		if (c->state != ST_NORMAL)
 			oldest = c;
 	log_warn("vnc: %d connections in the handshake; closing the oldest, %s", MAX_HANDSHAKES, oldest->peer_name);
 	client_close(oldest, "replaced by a newer connection in the handshake");

@@ -166,7 +166,7 @@ struct vnc_tls *vnc_tls_new(const struct vnc_tls_config *cfg)
 	if (t->anon ? load_anon(t) < 0 : load_x509(t, cfg) < 0)
 		goto fail;
 	rc = t->anon ? gnutls_priority_init(&t->priority, ANON_PRIORITY, &where)
-		     : gnutls_priority_init2(&t->priority, NULL, NULL, GNUTLS_PRIORITY_INIT_DEF_APPEND);
+		     : gnutls_priority_init(&t->priority, NULL, &where); /* the defaults */
 	if (rc < 0) {
 		t->priority = NULL;
 		log_error("vnc: TLS priorities: %s", gnutls_strerror(rc));
