@@ -27,7 +27,7 @@ void backoff_key_from_addr(const struct sockaddr *sa, socklen_t len, struct back
 
 static bool live(const struct backoff_entry *e, uint64_t now_ms)
 {
-	return e->used && now_ms - e->last_ms < BACKOFF_FORGET_MS;
+	return e->used && (now_ms < e->last_ms || now_ms - e->last_ms < BACKOFF_FORGET_MS);
 }
 
 static int find(const struct backoff *b, const struct backoff_key *k, uint64_t now_ms)
