@@ -66,7 +66,7 @@ struct client {
 	char peer_name[64];              /* the address, for the log */
 	uint64_t deadline_ms;            /* the handshake must be over by then (CLOCK_MONOTONIC) */
 	struct vnc_tls_session *tls;     /* from the VeNCrypt subtype on; NULL: plain */
-	bool want_write;                 /* EPOLLOUT is on */
+	uint32_t events;                 /* what the event loop watches for */
 
 	struct rfb_pixel_format pf;
 	int32_t encoding;                /* RFB_ENC_RAW, _ZRLE or _TIGHT */
@@ -143,15 +143,19 @@ static ssize_t client_recv(struct client *c, void *p, size_t len, const char **w
 	return n;
 }
 
-/* EPOLLOUT while output waits, or while the TLS handshake waits to send. */
+/*
+ * Input always, output while some waits; but while TLS waits for the
+ * socket to take its bytes only that (the session cannot read meanwhile,
+ * and unread input would wake the loop in vain).
+ */
 static void update_events(struct client *c)
 {
-	bool want = c->out.len != 0 || (c->state == ST_TLS_HANDSHAKE && vnc_tls_wants_write(c->tls));
+	uint32_t events = EPOLLIN | (c->out.len ? EPOLLOUT : 0);
 
-	if (want != c->want_write) {
-		c->want_write = want;
-		evloop_modify(c->v->vm->loop, c->fd, EPOLLIN | (want ? EPOLLOUT : 0));
-	}
+	if (c->tls && vnc_tls_wants_write(c->tls))
+		events = EPOLLOUT;
+	if (events != c->events && evloop_modify(c->v->vm->loop, c->fd, events) == 0)
+		c->events = events;
 }
 
 static void flush(struct client *c)
@@ -973,7 +977,8 @@ static void on_client_io(void *opaque, uint32_t events)
 		if (c->fd < 0)
 			return;
 	}
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+	/* TLS: bytes GnuTLS held back for a full socket may have been all a read was waiting for. */
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->tls)
 		return;
 	read_input(c);
 	if (c->fd >= 0)
@@ -1143,6 +1148,7 @@ static void add_client(struct vnc *v, int fd, const struct sockaddr_storage *ss,
 	c->fd = fd;
 	c->leds_sent = ~0u;
 	c->pf = rfb_native_format;
+	c->events = EPOLLIN;
 	c->deadline_ms = now_ms() + HANDSHAKE_MS;
 	backoff_key_from_addr((const struct sockaddr *)ss, sslen, &c->peer);
 	describe_peer(c, fd, ss);
@@ -1374,7 +1380,7 @@ int vnc_wait_client(struct vnc *v)
 		p[0] = (struct pollfd){ .fd = v->listen_fd, .events = POLLIN };
 		p[1] = (struct pollfd){ .fd = v->deadline_fd, .events = POLLIN };
 		for (struct client *c = v->clients; c && n < MAX_CONN; c = c->next, n++) {
-			p[n + 2] = (struct pollfd){ .fd = c->fd, .events = POLLIN | (c->want_write ? POLLOUT : 0) };
+			p[n + 2] = (struct pollfd){ .fd = c->fd, .events = (short)c->events }; /* EPOLLIN/OUT == POLLIN/OUT */
 			cs[n] = c;
 		}
 		if (poll(p, n + 2, 1000) < 0) {

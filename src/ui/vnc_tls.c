@@ -36,6 +36,7 @@ struct vnc_tls_session {
 	size_t early_len, early_at;
 	size_t budget;          /* raw bytes reads may still take */
 	size_t send_pending;    /* a send that reported EAGAIN: its size */
+	bool write_blocked;     /* the socket did not take the last bytes TLS pushed */
 	char peer[256];         /* the client certificate's subject */
 	char verify_error[160]; /* why the client certificate was refused */
 };
@@ -229,6 +230,7 @@ static ssize_t push(gnutls_transport_ptr_t p, const void *buf, size_t len)
 	struct vnc_tls_session *s = p;
 	ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
+	s->write_blocked = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 	if (n < 0)
 		gnutls_transport_set_errno(s->session, errno);
 	return n;
@@ -317,7 +319,7 @@ int vnc_tls_handshake(struct vnc_tls_session *s, const char **why)
 
 bool vnc_tls_wants_write(const struct vnc_tls_session *s)
 {
-	return gnutls_record_get_direction(s->session) == 1;
+	return s->write_blocked;
 }
 
 const char *vnc_tls_peer_name(const struct vnc_tls_session *s)

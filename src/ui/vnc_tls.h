@@ -43,7 +43,10 @@ void vnc_tls_session_free(struct vnc_tls_session *s);
 
 /* Advances the handshake: 1 done, 0 waiting for the socket, -1 failed (reason in *why). */
 int vnc_tls_handshake(struct vnc_tls_session *s, const char **why);
-/* The last call waits for the socket to take more bytes (else: for bytes to arrive). */
+/*
+ * TLS has bytes the socket did not take: nothing goes on (not even
+ * reading) until it takes them, so wait for EPOLLOUT alone.
+ */
 bool vnc_tls_wants_write(const struct vnc_tls_session *s);
 /* What the client's certificate says it is (X.509 with a CA), for the log; "" otherwise. */
 const char *vnc_tls_peer_name(const struct vnc_tls_session *s);

@@ -642,7 +642,7 @@ static void test_handshake_deadline_and_quota(void **state)
 	for (int i = 0; i < NIDLE; i++)
 		closed += closed_now(idle[i]);
 	assert_true(closed >= NIDLE - MAX_HANDSHAKES + 1);
-	assert_true(log_wait(mark, "connections in the handshake; closing the oldest", 0) >= 0);
+	assert_true(log_wait(mark, "connections in the handshake; closing the oldest", GUARD_MS) >= 0);
 	/* The rest are closed by the deadline, and not before it. */
 	for (int i = 0; i < NIDLE; i++) {
 		if (wait_eof(idle[i], GUARD_MS) < 0)
@@ -1122,7 +1122,7 @@ static void test_tls_bad_options(void **state)
 		struct fx *f = fx_new(cases[i].opts, false, &rc);
 		if (rc != -1)
 			fail_msg("case %zu (%s ...) was accepted", i, cases[i].opts[0]);
-		if (log_wait(mark, cases[i].message, 0) < 0)
+		if (log_wait(mark, cases[i].message, GUARD_MS) < 0)
 			fail_msg("case %zu: no \"%s\" in the error", i, cases[i].message);
 		assert_int_equal(access(f->sock, F_OK), -1); /* nothing listens */
 		fx_free(f);
