@@ -73,6 +73,12 @@ static int read_pem(const char *what, const char *path, gnutls_datum_t *out)
 		return -1;
 	}
 	out->size = (unsigned)n;
+	if (!memmem(out->data, out->size, "-----BEGIN ", 11)) {
+		log_error("vnc: %s=%s: not a PEM file (no -----BEGIN line)", what, path);
+		gnutls_free(out->data);
+		out->data = NULL;
+		return -1;
+	}
 	return 0;
 }
 
