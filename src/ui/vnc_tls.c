@@ -110,6 +110,44 @@ static int verify_client(gnutls_session_t session)
 	return -1;
 }
 
+/*
+ * The certificate chain and the key parse, and the key is the first
+ * certificate's. GnuTLS checks this too, but leaks what it parsed when
+ * either is bad (3.7): it gets only a pair known to be good.
+ */
+static int check_pair(const struct vnc_tls_config *cfg, const gnutls_datum_t *cert, const gnutls_datum_t *key)
+{
+	gnutls_x509_crt_t *crts = NULL;
+	gnutls_x509_privkey_t pk = NULL;
+	unsigned ncrts = 0;
+	unsigned char a[64], b[64];
+	size_t alen = sizeof(a), blen = sizeof(b);
+	int rc = -1, n;
+
+	if ((n = gnutls_x509_crt_list_import2(&crts, &ncrts, cert, GNUTLS_X509_FMT_PEM, 0)) < 0 || !ncrts) {
+		log_error("vnc: tls-cert=%s: %s", cfg->cert, n < 0 ? gnutls_strerror(n) : "no certificate in it");
+		goto out;
+	}
+	if ((n = gnutls_x509_privkey_init(&pk)) < 0 || (n = gnutls_x509_privkey_import2(pk, key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+		log_error("vnc: tls-key=%s: %s", cfg->key, gnutls_strerror(n));
+		goto out;
+	}
+	if (gnutls_x509_crt_get_key_id(crts[0], GNUTLS_KEYID_USE_SHA256, a, &alen) < 0 ||
+	    gnutls_x509_privkey_get_key_id(pk, GNUTLS_KEYID_USE_SHA256, b, &blen) < 0 || alen != blen ||
+	    memcmp(a, b, alen) != 0) {
+		log_error("vnc: tls-key=%s is not the key of the certificate in tls-cert=%s", cfg->key, cfg->cert);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (pk)
+		gnutls_x509_privkey_deinit(pk);
+	for (unsigned i = 0; i < ncrts; i++)
+		gnutls_x509_crt_deinit(crts[i]);
+	gnutls_free(crts);
+	return rc;
+}
+
 static int load_x509(struct vnc_tls *t, const struct vnc_tls_config *cfg)
 {
 	gnutls_datum_t cert = { 0 }, key = { 0 }, ca = { 0 };
@@ -122,6 +160,8 @@ static int load_x509(struct vnc_tls *t, const struct vnc_tls_config *cfg)
 	}
 	if (read_pem("tls-cert", cfg->cert, &cert) < 0 || read_pem("tls-key", cfg->key, &key) < 0 ||
 	    (cfg->ca && read_pem("tls-ca", cfg->ca, &ca) < 0))
+		goto out;
+	if (check_pair(cfg, &cert, &key) < 0)
 		goto out;
 	if ((n = gnutls_certificate_set_x509_key_mem2(t->x509_cred, &cert, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
 		log_error("vnc: tls-cert=%s, tls-key=%s: %s", cfg->cert, cfg->key, gnutls_strerror(n));

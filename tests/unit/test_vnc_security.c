@@ -1089,7 +1089,7 @@ static void test_tls_receive_budget(void **state)
 /* Bad TLS options and files: a one-line error, and no display. */
 static void test_tls_bad_options(void **state)
 {
-	char cert[160], key[160], ca[160], bad[160], badkey[160], otherkey[160], missing[160];
+	char cert[160], key[160], ca[160], bad[160], badkey[160], otherkey[160], missing[160], badca[160], keyca[160];
 	struct {
 		const char *opts[4];
 		const char *message;
@@ -1103,7 +1103,9 @@ static void test_tls_bad_options(void **state)
 		{ { missing, key, NULL }, "No such file or directory" },
 		{ { bad, key, NULL }, "tls-cert=" },
 		{ { cert, badkey, NULL }, "tls-key=" },
-		{ { cert, otherkey, NULL }, "tls-key=" }, /* the key of another certificate */
+		{ { cert, otherkey, NULL }, "is not the key of the certificate" },
+		{ { cert, key, badca }, "tls-ca=" },
+		{ { cert, key, keyca }, "no certificate in it" },
 	};
 
 	(void)state;
@@ -1116,6 +1118,8 @@ static void test_tls_bad_options(void **state)
 	in_certdir(badkey, sizeof(badkey), "tls-key=%s", "bad.pem");
 	in_certdir(otherkey, sizeof(otherkey), "tls-key=%s", "client.key");
 	in_certdir(missing, sizeof(missing), "tls-cert=%s", "missing.pem");
+	in_certdir(badca, sizeof(badca), "tls-ca=%s", "bad.pem");
+	in_certdir(keyca, sizeof(keyca), "tls-ca=%s", "ca.key"); /* PEM, but no certificate */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t mark = log_mark();
 		int rc;
