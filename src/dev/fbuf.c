@@ -4,7 +4,14 @@
  * QemuVideoDxe), shown over VNC:
  *
  *   -s SLOT,fbuf,tcp=[ADDR:]PORT|unix=PATH[,w=W][,h=H][,wait][,password=SECRET]
+ *                    [,tls-cert=PEM,tls-key=PEM[,tls-ca=PEM]|,tls=anon]
  *                    [,vga=off|io|on][,font=PSF]
+ *
+ * TLS (VeNCrypt, src/ui/vnc_tls.c): tls-cert/tls-key make the server
+ * offer X509Vnc (with password=) or X509None; tls-ca also requires a
+ * client certificate signed by that CA. tls=anon offers TLSVnc
+ * (anonymous TLS, password= required). The files are read here, when
+ * hyve starts.
  *
  * PCI 1234:1111, class 0x0300. BAR0: 32 MiB prefetchable framebuffer, a
  * memfd given to KVM as its own memory slot wherever the guest places the
@@ -588,6 +595,47 @@ static int get_password(struct device *dev, const char **out)
 	return 0;
 }
 
+static const char *opt(struct device *dev, const char *key)
+{
+	return config_getf(dev->vm->cfg, "%s.%s", dev->cfg_prefix, key);
+}
+
+/*
+ * TLS: certificates (X.509) or tls=anon, never both (an anonymous
+ * choice next to a certificate would let a man in the middle pick it).
+ * Anonymous TLS without a password would authenticate nobody.
+ */
+static int get_tls(struct device *dev, const char *password, struct vnc_tls_config *out, bool *use)
+{
+	const char *mode = opt(dev, "tls");
+
+	*out = (struct vnc_tls_config){ .cert = opt(dev, "tls-cert"), .key = opt(dev, "tls-key"), .ca = opt(dev, "tls-ca") };
+	*use = mode || out->cert || out->key || out->ca;
+	if (mode && strcmp(mode, "anon") != 0) {
+		log_error("%s: fbuf tls=%s: the only mode is anon (X.509 is chosen by tls-cert= and tls-key=)", dev->id, mode);
+		return -1;
+	}
+	if (mode && (out->cert || out->key || out->ca)) {
+		log_error("%s: fbuf tls=anon excludes tls-cert=, tls-key= and tls-ca=", dev->id);
+		return -1;
+	}
+	if (mode && !password) {
+		log_error("%s: fbuf tls=anon needs password= (anonymous TLS alone authenticates nobody)", dev->id);
+		return -1;
+	}
+	if (!mode && *use && (!out->cert || !out->key || !*out->cert || !*out->key)) {
+		log_error("%s: fbuf tls-cert= and tls-key= go together, each naming a PEM file%s", dev->id,
+			  out->ca ? " (tls-ca= needs both)" : "");
+		return -1;
+	}
+	if (out->ca && !*out->ca) {
+		log_error("%s: fbuf tls-ca= needs a file", dev->id);
+		return -1;
+	}
+	out->anon = mode != NULL;
+	return 0;
+}
+
 static int get_vga(struct device *dev, enum vga_option *out)
 {
 	const char *v = config_getf(dev->vm->cfg, "%s.vga", dev->cfg_prefix);
@@ -690,10 +738,11 @@ static int fbuf_create(struct device *dev)
 {
 	struct fbuf *s = calloc(1, sizeof(*s));
 	struct vnc_options o = { .name = dev->vm->name };
+	struct vnc_tls_config tls;
 	struct vnc_source src;
 	struct display_provider provider;
 	char addr[256], key[96];
-	bool wait = false;
+	bool wait = false, use_tls = false;
 
 	if (!s)
 		return -1;
@@ -703,8 +752,10 @@ static int fbuf_create(struct device *dev)
 	pthread_mutex_init(&s->lock, NULL);
 	fbuf_regs_reset(s);
 	vga_reset(&s->vga);
-	if (get_password(dev, &o.password) < 0 || get_vga(dev, &s->vga_opt) < 0)
+	if (get_password(dev, &o.password) < 0 || get_tls(dev, o.password, &tls, &use_tls) < 0 ||
+	    get_vga(dev, &s->vga_opt) < 0)
 		goto fail;
+	o.tls = use_tls ? &tls : NULL;
 	snprintf(key, sizeof(key), "%s.wait", dev->cfg_prefix);
 	if (get_dim(dev, "w", DEF_W, MIN_W, MAX_XRES, &s->w) < 0 || get_dim(dev, "h", DEF_H, MIN_H, MAX_YRES, &s->h) < 0 ||
 	    parse_listen(dev, &o, addr, sizeof(addr)) < 0 || config_get_bool(dev->vm->cfg, key, false, &wait) < 0)

@@ -129,6 +129,69 @@ long rfb_parse_client_msg(const uint8_t *buf, size_t len, struct rfb_msg *out, c
 	}
 }
 
+/* ---- the handshake ---- */
+
+/* Three decimal digits, nothing else (sscanf would take spaces, signs and read on). */
+static bool three_digits(const uint8_t *p, unsigned *out)
+{
+	*out = 0;
+	for (int i = 0; i < 3; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		*out = *out * 10 + (unsigned)(p[i] - '0');
+	}
+	return true;
+}
+
+static long parse_version(const uint8_t *buf, size_t len, struct rfb_hs_msg *out, const char **why)
+{
+	if (len < RFB_VERSION_LEN)
+		return 0;
+	if (memcmp(buf, "RFB ", 4) != 0 || buf[7] != '.' || buf[11] != '\n' ||
+	    !three_digits(buf + 4, &out->u.version.major) || !three_digits(buf + 8, &out->u.version.minor))
+		return fail(why, "malformed ProtocolVersion");
+	if (out->u.version.major != 3)
+		return fail(why, "not RFB version 3");
+	return RFB_VERSION_LEN;
+}
+
+long rfb_parse_handshake(enum rfb_hs_step step, const uint8_t *buf, size_t len, struct rfb_hs_msg *out,
+			 const char **why)
+{
+	memset(out, 0, sizeof(*out));
+	switch (step) {
+	case RFB_HS_VERSION:
+		return parse_version(buf, len, out, why);
+	case RFB_HS_SECURITY_TYPE:
+		if (len < 1)
+			return 0;
+		out->u.security_type = buf[0];
+		return 1;
+	case RFB_HS_VENCRYPT_VERSION:
+		if (len < 2)
+			return 0;
+		out->u.vencrypt.major = buf[0];
+		out->u.vencrypt.minor = buf[1];
+		return 2;
+	case RFB_HS_VENCRYPT_SUBTYPE:
+		if (len < 4)
+			return 0;
+		out->u.subtype = be32(buf);
+		return 4;
+	case RFB_HS_VNC_AUTH:
+		if (len < 16)
+			return 0;
+		out->u.auth_response = buf;
+		return 16;
+	case RFB_HS_CLIENT_INIT:
+		if (len < 1)
+			return 0;
+		out->u.shared = buf[0] != 0;
+		return 1;
+	}
+	return fail(why, "unknown handshake step");
+}
+
 int32_t rfb_encoding_at(const struct rfb_msg *m, unsigned i)
 {
 	return (int32_t)be32(m->u.encodings.list + 4 * (size_t)i);
@@ -213,6 +276,51 @@ void rfb_put_pixel_format(struct rfb_buf *b, const struct rfb_pixel_format *pf)
 	rfb_buf_u8(b, pf->green_shift);
 	rfb_buf_u8(b, pf->blue_shift);
 	rfb_buf_put(b, "\0\0\0", 3);
+}
+
+static void put_reason(struct rfb_buf *b, const char *reason)
+{
+	rfb_buf_u32(b, (uint32_t)strlen(reason));
+	rfb_buf_put(b, reason, strlen(reason));
+}
+
+void rfb_put_security_types(struct rfb_buf *b, unsigned minor, const uint8_t *types, unsigned n)
+{
+	if (minor < 7) {
+		rfb_buf_u32(b, types[0]);
+		return;
+	}
+	rfb_buf_u8(b, (uint8_t)n);
+	rfb_buf_put(b, types, n);
+}
+
+void rfb_put_connection_failed(struct rfb_buf *b, unsigned minor, const char *reason)
+{
+	if (minor < 7)
+		rfb_buf_u32(b, RFB_SEC_INVALID);
+	else
+		rfb_buf_u8(b, 0);
+	put_reason(b, reason);
+}
+
+void rfb_put_security_result(struct rfb_buf *b, unsigned minor, bool ok, const char *reason)
+{
+	rfb_buf_u32(b, ok ? 0 : 1);
+	if (!ok && minor >= 8)
+		put_reason(b, reason);
+}
+
+void rfb_put_vencrypt_version(struct rfb_buf *b)
+{
+	rfb_buf_u8(b, 0);
+	rfb_buf_u8(b, 2);
+}
+
+void rfb_put_vencrypt_subtypes(struct rfb_buf *b, const uint32_t *types, unsigned n)
+{
+	rfb_buf_u8(b, (uint8_t)n);
+	for (unsigned i = 0; i < n; i++)
+		rfb_buf_u32(b, types[i]);
 }
 
 /* ---- VNC authentication ---- */

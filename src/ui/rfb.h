@@ -33,7 +33,13 @@ enum {
 	RFB_ENC_QEMU_LED_STATE = -261,
 };
 
-enum { RFB_SEC_NONE = 1, RFB_SEC_VNC_AUTH = 2 };
+/* Security types, and the VeNCrypt (type 19) subtypes hyve offers. */
+enum { RFB_SEC_INVALID = 0, RFB_SEC_NONE = 1, RFB_SEC_VNC_AUTH = 2, RFB_SEC_VENCRYPT = 19 };
+enum {
+	RFB_VENCRYPT_TLS_VNC = 258,   /* anonymous TLS, then VNC authentication */
+	RFB_VENCRYPT_X509_NONE = 260, /* TLS with the server's certificate, no password */
+	RFB_VENCRYPT_X509_VNC = 261,  /* TLS with the server's certificate, then VNC authentication */
+};
 
 #define RFB_MAX_ENCODINGS 512        /* more in one SetEncodings is a hostile client */
 #define RFB_MAX_CUT_TEXT (1u << 20)  /* clipboard text we are willing to buffer (and drop) */
@@ -81,6 +87,41 @@ struct rfb_msg {
  */
 long rfb_parse_client_msg(const uint8_t *buf, size_t len, struct rfb_msg *out, const char **why);
 
+/*
+ * What a client sends before the normal protocol, one step at a time (the
+ * server knows which step comes next). Each parse returns the bytes it
+ * takes, 0 when more are needed, or -1 with a reason in *why; it never
+ * reads past buf[len).
+ */
+enum rfb_hs_step {
+	RFB_HS_VERSION,          /* ProtocolVersion: exactly "RFB xxx.yyy\n", decimal digits */
+	RFB_HS_SECURITY_TYPE,    /* the type chosen from the server's list (RFB 3.7 and later) */
+	RFB_HS_VENCRYPT_VERSION, /* VeNCrypt: the version the client takes (major, minor) */
+	RFB_HS_VENCRYPT_SUBTYPE, /* VeNCrypt: the subtype chosen (u32) */
+	RFB_HS_VNC_AUTH,         /* the 16-byte response to the VNC authentication challenge */
+	RFB_HS_CLIENT_INIT,      /* ClientInit: the shared flag */
+};
+
+#define RFB_VERSION_LEN 12
+
+struct rfb_hs_msg {
+	union {
+		struct {
+			unsigned major, minor;
+		} version;
+		uint8_t security_type;
+		struct {
+			uint8_t major, minor;
+		} vencrypt;
+		uint32_t subtype;
+		const uint8_t *auth_response; /* 16 bytes inside the input */
+		bool shared;
+	} u;
+};
+
+long rfb_parse_handshake(enum rfb_hs_step step, const uint8_t *buf, size_t len, struct rfb_hs_msg *out,
+			 const char **why);
+
 /* Encoding value i of a parsed SetEncodings. */
 int32_t rfb_encoding_at(const struct rfb_msg *m, unsigned i);
 
@@ -100,6 +141,20 @@ void rfb_buf_consume(struct rfb_buf *b, size_t n);
 void rfb_buf_free(struct rfb_buf *b);
 
 void rfb_put_pixel_format(struct rfb_buf *b, const struct rfb_pixel_format *pf);
+
+/*
+ * The server's side of the handshake for a client speaking RFB 3.minor
+ * (3, 7 or 8). Security types: RFB 3.3 gets the one type the server
+ * chose (n must be 1), later versions the list to choose from.
+ */
+void rfb_put_security_types(struct rfb_buf *b, unsigned minor, const uint8_t *types, unsigned n);
+/* Refuses the connection before any security type: the reason is sent in every version. */
+void rfb_put_connection_failed(struct rfb_buf *b, unsigned minor, const char *reason);
+/* SecurityResult; RFB 3.8 also sends the reason of a failure. */
+void rfb_put_security_result(struct rfb_buf *b, unsigned minor, bool ok, const char *reason);
+/* VeNCrypt: the server's version (0.2), its verdict on the client's, the subtype list. */
+void rfb_put_vencrypt_version(struct rfb_buf *b);
+void rfb_put_vencrypt_subtypes(struct rfb_buf *b, const uint32_t *types, unsigned n);
 
 /* The picture an encoder reads: x8r8g8b8 rows. */
 struct rfb_image {

@@ -15,14 +15,18 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "core/evloop.h"
 #include "core/input.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "ui/backoff.h"
 #include "ui/keymap.h"
 #include "ui/rfb.h"
+#include "ui/vnc_tls.h"
 
 #define TICK_NS (33 * 1000 * 1000L) /* ~30 Hz while the screen changes */
 #define IDLE_TICK_MAX_NS (500 * 1000 * 1000L) /* a static screen is looked at twice a second */
@@ -31,9 +35,25 @@
 #define BLANK_W 640
 #define BLANK_H 480
 #define OUT_HIGH (2u << 20)         /* queued bytes above which a client gets no new update */
-#define MAX_CLIENTS 16
+#define MAX_CLIENTS 16              /* clients past the handshake */
+#define MAX_HANDSHAKES 4            /* connections still in the handshake (they cannot take the above) */
+#define HANDSHAKE_MS 10000          /* from accept until ClientInit, TLS and password included */
+#define RECV_BUDGET (16u << 10)     /* bytes read from one client per wakeup (raw, TLS records included) */
 
-enum client_state { ST_VERSION, ST_SECURITY, ST_AUTH, ST_INIT, ST_NORMAL };
+/*
+ * The handshake: ProtocolVersion, the security type (VeNCrypt: its version,
+ * the subtype, the TLS handshake), VNC authentication, ClientInit.
+ */
+enum client_state {
+	ST_VERSION,
+	ST_SECURITY,
+	ST_VENCRYPT_VERSION,
+	ST_VENCRYPT_SUBTYPE,
+	ST_TLS_HANDSHAKE,
+	ST_AUTH,
+	ST_INIT,
+	ST_NORMAL,
+};
 
 struct client {
 	struct vnc *v;
@@ -42,6 +62,11 @@ struct client {
 	unsigned minor;                  /* RFB 3.minor */
 	struct rfb_buf in, out;
 	uint8_t challenge[16];
+	struct backoff_key peer;         /* the address, as the password back-off knows it */
+	char peer_name[64];              /* the address, for the log */
+	uint64_t deadline_ms;            /* the handshake must be over by then (CLOCK_MONOTONIC) */
+	struct vnc_tls_session *tls;     /* from the VeNCrypt subtype on; NULL: plain */
+	uint32_t events;                 /* what the event loop watches for */
 
 	struct rfb_pixel_format pf;
 	int32_t encoding;                /* RFB_ENC_RAW, _ZRLE or _TIGHT */
@@ -52,7 +77,7 @@ struct client {
 	bool update_requested, need_resize;
 	uint8_t *dirty;                  /* one byte per tile of the current mode */
 	z_stream zs[3];                  /* ZRLE uses the first; Tight streams 0-2 */
-	bool zs_ready, writing;
+	bool zs_ready;
 	uint8_t buttons;
 	struct client *next;
 };
@@ -62,6 +87,9 @@ struct vnc {
 	struct vnc_source src;
 	char *name, *password, *unix_path;
 	int listen_fd, timer_fd;
+	int deadline_fd;                 /* fires at the earliest handshake deadline */
+	struct vnc_tls *tls;             /* TLS credentials: only VeNCrypt is offered; NULL: no TLS */
+	struct backoff backoff;          /* addresses that gave wrong passwords */
 	struct client *clients;
 	struct client *closed;           /* freed outside their own callbacks */
 	unsigned nclients;
@@ -81,18 +109,66 @@ static void client_close(struct client *c, const char *why);
 static void try_update(struct client *c);
 static void set_tick(struct vnc *v, long ns);
 
-/* ---- output ---- */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- transport: the socket, or TLS over it ---- */
+
+static ssize_t client_send(struct client *c, const void *p, size_t len, const char **why)
+{
+	ssize_t n;
+
+	if (c->tls)
+		return vnc_tls_send(c->tls, p, len, why);
+	n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		*why = strerror(errno);
+	return n;
+}
+
+static ssize_t client_recv(struct client *c, void *p, size_t len, const char **why)
+{
+	ssize_t n;
+
+	if (c->tls)
+		return vnc_tls_recv(c->tls, p, len, why);
+	n = recv(c->fd, p, len, MSG_DONTWAIT);
+	if (n < 0)
+		*why = strerror(errno);
+	return n;
+}
+
+/*
+ * Input always, output while some waits; but while TLS waits for the
+ * socket to take its bytes only that (the session cannot read meanwhile,
+ * and unread input would wake the loop in vain).
+ */
+static void update_events(struct client *c)
+{
+	uint32_t events = EPOLLIN | (c->out.len ? EPOLLOUT : 0);
+
+	if (c->tls && vnc_tls_wants_write(c->tls))
+		events = EPOLLOUT;
+	if (events != c->events && evloop_modify(c->v->vm->loop, c->fd, events) == 0)
+		c->events = events;
+}
 
 static void flush(struct client *c)
 {
 	while (c->out.len) {
-		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		const char *why = "connection closed";
+		ssize_t n = client_send(c, c->out.data, c->out.len, &why);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n <= 0) {
-			client_close(c, n < 0 ? strerror(errno) : "connection closed");
+			client_close(c, why);
 			return;
 		}
 		c->v->stats.bytes_sent += (uint64_t)n;
@@ -102,10 +178,7 @@ static void flush(struct client *c)
 		client_close(c, "out of memory");
 		return;
 	}
-	if (!!c->out.len != c->writing) {
-		c->writing = c->out.len != 0;
-		evloop_modify(c->v->vm->loop, c->fd, EPOLLIN | (c->writing ? EPOLLOUT : 0));
-	}
+	update_events(c);
 }
 
 /* ---- the picture ---- */
@@ -526,13 +599,32 @@ static void handle_msg(struct client *c, const struct rfb_msg *m)
 
 /* ---- handshake ---- */
 
-static void send_security_result(struct client *c, bool ok, const char *reason)
+/* What the server offers: one security type, and with VeNCrypt one subtype. */
+static uint8_t offered_type(const struct vnc *v)
 {
-	rfb_buf_u32(&c->out, ok ? 0 : 1);
-	if (!ok && c->minor >= 8) {
-		rfb_buf_u32(&c->out, (uint32_t)strlen(reason));
-		rfb_buf_put(&c->out, reason, strlen(reason));
-	}
+	if (v->tls)
+		return RFB_SEC_VENCRYPT;
+	return v->password ? RFB_SEC_VNC_AUTH : RFB_SEC_NONE;
+}
+
+static uint32_t offered_subtype(const struct vnc *v)
+{
+	if (!vnc_tls_is_x509(v->tls))
+		return RFB_VENCRYPT_TLS_VNC; /* anonymous TLS always comes with a password */
+	return v->password ? RFB_VENCRYPT_X509_VNC : RFB_VENCRYPT_X509_NONE;
+}
+
+/* Sends what is queued (a failure's reason), then closes; -1 for the message handlers. */
+static long reject(struct client *c, const char *why)
+{
+	flush(c);
+	client_close(c, why);
+	return -1;
+}
+
+static unsigned long long seconds_up(uint64_t ms)
+{
+	return (unsigned long long)((ms + 999) / 1000);
 }
 
 static void start_auth(struct client *c)
@@ -545,75 +637,220 @@ static void start_auth(struct client *c)
 	c->state = ST_AUTH;
 }
 
+/* An address that gave wrong passwords is refused before anything else until its wait is over. */
+static bool backing_off(struct client *c)
+{
+	uint64_t wait = backoff_remaining(&c->v->backoff, &c->peer, now_ms());
+	char reason[96];
+
+	if (!wait)
+		return false;
+	snprintf(reason, sizeof(reason), "too many failed authentication attempts: try again in %llu s",
+		 seconds_up(wait));
+	rfb_put_connection_failed(&c->out, c->minor, reason);
+	log_warn("vnc: refusing %s for %llu s more: it gave wrong passwords", c->peer_name, seconds_up(wait));
+	return true;
+}
+
 static long on_version(struct client *c, const uint8_t *p, size_t len)
 {
-	unsigned major, minor;
-	uint8_t sec = c->v->password ? RFB_SEC_VNC_AUTH : RFB_SEC_NONE;
+	uint8_t sec = offered_type(c->v);
+	struct rfb_hs_msg m;
+	const char *why = NULL;
+	long n = rfb_parse_handshake(RFB_HS_VERSION, p, len, &m, &why);
 
-	if (len < 12)
-		return 0;
-	if (memcmp(p, "RFB ", 4) != 0 || p[7] != '.' || p[11] != '\n' || sscanf((const char *)p + 4, "%3u.%3u", &major, &minor) != 2 ||
-	    major != 3)
-		return -1;
-	c->minor = minor >= 8 ? 8 : minor == 7 ? 7 : 3;
-	if (c->minor == 3) { /* the server decides */
-		rfb_buf_u32(&c->out, sec);
-		if (sec == RFB_SEC_VNC_AUTH)
-			start_auth(c);
-		else
-			c->state = ST_INIT;
-	} else {
-		rfb_buf_u8(&c->out, 1);
-		rfb_buf_u8(&c->out, sec);
-		c->state = ST_SECURITY;
+	if (n < 0) {
+		log_warn("vnc: %s is not an RFB client: %s", c->peer_name, why);
+		return reject(c, "bad ProtocolVersion");
 	}
-	return 12;
+	if (n == 0)
+		return 0;
+	c->minor = m.u.version.minor >= 8 ? 8 : m.u.version.minor == 7 ? 7 : 3;
+	if (backing_off(c))
+		return reject(c, "password back-off");
+	if (sec == RFB_SEC_VENCRYPT && c->minor == 3) {
+		rfb_put_connection_failed(&c->out, c->minor, "this server requires TLS (VeNCrypt): RFB 3.7 or later");
+		return reject(c, "RFB 3.3 cannot negotiate TLS");
+	}
+	rfb_put_security_types(&c->out, c->minor, &sec, 1);
+	if (c->minor == 3 && sec == RFB_SEC_VNC_AUTH) /* RFB 3.3: the server decides */
+		start_auth(c);
+	else
+		c->state = c->minor == 3 ? ST_INIT : ST_SECURITY;
+	return n;
 }
 
 static long on_security(struct client *c, const uint8_t *p, size_t len)
 {
-	uint8_t offered = c->v->password ? RFB_SEC_VNC_AUTH : RFB_SEC_NONE;
+	uint8_t offered = offered_type(c->v);
+	struct rfb_hs_msg m;
+	const char *why = NULL;
+	long n = rfb_parse_handshake(RFB_HS_SECURITY_TYPE, p, len, &m, &why);
 
-	if (len < 1)
-		return 0;
-	if (p[0] != offered) {
-		send_security_result(c, false, "security type not offered");
-		return -1;
+	if (n <= 0)
+		return n;
+	if (m.u.security_type != offered) {
+		rfb_put_security_result(&c->out, c->minor, false, "security type not offered");
+		return reject(c, "it chose a security type that was not offered");
 	}
 	if (offered == RFB_SEC_VNC_AUTH) {
 		start_auth(c);
+	} else if (offered == RFB_SEC_VENCRYPT) {
+		rfb_put_vencrypt_version(&c->out);
+		c->state = ST_VENCRYPT_VERSION;
 	} else {
 		if (c->minor >= 8)
-			send_security_result(c, true, NULL);
+			rfb_put_security_result(&c->out, c->minor, true, NULL);
 		c->state = ST_INIT;
 	}
-	return 1;
+	return n;
+}
+
+static long on_vencrypt_version(struct client *c, const uint8_t *p, size_t len)
+{
+	uint32_t sub = offered_subtype(c->v);
+	struct rfb_hs_msg m;
+	const char *why = NULL;
+	long n = rfb_parse_handshake(RFB_HS_VENCRYPT_VERSION, p, len, &m, &why);
+
+	if (n <= 0)
+		return n;
+	if (m.u.vencrypt.major != 0 || m.u.vencrypt.minor != 2) {
+		rfb_buf_u8(&c->out, 1); /* not accepted */
+		return reject(c, "it wants a VeNCrypt version other than 0.2");
+	}
+	rfb_buf_u8(&c->out, 0);
+	rfb_put_vencrypt_subtypes(&c->out, &sub, 1);
+	c->state = ST_VENCRYPT_SUBTYPE;
+	return n;
+}
+
+/*
+ * The plain-text go-ahead must reach the socket before any TLS byte;
+ * bytes the client sent after its choice already belong to TLS.
+ */
+static int start_tls(struct client *c, const uint8_t *early, size_t early_len)
+{
+	flush(c);
+	if (c->fd < 0)
+		return -1;
+	if (c->out.len) {
+		client_close(c, "the socket does not take the VeNCrypt go-ahead");
+		return -1;
+	}
+	if (!(c->tls = vnc_tls_session_new(c->v->tls, c->fd, early, early_len))) {
+		client_close(c, "cannot start a TLS session");
+		return -1;
+	}
+	c->state = ST_TLS_HANDSHAKE;
+	return 0;
+}
+
+static long on_vencrypt_subtype(struct client *c, const uint8_t *p, size_t len)
+{
+	struct rfb_hs_msg m;
+	const char *why = NULL;
+	long n = rfb_parse_handshake(RFB_HS_VENCRYPT_SUBTYPE, p, len, &m, &why);
+
+	if (n <= 0)
+		return n;
+	if (m.u.subtype != offered_subtype(c->v)) {
+		rfb_buf_u8(&c->out, 0); /* not accepted */
+		return reject(c, "it chose a VeNCrypt subtype that was not offered");
+	}
+	rfb_buf_u8(&c->out, 1);
+	if (start_tls(c, p + n, len - (size_t)n) < 0)
+		return -1;
+	return (long)len; /* the rest went to TLS */
+}
+
+/* TLS is up: the subtype's authentication follows inside it. */
+static void tls_established(struct client *c)
+{
+	const char *cert = vnc_tls_peer_name(c->tls);
+
+	log_info("vnc: %s: TLS established%s%s", c->peer_name, *cert ? "; client certificate " : "", cert);
+	if (c->v->password) {
+		start_auth(c);
+	} else {
+		rfb_put_security_result(&c->out, c->minor, true, NULL); /* VeNCrypt sends it in every version */
+		c->state = ST_INIT;
+	}
+}
+
+static void continue_tls(struct client *c)
+{
+	const char *why = "";
+	int rc;
+
+	vnc_tls_set_read_budget(c->tls, RECV_BUDGET);
+	rc = vnc_tls_handshake(c->tls, &why);
+	if (rc < 0) {
+		log_warn("vnc: %s: TLS handshake failed: %s", c->peer_name, why);
+		client_close(c, "TLS handshake failed");
+		return;
+	}
+	if (rc > 0)
+		tls_established(c);
+	if (c->fd >= 0)
+		flush(c);
+}
+
+/* Compares all 16 bytes whatever differs (no timing hint). */
+static bool same16(const uint8_t *a, const uint8_t *b)
+{
+	uint8_t d = 0;
+
+	for (int i = 0; i < 16; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
 }
 
 static long on_auth(struct client *c, const uint8_t *p, size_t len)
 {
+	struct vnc *v = c->v;
+	struct rfb_hs_msg m;
+	const char *why = NULL;
 	uint8_t expect[16];
+	long n = rfb_parse_handshake(RFB_HS_VNC_AUTH, p, len, &m, &why);
 
-	if (len < 16)
-		return 0;
-	if (rfb_vnc_auth_response(c->v->password, c->challenge, expect) < 0 || memcmp(expect, p, 16) != 0) {
-		log_warn("vnc: a client gave a wrong password");
-		send_security_result(c, false, "authentication failed");
-		return -1;
+	if (n <= 0)
+		return n;
+	if (rfb_vnc_auth_response(v->password, c->challenge, expect) < 0 || !same16(expect, m.u.auth_response)) {
+		uint64_t wait = backoff_failed(&v->backoff, &c->peer, now_ms());
+		log_warn("vnc: %s gave a wrong password; it may try again in %llu s", c->peer_name, seconds_up(wait));
+		rfb_put_security_result(&c->out, c->minor, false, "authentication failed");
+		return reject(c, "wrong password");
 	}
-	send_security_result(c, true, NULL);
+	backoff_succeeded(&v->backoff, &c->peer);
+	rfb_put_security_result(&c->out, c->minor, true, NULL);
 	c->state = ST_INIT;
-	return 16;
+	return n;
+}
+
+static unsigned count_ready(const struct vnc *v)
+{
+	unsigned n = 0;
+
+	for (const struct client *c = v->clients; c; c = c->next)
+		n += c->state == ST_NORMAL;
+	return n;
 }
 
 static long on_client_init(struct client *c, const uint8_t *p, size_t len)
 {
 	struct vnc *v = c->v;
+	struct rfb_hs_msg m;
+	const char *why = NULL;
+	long n = rfb_parse_handshake(RFB_HS_CLIENT_INIT, p, len, &m, &why);
 
-	(void)p;
-	if (len < 1)
-		return 0;
+	if (n <= 0)
+		return n;
 	/* The shared flag is ignored: every client shares the display. */
+	if (count_ready(v) >= MAX_CLIENTS) {
+		log_warn("vnc: refusing %s: %d clients already connected", c->peer_name, MAX_CLIENTS);
+		return reject(c, "too many clients");
+	}
 	if (!v->have_mode)
 		refresh(v);
 	c->pf = rfb_native_format;
@@ -627,8 +864,8 @@ static long on_client_init(struct client *c, const uint8_t *p, size_t len)
 	rfb_buf_u32(&c->out, (uint32_t)strlen(v->name));
 	rfb_buf_put(&c->out, v->name, strlen(v->name));
 	c->state = ST_NORMAL;
-	log_info("vnc: client ready (RFB 3.%u)", c->minor);
-	return 1;
+	log_info("vnc: client %s ready (RFB 3.%u%s)", c->peer_name, c->minor, c->tls ? ", TLS" : "");
+	return n;
 }
 
 static long on_message(struct client *c, const uint8_t *p, size_t len)
@@ -638,7 +875,7 @@ static long on_message(struct client *c, const uint8_t *p, size_t len)
 	long n = rfb_parse_client_msg(p, len, &m, &why);
 
 	if (n < 0)
-		log_warn("vnc: dropping a client: %s", why);
+		log_warn("vnc: dropping client %s: %s", c->peer_name, why);
 	else if (n > 0)
 		handle_msg(c, &m);
 	return n;
@@ -647,13 +884,15 @@ static long on_message(struct client *c, const uint8_t *p, size_t len)
 /* Consumes whole messages from the input buffer; -1 when the client is closed. */
 static int process_input(struct client *c)
 {
-	while (c->in.len) {
+	while (c->in.len && c->state != ST_TLS_HANDSHAKE) {
 		const uint8_t *p = c->in.data;
 		long n;
 
 		switch (c->state) {
 		case ST_VERSION: n = on_version(c, p, c->in.len); break;
 		case ST_SECURITY: n = on_security(c, p, c->in.len); break;
+		case ST_VENCRYPT_VERSION: n = on_vencrypt_version(c, p, c->in.len); break;
+		case ST_VENCRYPT_SUBTYPE: n = on_vencrypt_subtype(c, p, c->in.len); break;
 		case ST_AUTH: n = on_auth(c, p, c->in.len); break;
 		case ST_INIT: n = on_client_init(c, p, c->in.len); break;
 		default: n = on_message(c, p, c->in.len); break;
@@ -672,10 +911,64 @@ static int process_input(struct client *c)
 	return 0;
 }
 
+/*
+ * Reads at most RECV_BUDGET bytes (TLS: raw bytes, records included) and
+ * handles the messages they complete, then goes back to the event loop so
+ * one busy client cannot starve the others, the serial ports or the
+ * control socket. What is left stays in the socket; the loop is
+ * level-triggered and calls again.
+ */
+static void read_input(struct client *c)
+{
+	size_t budget = RECV_BUDGET;
+
+	if (c->tls)
+		vnc_tls_set_read_budget(c->tls, RECV_BUDGET);
+	while (budget) {
+		const char *why = "disconnected";
+		size_t room;
+		ssize_t n;
+
+		if (!rfb_buf_reserve(&c->in, 65536)) {
+			client_close(c, "out of memory");
+			return;
+		}
+		room = c->in.cap - c->in.len;
+		if (!c->tls && room > budget)
+			room = budget;
+		n = client_recv(c, c->in.data + c->in.len, room, &why);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			client_close(c, why);
+			return;
+		}
+		if (!c->tls)
+			budget -= (size_t)n;
+		c->in.len += (size_t)n;
+		if (c->in.len > RFB_MAX_MSG + 65536) {
+			client_close(c, "client sends faster than it is read");
+			return;
+		}
+		if (process_input(c) < 0)
+			return;
+		if (c->state == ST_TLS_HANDSHAKE) {
+			continue_tls(c);
+			return;
+		}
+	}
+}
+
 static void on_client_io(void *opaque, uint32_t events)
 {
 	struct client *c = opaque;
 
+	if (c->state == ST_TLS_HANDSHAKE) {
+		continue_tls(c);
+		return;
+	}
 	if (events & EPOLLOUT) {
 		flush(c);
 		if (c->fd < 0)
@@ -684,32 +977,10 @@ static void on_client_io(void *opaque, uint32_t events)
 		if (c->fd < 0)
 			return;
 	}
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+	/* TLS: bytes GnuTLS held back for a full socket may have been all a read was waiting for. */
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->tls)
 		return;
-	for (;;) {
-		ssize_t n;
-
-		if (!rfb_buf_reserve(&c->in, 65536)) {
-			client_close(c, "out of memory");
-			return;
-		}
-		n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			client_close(c, n < 0 ? strerror(errno) : "disconnected");
-			return;
-		}
-		c->in.len += (size_t)n;
-		if (c->in.len > RFB_MAX_MSG + 65536) {
-			client_close(c, "client sends faster than it is read");
-			return;
-		}
-		if (process_input(c) < 0)
-			return;
-	}
+	read_input(c);
 	if (c->fd >= 0)
 		flush(c);
 }
@@ -720,6 +991,7 @@ static void client_free(struct client *c)
 {
 	for (int i = 0; c->zs_ready && i < 3; i++)
 		deflateEnd(&c->zs[i]);
+	vnc_tls_session_free(c->tls);
 	rfb_buf_free(&c->in);
 	rfb_buf_free(&c->out);
 	free(c->dirty);
@@ -729,7 +1001,7 @@ static void client_free(struct client *c)
 /*
  * Closing unlinks the client and parks it on v->closed: callers up the
  * stack may still hold it (they check c->fd < 0); free_closed() runs from
- * the timer and the listener, never inside a client's own callback.
+ * the timers and the listener, never inside a client's own callback.
  */
 static void client_close(struct client *c, const char *why)
 {
@@ -749,7 +1021,7 @@ static void client_close(struct client *c, const char *why)
 	c->fd = -1;
 	c->next = v->closed;
 	v->closed = c;
-	log_info("vnc: client gone (%s); %u left", why, v->nclients);
+	log_info("vnc: client %s gone (%s); %u left", c->peer_name, why, v->nclients);
 }
 
 static void free_closed(struct vnc *v)
@@ -761,12 +1033,108 @@ static void free_closed(struct vnc *v)
 	}
 }
 
-static void add_client(struct vnc *v, int fd)
+/* ---- the handshake deadline ---- */
+
+/* Arms the timer for the earliest deadline of a connection still in the handshake (or disarms it). */
+static void arm_deadline(struct vnc *v)
+{
+	struct itimerspec its = { 0 };
+	uint64_t first = UINT64_MAX;
+
+	for (const struct client *c = v->clients; c; c = c->next)
+		if (c->state != ST_NORMAL && c->deadline_ms < first)
+			first = c->deadline_ms;
+	if (first != UINT64_MAX) {
+		its.it_value.tv_sec = (time_t)(first / 1000);
+		its.it_value.tv_nsec = (long)(first % 1000) * 1000000 + 1; /* never all zero: that disarms */
+	}
+	timerfd_settime(v->deadline_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void close_expired(struct vnc *v)
+{
+	uint64_t now = now_ms();
+
+	for (struct client *c = v->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->state == ST_NORMAL || c->deadline_ms > now)
+			continue;
+		log_warn("vnc: closing %s: no complete handshake within %d s of connecting", c->peer_name,
+			 HANDSHAKE_MS / 1000);
+		client_close(c, "handshake deadline");
+	}
+	arm_deadline(v);
+}
+
+static void on_deadline(void *opaque, uint32_t events)
+{
+	struct vnc *v = opaque;
+	uint64_t n;
+
+	(void)events;
+	if (read(v->deadline_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_warn("vnc: handshake timer: %s", strerror(errno));
+	free_closed(v);
+	close_expired(v);
+}
+
+/* ---- accepting ---- */
+
+static unsigned count_handshakes(const struct vnc *v)
+{
+	unsigned n = 0;
+
+	for (const struct client *c = v->clients; c; c = c->next)
+		n += c->state != ST_NORMAL;
+	return n;
+}
+
+/*
+ * Connections still in the handshake have a small quota of their own:
+ * when it is full a newcomer replaces the oldest, so idle or slow
+ * connections can neither crowd out clients that authenticate nor keep a
+ * new one out.
+ */
+static void make_room_for_handshake(struct vnc *v)
+{
+	struct client *oldest = NULL;
+
+	if (count_handshakes(v) < MAX_HANDSHAKES)
+		return;
+	for (struct client *c = v->clients; c; c = c->next) /* newest first */
+		if (c->state != ST_NORMAL)
+			oldest = c;
+	log_warn("vnc: %d connections in the handshake; closing the oldest, %s", MAX_HANDSHAKES, oldest->peer_name);
+	client_close(oldest, "replaced by a newer connection in the handshake");
+}
+
+static void describe_peer(struct client *c, int fd, const struct sockaddr_storage *ss)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(c->peer_name, sizeof(c->peer_name), "%s:%u", host, ntohs(a->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(c->peer_name, sizeof(c->peer_name), "[%s]:%u", host, ntohs(a->sin6_port));
+	} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		snprintf(c->peer_name, sizeof(c->peer_name), "unix:pid %d", (int)cred.pid);
+	} else {
+		snprintf(c->peer_name, sizeof(c->peer_name), "unix");
+	}
+}
+
+static void add_client(struct vnc *v, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
 {
 	struct client *c;
 	int one = 1;
 
-	if (v->nclients >= MAX_CLIENTS) {
+	if (count_ready(v) >= MAX_CLIENTS) {
 		log_warn("vnc: refusing a client: %d already connected", MAX_CLIENTS);
 		close(fd);
 		return;
@@ -780,15 +1148,21 @@ static void add_client(struct vnc *v, int fd)
 	c->fd = fd;
 	c->leds_sent = ~0u;
 	c->pf = rfb_native_format;
+	c->events = EPOLLIN;
+	c->deadline_ms = now_ms() + HANDSHAKE_MS;
+	backoff_key_from_addr((const struct sockaddr *)ss, sslen, &c->peer);
+	describe_peer(c, fd, ss);
 	if (evloop_add(v->vm->loop, fd, EPOLLIN, on_client_io, c) < 0) {
 		close(fd);
 		free(c);
 		return;
 	}
+	make_room_for_handshake(v);
 	c->next = v->clients;
 	v->clients = c;
 	v->nclients++;
-	log_info("vnc: client connected (%u)", v->nclients);
+	log_info("vnc: client %s connected (%u)", c->peer_name, v->nclients);
+	arm_deadline(v);
 	rfb_buf_put(&c->out, "RFB 003.008\n", 12);
 	flush(c);
 }
@@ -796,7 +1170,9 @@ static void add_client(struct vnc *v, int fd)
 static void accept_clients(struct vnc *v)
 {
 	for (;;) {
-		int fd = accept4(v->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct sockaddr_storage ss = { 0 };
+		socklen_t sslen = sizeof(ss);
+		int fd = accept4(v->listen_fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				log_warn("vnc: accept: %s", strerror(errno));
@@ -804,7 +1180,7 @@ static void accept_clients(struct vnc *v)
 				return;
 			continue;
 		}
-		add_client(v, fd);
+		add_client(v, fd, &ss, sslen);
 	}
 }
 
@@ -899,64 +1275,100 @@ static int listen_tcp(const char *addr, uint16_t port)
 	return fd;
 }
 
+/* Everything vnc_open() set up, in reverse; what it did not get is -1 or NULL. */
+static void vnc_release(struct vnc *v)
+{
+	if (v->deadline_fd >= 0) {
+		evloop_del(v->vm->loop, v->deadline_fd);
+		close(v->deadline_fd);
+	}
+	if (v->timer_fd >= 0) {
+		evloop_del(v->vm->loop, v->timer_fd);
+		close(v->timer_fd);
+	}
+	if (v->listen_fd >= 0) {
+		evloop_del(v->vm->loop, v->listen_fd);
+		close(v->listen_fd);
+	}
+	if (v->unix_path)
+		unlink(v->unix_path);
+	vnc_tls_free(v->tls);
+	free(v->unix_path);
+	free(v->name);
+	free(v->password);
+	free(v->shadow);
+	free(v->dirty_log);
+	free(v);
+}
+
+static int start_timers(struct vnc *v)
+{
+	struct itimerspec its = { .it_interval = { 0, TICK_NS }, .it_value = { 0, TICK_NS } };
+
+	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	v->deadline_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	v->tick_ns = TICK_NS;
+	if (v->timer_fd < 0 || v->deadline_fd < 0 || timerfd_settime(v->timer_fd, 0, &its, NULL) < 0) {
+		log_error("vnc: cannot create timers: %s", strerror(errno));
+		return -1;
+	}
+	if (evloop_add(v->vm->loop, v->timer_fd, EPOLLIN, on_timer, v) < 0 ||
+	    evloop_add(v->vm->loop, v->deadline_fd, EPOLLIN, on_deadline, v) < 0) {
+		log_error("vnc: cannot start the timers: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 struct vnc *vnc_open(struct vm *vm, const struct vnc_options *o, const struct vnc_source *src)
 {
 	struct vnc *v = calloc(1, sizeof(*v));
-	struct itimerspec its = { .it_interval = { 0, TICK_NS }, .it_value = { 0, TICK_NS } };
 
 	if (!v)
 		return NULL;
 	v->vm = vm;
 	v->src = *src;
-	v->listen_fd = v->timer_fd = -1;
+	v->listen_fd = v->timer_fd = v->deadline_fd = -1;
 	v->dirty_words = (src->mem_size / PAGE + 63) / 64;
 	v->dirty_log = calloc(v->dirty_words ? v->dirty_words : 1, sizeof(*v->dirty_log));
 	v->name = strdup(o->name ? o->name : "hyve");
 	if (!v->dirty_log || !v->name || (o->password && !(v->password = strdup(o->password))))
 		goto fail;
+	/* Certificates first: a bad file is an error before anything listens. */
+	if (o->tls && !(v->tls = vnc_tls_new(o->tls)))
+		goto fail;
 	if (o->unix_path) {
 		if ((v->listen_fd = listen_unix(o->unix_path)) < 0)
 			goto fail;
-		v->unix_path = strdup(o->unix_path);
+		if (!(v->unix_path = strdup(o->unix_path))) {
+			unlink(o->unix_path);
+			goto fail;
+		}
 	} else if ((v->listen_fd = listen_tcp(o->tcp_addr, o->tcp_port)) < 0) {
 		goto fail;
 	}
-	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	v->tick_ns = TICK_NS;
-	if (v->timer_fd < 0 || timerfd_settime(v->timer_fd, 0, &its, NULL) < 0 ||
-	    evloop_add(vm->loop, v->listen_fd, EPOLLIN, on_listen, v) < 0) {
-		log_error("vnc: cannot watch the listener: %s", strerror(errno));
+	if (start_timers(v) < 0)
 		goto fail;
-	}
-	if (evloop_add(vm->loop, v->timer_fd, EPOLLIN, on_timer, v) < 0) {
-		evloop_del(vm->loop, v->listen_fd);
-		log_error("vnc: cannot start the refresh timer: %s", strerror(errno));
+	if (evloop_add(vm->loop, v->listen_fd, EPOLLIN, on_listen, v) < 0) {
+		log_error("vnc: cannot watch the listener: %s", strerror(errno));
 		goto fail;
 	}
 	return v;
 fail:
-	if (v->listen_fd >= 0)
-		close(v->listen_fd);
-	if (v->timer_fd >= 0)
-		close(v->timer_fd);
-	if (v->unix_path)
-		unlink(v->unix_path);
-	free(v->unix_path);
-	free(v->name);
-	free(v->password);
-	free(v->dirty_log);
-	free(v);
+	vnc_release(v);
 	return NULL;
 }
 
 /*
- * Before the event loop runs: serves the listener and the clients with
- * poll() until one has passed the handshake (and the password, if any).
+ * Before the event loop runs: serves the listener, the clients and the
+ * handshake deadline with poll() until one client has passed the
+ * handshake (and the password, if any).
  */
 int vnc_wait_client(struct vnc *v)
 {
-	struct pollfd p[1 + MAX_CLIENTS];
-	struct client *cs[MAX_CLIENTS];
+	enum { MAX_CONN = MAX_CLIENTS + MAX_HANDSHAKES };
+	struct pollfd p[2 + MAX_CONN];
+	struct client *cs[MAX_CONN];
 
 	log_info("vnc: waiting for a client before starting the guest");
 	while (!have_active_clients(v)) {
@@ -966,19 +1378,22 @@ int vnc_wait_client(struct vnc *v)
 		if (vm_is_exiting(v->vm))
 			return -1;
 		p[0] = (struct pollfd){ .fd = v->listen_fd, .events = POLLIN };
-		for (struct client *c = v->clients; c && n < MAX_CLIENTS; c = c->next, n++) {
-			p[n + 1] = (struct pollfd){ .fd = c->fd, .events = POLLIN | (c->writing ? POLLOUT : 0) };
+		p[1] = (struct pollfd){ .fd = v->deadline_fd, .events = POLLIN };
+		for (struct client *c = v->clients; c && n < MAX_CONN; c = c->next, n++) {
+			p[n + 2] = (struct pollfd){ .fd = c->fd, .events = (short)c->events }; /* EPOLLIN/OUT == POLLIN/OUT */
 			cs[n] = c;
 		}
-		if (poll(p, n + 1, 1000) < 0) {
+		if (poll(p, n + 2, 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("vnc: waiting for a client: %s", strerror(errno));
 			return -1;
 		}
 		for (nfds_t i = 0; i < n; i++)
-			if (p[i + 1].revents && cs[i]->fd >= 0)
-				on_client_io(cs[i], (uint32_t)p[i + 1].revents); /* poll and epoll bits agree */
+			if (p[i + 2].revents && cs[i]->fd >= 0)
+				on_client_io(cs[i], (uint32_t)p[i + 2].revents); /* poll and epoll bits agree */
+		if (p[1].revents)
+			on_deadline(v, EPOLLIN);
 		if (p[0].revents)
 			accept_clients(v);
 	}
@@ -998,20 +1413,9 @@ void vnc_close(struct vnc *v)
 	while (v->clients)
 		client_close(v->clients, "server closing");
 	free_closed(v);
-	evloop_del(v->vm->loop, v->timer_fd);
-	evloop_del(v->vm->loop, v->listen_fd);
-	close(v->timer_fd);
-	close(v->listen_fd);
 	log_debug("vnc: %llu ticks, %llu dirty pages, %llu bytes compared, %llu tiles and %llu bytes sent",
 		  (unsigned long long)v->stats.ticks, (unsigned long long)v->stats.dirty_pages,
 		  (unsigned long long)v->stats.bytes_compared, (unsigned long long)v->stats.tiles_sent,
 		  (unsigned long long)v->stats.bytes_sent);
-	if (v->unix_path)
-		unlink(v->unix_path);
-	free(v->unix_path);
-	free(v->name);
-	free(v->password);
-	free(v->shadow);
-	free(v->dirty_log);
-	free(v);
+	vnc_release(v);
 }

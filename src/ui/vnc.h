@@ -12,6 +12,14 @@
  * Threads: everything runs on the event loop thread. The keyboard LEDs a
  * guest sets reach clients (QEMU LED-state pseudo-encoding) on the next
  * tick.
+ *
+ * Clients that are not yet past the handshake are held on a short leash:
+ * 10 s from accept to ClientInit (password and TLS included), at most 4
+ * at a time apart from the 16 clients past it (a newcomer replaces the
+ * oldest), and an address that gave a wrong password waits 1 s, 2 s, 4 s
+ * ... up to 60 s before it may try again (src/ui/backoff.c). Every client
+ * is read at most 16 KiB per wakeup. With TLS (src/ui/vnc_tls.c) only
+ * VeNCrypt is offered.
  */
 #ifndef HYVE_VNC_H
 #define HYVE_VNC_H
@@ -20,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/display.h"
+#include "ui/vnc_tls.h"
 
 struct vm;
 struct vnc;
@@ -42,6 +51,7 @@ struct vnc_options {
 	uint16_t tcp_port;
 	const char *name;      /* desktop name */
 	const char *password;  /* VNC authentication (at most 8 characters count); NULL: none */
+	const struct vnc_tls_config *tls; /* NULL: no TLS; else only VeNCrypt, and anonymous TLS needs a password */
 };
 
 /* Listens and hooks into vm->loop; NULL after logging (address in use, ...). */

@@ -11,11 +11,19 @@
  * never claims more bytes than it was given; a SetEncodings list lies
  * inside the input; Raw output has exactly the size the pixel format
  * implies; ZRLE's length field matches the bytes written.
+ *
+ * The same bytes are also walked as a client's handshake, step by step as
+ * the server takes it (ProtocolVersion, security type, VeNCrypt version
+ * and subtype, the VNC authentication response, ClientInit), the path
+ * chosen by what each step parsed; a parsed version is always 3.ddd, a
+ * response points inside the input. And their first bytes, as a peer
+ * address of any length, give the password back-off a key.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ui/backoff.h"
 #include "ui/rfb.h"
 
 #define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
@@ -64,11 +72,70 @@ static void encode(const struct rfb_pixel_format *pf, uint16_t x, uint16_t y, ui
 	rfb_buf_free(&b);
 }
 
+static enum rfb_hs_step next_step(enum rfb_hs_step step, const struct rfb_hs_msg *m)
+{
+	switch (step) {
+	case RFB_HS_VERSION:
+		return RFB_HS_SECURITY_TYPE;
+	case RFB_HS_SECURITY_TYPE:
+		if (m->u.security_type == RFB_SEC_VENCRYPT)
+			return RFB_HS_VENCRYPT_VERSION;
+		return m->u.security_type == RFB_SEC_VNC_AUTH ? RFB_HS_VNC_AUTH : RFB_HS_CLIENT_INIT;
+	case RFB_HS_VENCRYPT_VERSION:
+		return RFB_HS_VENCRYPT_SUBTYPE;
+	case RFB_HS_VENCRYPT_SUBTYPE:
+		return m->u.subtype == RFB_VENCRYPT_X509_NONE ? RFB_HS_CLIENT_INIT : RFB_HS_VNC_AUTH;
+	default:
+		return RFB_HS_CLIENT_INIT;
+	}
+}
+
+static void walk_handshake(const uint8_t *data, size_t size)
+{
+	enum rfb_hs_step step = RFB_HS_VERSION;
+	size_t at = 0;
+
+	while (at < size) {
+		struct rfb_hs_msg m;
+		const char *why = NULL;
+		long n = rfb_parse_handshake(step, data + at, size - at, &m, &why);
+
+		if (n <= 0) {
+			CHECK(n == 0 || why);
+			return;
+		}
+		CHECK((size_t)n <= size - at);
+		if (step == RFB_HS_VERSION)
+			CHECK(n == RFB_VERSION_LEN && m.u.version.major == 3 && m.u.version.minor <= 999);
+		if (step == RFB_HS_VNC_AUTH) {
+			uint8_t expect[16];
+			CHECK(m.u.auth_response == data + at);
+			CHECK(rfb_vnc_auth_response("hyve-pw", m.u.auth_response, expect) == 0);
+		}
+		at += (size_t)n;
+		if (step == RFB_HS_CLIENT_INIT)
+			return;
+		step = next_step(step, &m);
+	}
+}
+
+static void peer_key(const uint8_t *data, size_t size)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct backoff_key k;
+	size_t len = size < sizeof(ss) ? size : sizeof(ss);
+
+	memcpy(&ss, data, len);
+	backoff_key_from_addr((const struct sockaddr *)&ss, (socklen_t)len, &k);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rfb_pixel_format pf = rfb_native_format;
 	size_t at = 0;
 
+	walk_handshake(data, size);
+	peer_key(data, size);
 	make_picture(data, size);
 	while (at < size) {
 		struct rfb_msg m;

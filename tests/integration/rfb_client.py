@@ -6,6 +6,10 @@ import socket
 import struct
 import time
 
+# Imported here, not when the first password is needed: on the emulated test host the first
+# import takes seconds, which a handshake cannot wait (the server closes it after 10 s).
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 ENC_RAW, ENC_ZRLE, ENC_DESKTOP_SIZE, ENC_QEMU_EXT_KEY, ENC_QEMU_LED = 0, 16, -223, -258, -261
 
 
@@ -25,7 +29,6 @@ def _recv_exact(sock, n):
 
 def vnc_auth_response(password, challenge):
     """DES-ECB of the challenge with the password (8 bytes, zero padded, each byte bit-mirrored)."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     key = bytes(int(f"{b:08b}"[::-1], 2) for b in password.encode()[:8].ljust(8, b"\0"))
     enc = Cipher(algorithms.TripleDES(key), modes.ECB()).encryptor()
     return enc.update(challenge) + enc.finalize()

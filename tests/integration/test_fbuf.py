@@ -256,6 +256,18 @@ def test_bochs_mode_change_and_snapshot(workdir, tmp_path):
         g.kill()
 
 
+def connect_after_backoff(target, password, timeout=60):
+    """After wrong passwords the server refuses the address (every UNIX peer is one) until
+    its back-off is over, saying so: try again until it lets the right password in."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return RfbClient(target, password=password)
+        except AuthFailed as e:
+            assert "try again" in str(e) and time.monotonic() < deadline, e
+            time.sleep(0.2)
+
+
 def test_unix_password_wait(workdir):
     """A UNIX listener with a password and `wait`: the guest starts only when a client has
     authenticated; wrong passwords are refused, the right one (libvncclient and our own
@@ -280,7 +292,7 @@ def test_unix_password_wait(workdir):
         assert r.returncode != 0
         time.sleep(2)
         assert "HYVE-INIT-REACHED" not in g.text() and not g.output, "the guest started before a client authenticated"
-        viewer = RfbClient(path, password="hyve-pw")
+        viewer = connect_after_backoff(path, "hyve-pw")
         g.wait_for("HYVE-CMD-READY", timeout=240)
         rc, out = g.run("printf '\\033[H\\033[2JHYVE FBCON TEXT\\n' > /dev/tty1")
         img = grab_until(path, workdir / "unix.ppm", lambda i: lit_pixels(i) > 100, "-p", "hyve-pw", "-e", "zrle")
@@ -409,6 +421,10 @@ def test_vga_text_console(workdir, tmp_path):
     ("unix=/nonexistent-dir/vnc.sock", "/nonexistent-dir/vnc.sock"),
     ("tcp=5979,vga=yes", "vga=yes"),
     ("tcp=5979,vga=on,font=/nonexistent/x.psf", "/nonexistent/x.psf"),
+    ("tcp=5979,tls-cert=/nonexistent/c.pem,tls-key=/nonexistent/k.pem", "/nonexistent/c.pem"),
+    (f"tcp=5979,tls-cert={REPO}/README.md,tls-key={REPO}/README.md", "tls-cert="),
+    ("tcp=5979,tls-cert=/nonexistent/c.pem", "tls-key="),
+    ("tcp=5979,tls=anon", "password="),
 ])
 def test_bad_options(opts, msg):
     r = run_hyve(["-s", f"5,fbuf,{opts}", "--kernel", KERNEL, "x"])
