@@ -7,6 +7,7 @@ test waits until noVNC's page reports the state expected (connected with the pat
 its canvas, or disconnected after a security failure) and until the server logged the refusal.
 GUARD only bounds a wait that never ends; it never decides a result."""
 import base64
+import ctypes
 import fcntl
 import io
 import json
@@ -67,6 +68,22 @@ def wait_for(what, condition, describe):
         time.sleep(POLL)
 
 
+def die_with_test():
+    """Run in a child before exec: the kernel kills it if the test dies, even by SIGKILL
+    (its own children go with it: Chromium's when the browser's channels close, websockify's
+    when their connection does)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def exit_on_signals():
+    """A test stopped by meson's timeout (SIGTERM), ^C or a hangup still runs its cleanup."""
+    def stop(signum, frame):
+        raise SystemExit(f"stopped by signal {signum}")
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def kill_group(proc, sig):
     """Signals proc's process group (it was started in a session of its own, so the group is
     proc and the children it spawned), then reaps proc."""
@@ -98,6 +115,7 @@ class Chromium:
             os.close(fd)
 
         def to_fds_3_and_4():
+            die_with_test()
             os.dup2(child_cmd, 3)
             os.dup2(child_out, 4)
 
@@ -301,7 +319,7 @@ def check_novnc(sock, password, workdir, refusal_logged):
     port = listener.getsockname()[1]
     ws = subprocess.Popen(["websockify", "--inetd", "--web", NOVNC, f"--unix-target={sock}"],
                           stdin=listener.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
+                          start_new_session=True, preexec_fn=die_with_test)
     listener.close()
     browser = None
     try:
@@ -314,7 +332,7 @@ def check_novnc(sock, password, workdir, refusal_logged):
         if browser:
             browser.close()
         # websockify serves each connection in a child process of its own: all go.
-        kill_group(ws, signal.SIGTERM)
+        kill_group(ws, signal.SIGKILL)
 
 
 def check_tools():
@@ -329,6 +347,7 @@ def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
     check_tools()
+    exit_on_signals()
     start = time.monotonic()
     d = tempfile.mkdtemp(prefix="novnc-")
     sock = os.path.join(d, "vnc.sock")
