@@ -352,7 +352,8 @@ static void op_status(void *opaque, struct control_status *st)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&vm->lock);
-	st->state = vm->state == VM_RUNNING ? "running" : vm->state == VM_PAUSED ? "paused" : "exiting";
+	st->state = vm->state == VM_EXITING ? "exiting" : vm->state == VM_PAUSED ? "paused"
+		    : !vm->vcpus_started ? "waiting" : "running";
 	pthread_mutex_unlock(&vm->lock);
 	st->name = vm->name;
 	st->cpus = vm->ncpus;

@@ -36,7 +36,7 @@ struct control_id {
 
 struct control_status {
 	const char *name;
-	const char *state;     /* "running", "paused" or "exiting" */
+	const char *state;     /* "running", "paused", "waiting" (vCPUs held, vm_hold_start()) or "exiting" */
 	unsigned cpus;
 	uint64_t memory;       /* guest RAM bytes */
 	double uptime;         /* seconds since the VM started */

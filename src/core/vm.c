@@ -174,13 +174,47 @@ void vm_set_irq(struct vm *vm, unsigned gsi, int level)
 		log_warn("cannot set interrupt line %u: %s", gsi, strerror(errno));
 }
 
-int vm_start(struct vm *vm)
+/* Starts the vCPU threads once vm_start() asked and no hold is left; 0 or -1. */
+static int start_vcpus_when_due(struct vm *vm)
 {
-	for (unsigned i = 0; i < vm->ncpus; i++)
+	bool due;
+
+	pthread_mutex_lock(&vm->lock);
+	due = vm->start_requested && !vm->start_holds && !vm->vcpus_started && vm->state != VM_EXITING;
+	vm->vcpus_started |= due;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; due && i < vm->ncpus; i++)
 		if (vcpu_start_thread(&vm->vcpus[i]) < 0)
 			return -1;
+	return 0;
+}
+
+int vm_start(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->start_requested = true;
+	pthread_mutex_unlock(&vm->lock);
+	if (start_vcpus_when_due(vm) < 0)
+		return -1;
 	vm->haltwatch = haltwatch_start(vm);
 	return vm->haltwatch ? 0 : -1;
+}
+
+void vm_hold_start(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->start_holds++;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_release_start(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->start_holds)
+		vm->start_holds--;
+	pthread_mutex_unlock(&vm->lock);
+	if (start_vcpus_when_due(vm) < 0)
+		vm_request_exit(vm, HYVE_EXIT_ERROR);
 }
 
 static void kick_all(struct vm *vm)

@@ -51,6 +51,9 @@ struct vm {
 	enum vm_run_state state;     /* requested state */
 	unsigned vcpus_paused;       /* vCPUs parked while state != RUNNING */
 	int exit_status;             /* enum hyve_exit, valid once EXITING */
+	unsigned start_holds;        /* vm_hold_start() calls not yet released */
+	bool start_requested;        /* vm_start() ran; the vCPUs start once no hold is left */
+	bool vcpus_started;
 };
 
 /* Creates the KVM VM, memory and irqchip from cfg; NULL after logging. */
@@ -60,8 +63,19 @@ void vm_destroy(struct vm *vm);
 /* Asserts (level 1) or deasserts an interrupt line (GSI) on the in-kernel irqchip. */
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 
-/* Starts vCPU threads and halt detection; 0 or -1. */
+/*
+ * Starts halt detection and the vCPU threads, the latter only once every
+ * vm_hold_start() has been released; 0 or -1.
+ */
 int vm_start(struct vm *vm);
+/*
+ * Holds the vCPUs back (e.g. the display's `wait`: until a VNC client is
+ * ready). Signals, the control socket and the devices' hosts keep working
+ * meanwhile. Release on the event-loop thread (or before it runs); the
+ * last release after vm_start() starts the vCPUs.
+ */
+void vm_hold_start(struct vm *vm);
+void vm_release_start(struct vm *vm);
 /* Blocks until some thread asks the VM to end; returns the exit status. */
 int vm_wait(struct vm *vm);
 /* Ends the VM with status (first caller wins); callable from any thread. */

@@ -799,8 +799,8 @@ static int fbuf_create(struct device *dev)
 	if (display_register(dev->vm, &provider) < 0)
 		goto fail;
 	s->have_display = true;
-	if (wait && vnc_wait_client(s->vnc) < 0)
-		goto fail;
+	if (wait)
+		vnc_hold_start(s->vnc);
 	return 0;
 fail:
 	fbuf_destroy(dev);

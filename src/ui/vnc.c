@@ -102,6 +102,7 @@ struct vnc {
 	size_t dirty_words;
 	long tick_ns;                    /* the refresh timer's current period */
 	bool changed;                    /* the last refresh found damage */
+	bool holding_start;              /* `wait`: the vCPUs start once a client is ready */
 	struct display_vnc_stats stats;
 };
 
@@ -865,6 +866,11 @@ static long on_client_init(struct client *c, const uint8_t *p, size_t len)
 	rfb_buf_put(&c->out, v->name, strlen(v->name));
 	c->state = ST_NORMAL;
 	log_info("vnc: client %s ready (RFB 3.%u%s)", c->peer_name, c->minor, c->tls ? ", TLS" : "");
+	if (c->v->holding_start) {
+		c->v->holding_start = false;
+		log_info("vnc: a client is ready: the guest starts");
+		vm_release_start(c->v->vm);
+	}
 	return n;
 }
 
@@ -1364,40 +1370,11 @@ fail:
  * handshake deadline with poll() until one client has passed the
  * handshake (and the password, if any).
  */
-int vnc_wait_client(struct vnc *v)
+void vnc_hold_start(struct vnc *v)
 {
-	enum { MAX_CONN = MAX_CLIENTS + MAX_HANDSHAKES };
-	struct pollfd p[2 + MAX_CONN];
-	struct client *cs[MAX_CONN];
-
 	log_info("vnc: waiting for a client before starting the guest");
-	while (!have_active_clients(v)) {
-		nfds_t n = 0;
-
-		free_closed(v);
-		if (vm_is_exiting(v->vm))
-			return -1;
-		p[0] = (struct pollfd){ .fd = v->listen_fd, .events = POLLIN };
-		p[1] = (struct pollfd){ .fd = v->deadline_fd, .events = POLLIN };
-		for (struct client *c = v->clients; c && n < MAX_CONN; c = c->next, n++) {
-			p[n + 2] = (struct pollfd){ .fd = c->fd, .events = (short)c->events }; /* EPOLLIN/OUT == POLLIN/OUT */
-			cs[n] = c;
-		}
-		if (poll(p, n + 2, 1000) < 0) {
-			if (errno == EINTR)
-				continue;
-			log_error("vnc: waiting for a client: %s", strerror(errno));
-			return -1;
-		}
-		for (nfds_t i = 0; i < n; i++)
-			if (p[i + 2].revents && cs[i]->fd >= 0)
-				on_client_io(cs[i], (uint32_t)p[i + 2].revents); /* poll and epoll bits agree */
-		if (p[1].revents)
-			on_deadline(v, EPOLLIN);
-		if (p[0].revents)
-			accept_clients(v);
-	}
-	return 0;
+	v->holding_start = true;
+	vm_hold_start(v->vm);
 }
 
 void vnc_get_stats(struct vnc *v, struct display_vnc_stats *out)

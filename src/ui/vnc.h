@@ -56,8 +56,12 @@ struct vnc_options {
 
 /* Listens and hooks into vm->loop; NULL after logging (address in use, ...). */
 struct vnc *vnc_open(struct vm *vm, const struct vnc_options *o, const struct vnc_source *src);
-/* Blocks until a client has connected (the `wait` option); 0 or -1. */
-int vnc_wait_client(struct vnc *v);
+/*
+ * The `wait` option: the guest's vCPUs start only once a client is ready
+ * (authenticated, ClientInit done). hyve runs meanwhile: signals, the
+ * control socket and the listener are served (vm_hold_start()).
+ */
+void vnc_hold_start(struct vnc *v);
 void vnc_close(struct vnc *v);
 
 /*

@@ -3,9 +3,11 @@ DISPI, the framebuffer as a KVM memory slot, and the picture as independent VNC 
 receive it (libvncclient through build/vncgrab with Raw and ZRLE, gtk-vnc's gvnccapture,
 vncsnapshot, and tests/integration/rfb_client.py), compared pixel for pixel; screenshots
 through hyvectl; two clients, the UNIX listener, passwords, `wait`, snapshots."""
+import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -290,8 +292,8 @@ def test_unix_password_wait(workdir):
             RfbClient(path)  # no password at all
         r = subprocess.run([str(VNCGRAB), "-p", "nope", path, str(workdir / "x.ppm")], capture_output=True, timeout=60)
         assert r.returncode != 0
-        time.sleep(2)
-        assert "HYVE-INIT-REACHED" not in g.text() and not g.output, "the guest started before a client authenticated"
+        assert vm_state(name) == "waiting", "the guest started before a client authenticated"
+        assert "HYVE-INIT-REACHED" not in g.text() and not g.output
         viewer = connect_after_backoff(path, "hyve-pw")
         g.wait_for("HYVE-CMD-READY", timeout=240)
         rc, out = g.run("printf '\\033[H\\033[2JHYVE FBCON TEXT\\n' > /dev/tty1")
@@ -299,6 +301,32 @@ def test_unix_password_wait(workdir):
         assert lit_pixels(img) > 100
         viewer.update(incremental=False)
         viewer.close()
+    finally:
+        g.kill()
+
+
+def vm_state(name):
+    r = hyvectl(name, "status")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["state"]
+
+
+def test_wait_answers_signals(workdir):
+    """While `wait` holds the guest for a VNC client, hyve still serves its control socket and
+    signals (it once sat in a loop of its own until a client came): SIGTERM presses the power
+    button of a guest that is not running yet, SIGINT powers it off, status 1."""
+    name = "fbuf-wait-sig"
+    path = os.path.join(RUNDIR, "fbuf-wait-sig.sock")
+    g = fbuf_guest(name, f"unix={path},wait")
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sock(name)):
+            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
+            time.sleep(0.2)
+        assert vm_state(name) == "waiting"
+        g.proc.send_signal(signal.SIGTERM)
+        g.proc.send_signal(signal.SIGINT)
+        assert g.wait_exit(60) == 1
     finally:
         g.kill()
 

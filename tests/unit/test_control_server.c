@@ -185,6 +185,7 @@ static struct vm *new_vm(const char *name, const char *socket_spec)
 	v->ncpus = 2;
 	v->mem.size = 256ULL << 20;
 	v->state = VM_RUNNING;
+	v->vcpus_started = true;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
 	return v;

@@ -417,6 +417,37 @@ static void test_vnc_encodings_and_password(void **state)
 	fx_free(f);
 }
 
+/* `wait`: the vCPUs are held (not hyve: its event loop serves) until a client is ready. */
+static void test_vnc_wait_holds_start(void **state)
+{
+	static const char *const opts[] = { "password=hyve-pw", "wait=true", NULL };
+	unsigned w, h;
+	int rc;
+	struct fx *f = fx_new(opts, &rc);
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	if (access(VNCGRAB, X_OK) != 0) {
+		fx_free(f);
+		skip();
+	}
+	assert_int_equal(f->vm->start_holds, 1);
+	testvm_start_loop(f->vm);
+	grab_opts = "-p wrong-pw";
+	assert_int_equal(grab_pixel(f->sock, 0, 0, &w, &h), -1);
+	pthread_mutex_lock(&f->vm->lock);
+	assert_int_equal(f->vm->start_holds, 1);
+	pthread_mutex_unlock(&f->vm->lock);
+	/* After the failure the address waits a second (back-off): retried until accepted. */
+	grab_opts = "-p hyve-pw";
+	assert_int_equal(grab_until(f->sock, 0, 0, 0), 0);
+	pthread_mutex_lock(&f->vm->lock);
+	assert_int_equal(f->vm->start_holds, 0);
+	pthread_mutex_unlock(&f->vm->lock);
+	grab_opts = "";
+	fx_free(f);
+}
+
 /* ---- legacy VGA (vga=io|on) ---- */
 
 /* Glyph of 'X' in the test font: a diagonal, one lit pixel per row. */
@@ -875,6 +906,7 @@ int main(void)
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_vnc_shows_framebuffer),
 		cmocka_unit_test(test_vnc_encodings_and_password),
+		cmocka_unit_test(test_vnc_wait_holds_start),
 		cmocka_unit_test(test_vga_registers),
 		cmocka_unit_test(test_vga_off_ignores_ports),
 		cmocka_unit_test(test_vga_text_render),

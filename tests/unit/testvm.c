@@ -46,6 +46,22 @@ void vm_request_exit(struct vm *vm, int status)
 	pthread_mutex_unlock(&rec_lock);
 }
 
+/* The start hold as vm.c keeps it; tests read vm->start_holds (no vCPUs to start here). */
+void vm_hold_start(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->start_holds++;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_release_start(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->start_holds)
+		vm->start_holds--;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 bool vm_is_exiting(struct vm *vm)
 {
 	(void)vm;
