@@ -652,6 +652,7 @@ static void fbuf_regs_reset(struct fbuf *s)
 	memset(s->reg, 0, sizeof(s->reg));
 	s->reg[DISPI_ID] = DISPI_ID5;
 	s->reg[DISPI_BPP] = 8;
+	s->reg[DISPI_VIDEO_MEMORY_64K] = FB_SIZE >> 16; /* what reads return, and snapshots record */
 	s->index = 0;
 }
 
