@@ -26,15 +26,19 @@
  *   6 VGA port write         7 VGA port read
  *   8 mode set: xres, yres, bpp, enable, virtual width, offsets
  *   9 store into the framebuffer (KVM slot, or BAR0 MMIO when unmapped)
- *   10 store into the text window   11 scan-out, screenshot, boot screen
+ *   10 store into the text window
+ *   11 scan-out and boot screen (parameter bit 0: a screenshot too)
  *   12 snapshot round trip   13 restore of input bytes as the section
  *   14 PCI configuration write
  *   15 device reset, configuration read or font parse (by parameter)
  *
  * Cost control: clearing the 32 MiB framebuffer (DISPI enable without
- * NOCLEARMEM, and every restore) and scanning it for a save dominate
- * everything else, so each input gets MAX_CLEARS clearing enables (later
- * ones get NOCLEARMEM added) and MAX_SNAPSHOTS snapshot operations.
+ * NOCLEARMEM, and every restore), scanning it for a save and going over
+ * every pixel of a scan-out dominate everything else, so each input gets
+ * MAX_CLEARS clearing enables (later ones get NOCLEARMEM added),
+ * MAX_SNAPSHOTS snapshot operations and MAX_SCANOUTS scan-outs, and
+ * screenshots are taken of pictures up to MAX_CAPTURE_PIXELS (the bounds
+ * check before the copy is the same for every size).
  *
  * Invariants (__builtin_trap): a snapshot of the device restores and saves
  * the same bytes again; a scan-out VNC takes as a picture lies inside the
@@ -72,7 +76,9 @@
 #define MAX_YRES 2160
 #define MAX_OPS 1024
 #define MAX_CLEARS 1
-#define MAX_SNAPSHOTS 2
+#define MAX_SNAPSHOTS 1
+#define MAX_SCANOUTS 2
+#define MAX_CAPTURE_PIXELS (1024 * 768)
 
 struct vnc *vnc_open(struct vm *vm, const struct vnc_options *o, const struct vnc_source *src);
 
@@ -84,7 +90,7 @@ static struct {
 	char dir[64], sock[96], font[96], fontin[64];
 	int font_fd;
 	size_t fb_dirty_end;  /* framebuffer bytes stored into since the last input began */
-	unsigned clears, snapshots;
+	unsigned clears, snapshots, scanouts;
 	unsigned restore_version;
 } fx;
 
@@ -242,7 +248,8 @@ static void check_vnc_picture(void)
 	CHECK((s->mem == fx.fb && s->mem_size == FB_SIZE) || (s->width == VGA_WIDTH && s->height == VGA_HEIGHT));
 }
 
-static void scan_out(void)
+/* capture: a screenshot as well (its bounds check, then a copy of every pixel). */
+static void scan_out(bool capture)
 {
 	struct display_screen scr;
 	uint8_t *rgb = NULL;
@@ -251,7 +258,8 @@ static void scan_out(void)
 
 	refresh(fx.vnc);
 	check_vnc_picture();
-	if (display_capture_rgb(fx.vm, &rgb, &w, &h, err, sizeof(err)) == 0) {
+	if (capture && fx.vnc->cur.width * fx.vnc->cur.height <= MAX_CAPTURE_PIXELS &&
+	    display_capture_rgb(fx.vm, &rgb, &w, &h, err, sizeof(err)) == 0) {
 		CHECK(w && h && ((w <= MAX_XRES && h <= MAX_YRES) || (w == VGA_WIDTH && h == VGA_HEIGHT)));
 		free(rgb);
 	}
@@ -327,7 +335,10 @@ static void run_op(struct cursor *c)
 	case 8: mode_set(c); break;
 	case 9: fb_store(op, c); break;
 	case 10: text_store(op, c); break;
-	case 11: scan_out(); break;
+	case 11:
+		if (fx.scanouts++ < MAX_SCANOUTS)
+			scan_out(op & 0x10);
+		break;
 	case 12:
 		if (fx.snapshots++ < MAX_SNAPSHOTS) {
 			fuzz_state_roundtrip(save_dev, restore_dev, reset_dev, fx.dev, c);
@@ -446,7 +457,7 @@ static void start_input(void)
 	for (unsigned i = 0; i < TESTDEVMEM_SLOTS; i++)
 		testdevmem.slot[i].dirty_next = false;
 	testvm_clear_records();
-	fx.clears = fx.snapshots = 0;
+	fx.clears = fx.snapshots = fx.scanouts = 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -456,6 +467,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	start_input();
 	for (unsigned i = 0; i < MAX_OPS && c.n; i++)
 		run_op(&c);
-	scan_out();
 	return 0;
 }
