@@ -55,7 +55,7 @@ int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
 
 	(void)vm;
 	if (slot == DEVMEM_SLOT_BASE && testdevmem.all_dirty_next) {
-		memset(bitmap, 0xff, ((32u << 20) / 4096 / 64) * 8);
+		memset(bitmap, 0xff, (s->size / 4096 + 63) / 64 * 8);
 		testdevmem.all_dirty_next = false;
 	}
 	if (slot != DEVMEM_SLOT_BASE && s->dirty_next) {
