@@ -242,15 +242,27 @@ const char *config_getf(const struct config *cfg, const char *fmt, ...)
 	return config_get(cfg, key);
 }
 
+/*
+ * Decimal, or hexadecimal after "0x". Not strtoull's base 0: that reads a
+ * leading zero as octal, so "010" would be 8 and "09" an error.
+ */
 int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
+	int base = 10;
 
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+	if (!s)
+		return -1;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+	}
+	/* strtoull would also take a sign or leading blanks. */
+	if (!(base == 16 ? isxdigit((unsigned char)*s) : isdigit((unsigned char)*s)))
 		return -1;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, base);
 	if (errno || *end)
 		return -1;
 	*out = v;

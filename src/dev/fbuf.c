@@ -62,7 +62,15 @@
 #include "ui/vnc.h"
 #include "vga.h"
 
-#define FB_SIZE (32u << 20)
+/*
+ * 32 MiB. tests/fuzz builds this file with less (FBUF_SIZE_MIB): clearing
+ * the framebuffer and scanning it for a snapshot cost per byte, and would
+ * take most of the fuzzer's time.
+ */
+#ifndef FBUF_SIZE_MIB
+#define FBUF_SIZE_MIB 32
+#endif
+#define FB_SIZE ((uint32_t)FBUF_SIZE_MIB << 20)
 #define FB_PAGE 4096u
 #define MMIO_SIZE 4096u
 #define DISPI_MMIO 0x500u
@@ -700,6 +708,7 @@ static void fbuf_regs_reset(struct fbuf *s)
 	memset(s->reg, 0, sizeof(s->reg));
 	s->reg[DISPI_ID] = DISPI_ID5;
 	s->reg[DISPI_BPP] = 8;
+	s->reg[DISPI_VIDEO_MEMORY_64K] = FB_SIZE >> 16; /* what reads return, and snapshots record */
 	s->index = 0;
 }
 

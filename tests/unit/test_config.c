@@ -93,6 +93,35 @@ static void typed_getters(void **state)
 	config_free(cfg);
 }
 
+/* Decimal, leading zeros and all, or hexadecimal after 0x; nothing else. */
+static void numbers(void **state)
+{
+	uint64_t v;
+	(void)state;
+
+	assert_int_equal(parse_u64("010", &v), 0);
+	assert_int_equal(v, 10);
+	assert_int_equal(parse_u64("09", &v), 0);
+	assert_int_equal(v, 9);
+	assert_int_equal(parse_u64("0x1F", &v), 0);
+	assert_int_equal(v, 31);
+	assert_int_equal(parse_u64("0X10", &v), 0);
+	assert_int_equal(v, 16);
+	assert_int_equal(parse_u64("0", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(parse_u64("18446744073709551615", &v), 0);
+	assert_int_equal(v, UINT64_MAX);
+	assert_int_equal(parse_u64("18446744073709551616", &v), -1);
+	assert_int_equal(parse_u64("0x", &v), -1);
+	assert_int_equal(parse_u64("0x-1", &v), -1);
+	assert_int_equal(parse_u64("+5", &v), -1);
+	assert_int_equal(parse_u64("-5", &v), -1);
+	assert_int_equal(parse_u64(" 5", &v), -1);
+	assert_int_equal(parse_u64("5 ", &v), -1);
+	assert_int_equal(parse_u64("12ab", &v), -1);
+	assert_int_equal(parse_u64("", &v), -1);
+}
+
 static void sizes(void **state)
 {
 	uint64_t v;
@@ -233,6 +262,7 @@ int main(void)
 		cmocka_unit_test(leaf_and_node_clash),
 		cmocka_unit_test(rejects_bad_keys),
 		cmocka_unit_test(typed_getters),
+		cmocka_unit_test(numbers),
 		cmocka_unit_test(sizes),
 		cmocka_unit_test(load_file),
 		cmocka_unit_test(command_line_fills_tree),

@@ -56,7 +56,7 @@ int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap)
 	(void)vm;
 	/* The flags are set by the test's thread while the VNC thread fetches. */
 	if (slot == DEVMEM_SLOT_BASE && __atomic_exchange_n(&testdevmem.all_dirty_next, false, __ATOMIC_ACQ_REL))
-		memset(bitmap, 0xff, ((32u << 20) / 4096 / 64) * 8);
+		memset(bitmap, 0xff, (s->size / 4096 + 63) / 64 * 8);
 	if (slot != DEVMEM_SLOT_BASE && __atomic_exchange_n(&s->dirty_next, false, __ATOMIC_ACQ_REL))
 		bitmap[0] |= 1;
 	s->dirty_fetches++;
