@@ -2,6 +2,7 @@
 its host bindings only when the file is the user's own; secrets never reach the file and are
 given again on restore; a restore never listens beyond loopback without a password unless the
 command line asks for that listener."""
+import json
 import os
 import stat
 import subprocess
@@ -210,3 +211,23 @@ def test_vnc_beyond_loopback_without_password_is_refused(snap):
             "pci.0.6.0.tcp=0.0.0.0:5999 would listen on 0.0.0.0 without a password")
     r = run_hyve(["-r", path, "-o", f"pci.0.6.0.password={PASSWORD}", "--print-config"])
     assert r.returncode == 0, r.stderr
+
+
+def test_password_in_a_1_0_file_is_not_shown(snap):
+    """A file written before secrets were left out holds the password in its configuration: it
+    still restores (the user's own file), and neither snapshot-info nor --print-config shows it."""
+    def change(records):
+        with_config(pci__0__6__0__password="0ldpass")(records)
+        return [r for r in records if r["name"] != "config.omitted"]
+    path = crafted(snap, "format-1.0.snap", change)
+    r = subprocess.run([str(HYVECTL), "snapshot-info", path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "0ldpass" not in r.stdout
+    assert json.loads(r.stdout)["manifest"]["config"]["pci.0.6.0.password"] == "<secret, not shown>"
+    r = run_hyve(["-r", path, "--print-config"])
+    assert r.returncode == 0, r.stderr
+    assert "0ldpass" not in r.stdout
+    assert "# pci.0.6.0.password=<secret, not shown>" in r.stdout.splitlines()
+    # Not the user's own: the password is a host binding like the others.
+    os.chown(path, NOBODY, -1)
+    refused(["-r", path, "--print-config"], "-o pci.0.6.0.password=...")
