@@ -15,6 +15,7 @@
 #include "core/device.h"
 #include "core/evloop.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
 #include "snapshot/snapshot.h"
@@ -70,21 +71,21 @@ static int prepare_boot(struct vm *vm)
 }
 
 /*
- * Builds the configuration from a snapshot, with the command line's
- * settings (host-side bindings) on top. Returns the snapshot handle.
+ * Builds the configuration from a snapshot and the command line (which
+ * host bindings the file may choose is the snapshot code's decision), and
+ * checks the result. Returns the snapshot handle.
  */
 static struct snapshot_file *open_snapshot(struct config *cli, struct config **cfg)
 {
-	const char *path = config_get(cli, "snapshot.restore");
-	bool eager = false;
 	struct snapshot_file *snap;
+	bool eager;
 
-	if (config_get_bool(cli, "snapshot.eager", false, &eager) < 0)
+	if (opt_bool(cli, "snapshot.eager", &eager) < 0)
 		return NULL;
 	*cfg = config_new();
 	if (!*cfg)
 		return NULL;
-	snap = snapshot_open(path, eager, *cfg, cli);
+	snap = snapshot_open(opt_str(cli, "snapshot.restore"), eager, *cfg, cli);
 	if (snap && cli_validate(*cfg) < 0) {
 		snapshot_close(snap);
 		return NULL;
@@ -131,47 +132,57 @@ static void block_handled_signals(void)
 	pthread_sigmask(SIG_BLOCK, &handled, NULL);
 }
 
-/* Everything after the command line; cfg is the tree the VM is built from. */
-/* log.level=error|warn|info|debug (default warn). */
-static int set_log_level(struct config *cfg)
-{
-	static const char *const names[] = { "error", "warn", "info", "debug" };
-	const char *v = config_get(cfg, "log.level");
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 
-	if (!v)
-		return 0;
-	for (int l = LOG_ERROR; l <= LOG_DEBUG; l++)
-		if (strcmp(v, names[l]) == 0) {
-			log_set_level((enum log_level)l);
-			return 0;
-		}
-	log_error("log.level=%s: use error, warn, info or debug", v);
-	return -1;
+static const struct option_decl process_options[] = {
+	{ .name = "log.level", .type = OPTION_ENUM, .def = "warn", .flags = OPTION_PROCESS, .choices = log_levels,
+	  .help = "what hyve writes to its standard error" },
+	{ .name = "config.dump", .type = OPTION_BOOL, .def = "false", .flags = OPTION_PROCESS,
+	  .help = "print the resolved configuration and exit (--print-config)" },
+	{ 0 },
+};
+OPTIONS(process_options)
+
+/*
+ * The command line alone, before anything is opened. A restore's command
+ * line may set options of devices only the snapshot names: those are
+ * checked once the two are merged.
+ */
+static int validate_command_line(const struct config *cli, bool restoring)
+{
+	char err[512];
+
+	if (options_validate(cli, restoring ? OPTIONS_DEFER_UNRESOLVED : 0, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
 }
 
+/* Everything after the command line; cfg is the tree the VM is built from. */
 static int configure_and_run(struct config *cli)
 {
+	bool restoring = opt_str(cli, "snapshot.restore") != NULL;
 	struct config *cfg = cli;
 	struct snapshot_file *snap = NULL;
 	bool dump = false;
 	int status;
 
-	if (set_log_level(cli) < 0)
+	if (validate_command_line(cli, restoring) < 0)
 		return HYVE_EXIT_ERROR;
-	if (config_get(cli, "snapshot.restore")) {
+	log_set_level((enum log_level)opt_enum(cli, "log.level"));
+	if (restoring) {
 		snap = open_snapshot(cli, &cfg);
 		if (!snap) {
 			if (cfg != cli)
 				config_free(cfg);
 			return HYVE_EXIT_ERROR;
 		}
-	} else if (cli_validate(cli) < 0) {
-		return HYVE_EXIT_ERROR;
 	}
-	if (config_get_bool(cfg, "config.dump", false, &dump) < 0) {
+	if (opt_bool(cfg, "config.dump", &dump) < 0) {
 		status = HYVE_EXIT_ERROR;
 	} else if (dump) {
-		config_dump(cfg, stdout);
+		options_dump(cfg, stdout);
 		snapshot_close(snap);
 		status = 0;
 	} else {

@@ -19,6 +19,7 @@
 #include "core/device.h"
 #include "core/display.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
 
@@ -267,11 +268,22 @@ static void fill_screen_info(struct vm *vm, struct boot_params *bp)
 	si->pages = 1;
 }
 
+static const struct option_decl boot_options[] = {
+	{ .name = "boot.kernel", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING | OPTION_BOOT_ONLY,
+	  .help = "Linux bzImage to boot directly" },
+	{ .name = "boot.initrd", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING | OPTION_BOOT_ONLY,
+	  .help = "initial ramdisk" },
+	{ .name = "boot.cmdline", .type = OPTION_STRING, .def = "", .flags = OPTION_BOOT_ONLY,
+	  .help = "kernel command line" },
+	{ 0 },
+};
+OPTIONS(boot_options)
+
 int linux_boot_setup(struct vm *vm)
 {
-	const char *kernel = config_get(vm->cfg, "boot.kernel");
-	const char *initrd = config_get(vm->cfg, "boot.initrd");
-	const char *cmdline = config_get(vm->cfg, "boot.cmdline");
+	const char *kernel = opt_str(vm->cfg, "boot.kernel");
+	const char *initrd = opt_str(vm->cfg, "boot.initrd");
+	const char *cmdline = opt_str(vm->cfg, "boot.cmdline");
 	struct boot_params *bp = mem_gpa_to_hva(&vm->mem, LAYOUT_BOOT_PARAMS, sizeof(*bp));
 	uint64_t kernel_end, rsdp;
 
@@ -280,7 +292,7 @@ int linux_boot_setup(struct vm *vm)
 		return -1;
 	}
 	memset(bp, 0, sizeof(*bp));
-	if (load_kernel(vm, kernel, bp, &kernel_end) < 0 || load_cmdline(vm, cmdline ? cmdline : "", bp) < 0 ||
+	if (load_kernel(vm, kernel, bp, &kernel_end) < 0 || load_cmdline(vm, cmdline, bp) < 0 ||
 	    (initrd && load_initrd(vm, initrd, bp, kernel_end) < 0))
 		return -1;
 	bp->hdr.type_of_loader = LOADER_TYPE_UNDEFINED;

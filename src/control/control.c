@@ -31,6 +31,7 @@
 
 #include "control/protocol.h"
 #include "core/config.h"
+#include "core/options.h"
 #include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
@@ -660,9 +661,16 @@ static void free_control(struct control *ctl)
 	free(ctl);
 }
 
+static const struct option_decl control_options[] = {
+	{ .name = "control.socket", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING,
+	  .help = "control socket path (default " DEFAULT_DIR "/NAME.sock), or off" },
+	{ 0 },
+};
+OPTIONS(control_options)
+
 int control_start(struct vm *vm, struct control **out)
 {
-	const char *spec = config_get(vm->cfg, "control.socket");
+	const char *spec = opt_str(vm->cfg, "control.socket");
 	bool is_default = spec == NULL;
 	struct control *ctl;
 	int n, rc;

@@ -433,6 +433,40 @@ static int open_unix(struct chardev *cd, const char *path)
 	return start_listening(cd, what);
 }
 
+/* ---- checking a spec without opening it ---- */
+
+int chardev_spec_check(const char *spec, char *err, size_t errlen)
+{
+	char host[256], port[16];
+
+	if (strcmp(spec, "stdio") == 0)
+		return 0;
+	if (strncmp(spec, "file=", 5) == 0)
+		return spec[5] ? 0 : set_error(err, errlen, "file= needs a path");
+	if (strncmp(spec, "tcp=", 4) == 0)
+		return split_host_port(spec + 4, host, sizeof(host), port, sizeof(port)) == 0
+			       ? 0
+			       : set_error(err, errlen, "expected tcp=[ADDR:]PORT with PORT 1-65535");
+	if (strncmp(spec, "unix=", 5) == 0) {
+		size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+		return spec[5] && strlen(spec + 5) <= max
+			       ? 0
+			       : set_error(err, errlen, "expected unix=PATH with a path of 1 to %zu bytes", max);
+	}
+	return set_error(err, errlen, "unknown backend '%s' (accepted: %s)", spec, accepted_forms);
+}
+
+int chardev_spec_tcp_address(const char *spec, char *addr, size_t addrlen)
+{
+	char port[16];
+
+	if (strncmp(spec, "tcp=", 4) != 0)
+		return 0;
+	if (split_host_port(spec + 4, addr, addrlen, port, sizeof(port)) < 0)
+		snprintf(addr, addrlen, "%s", spec + 4); /* malformed: never called a loopback */
+	return 1;
+}
+
 /* ---- public ---- */
 
 static int open_backend(struct chardev *cd, const char *spec)

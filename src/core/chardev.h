@@ -44,6 +44,10 @@ typedef size_t (*chardev_room_fn)(void *opaque);
  */
 struct chardev *chardev_open(const char *name, const char *spec, struct evloop *loop,
 			     chardev_input_fn on_input, chardev_room_fn room, void *opaque);
+/* Checks the form of spec without opening anything: 0, or -1 with a reason in err. */
+int chardev_spec_check(const char *spec, char *err, size_t errlen);
+/* 1 and the address it would listen on when spec is a tcp= backend, else 0. */
+int chardev_spec_tcp_address(const char *spec, char *addr, size_t addrlen);
 /* Best effort: never blocks on a socket; stdio and files get plain writes. */
 void chardev_write(struct chardev *cd, const uint8_t *buf, size_t len);
 /* Flow control: while paused no input is read, so none is lost. */

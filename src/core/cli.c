@@ -8,6 +8,17 @@
 #include "config.h"
 #include "device.h"
 #include "log.h"
+#include "options.h"
+
+/* Keys only the command line sets: which snapshot this process resumes, and how. */
+static const struct option_decl restore_options[] = {
+	{ .name = "snapshot.restore", .type = OPTION_PATH, .flags = OPTION_PROCESS,
+	  .help = "resume from this snapshot file (-r)" },
+	{ .name = "snapshot.eager", .type = OPTION_BOOL, .def = "false", .flags = OPTION_PROCESS,
+	  .help = "with -r: read and verify all of RAM before resuming (--eager)" },
+	{ 0 },
+};
+OPTIONS(restore_options)
 
 enum long_only { OPT_KERNEL = 0x100, OPT_INITRD, OPT_CMDLINE, OPT_PRINT_CONFIG, OPT_EAGER };
 
@@ -169,6 +180,19 @@ static int parse_slot(struct config *cfg, const char *arg)
 	return parse_generic_options(cfg, prefix, opts + 1);
 }
 
+/* -o KEY=VALUE, KEY possibly an alias ("sandbox" for sandbox.enable). */
+static int set_assignment(struct config *cfg, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char key[512];
+
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(key))
+		return config_set_assignment(cfg, arg); /* says what is wrong */
+	memcpy(key, arg, (size_t)(eq - arg));
+	key[eq - arg] = '\0';
+	return config_set(cfg, options_canonical_key(key), eq + 1);
+}
+
 static int handle_option(struct config *cfg, int opt, const char *arg)
 {
 	switch (opt) {
@@ -176,8 +200,8 @@ static int handle_option(struct config *cfg, int opt, const char *arg)
 	case 'm': return parse_memory(cfg, arg);
 	case 's': return parse_slot(cfg, arg);
 	case 'l': return parse_lpc(cfg, arg);
-	case 'o': return config_set_assignment(cfg, arg);
-	case 'k': return config_load_file(cfg, arg);
+	case 'o': return set_assignment(cfg, arg);
+	case 'k': return config_load_file_mapped(cfg, arg, options_canonical_key);
 	case OPT_KERNEL: return config_set(cfg, "boot.kernel", arg);
 	case OPT_INITRD: return config_set(cfg, "boot.initrd", arg);
 	case OPT_CMDLINE: return config_set(cfg, "boot.cmdline", arg);
@@ -226,16 +250,11 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg)
 
 int cli_validate(const struct config *cfg)
 {
-	for (size_t i = 0; i < config_count(cfg); i++) {
-		const char *key = config_key_at(cfg, i), *value = config_value_at(cfg, i);
-		size_t len = strlen(key);
-		if (strncmp(key, "pci.", 4) != 0 || len < 7 || strcmp(key + len - 7, ".device") != 0)
-			continue;
-		const struct device_model *model = device_model_find(value);
-		if (!model || !model->on_pci) {
-			log_error("%.*s: unknown device '%s'", (int)(len - 7), key, value);
-			return -1;
-		}
+	char err[512];
+
+	if (options_validate(cfg, 0, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return -1;
 	}
 	return 0;
 }

@@ -189,6 +189,11 @@ static char *trim(char *s)
 
 int config_load_file(struct config *cfg, const char *path)
 {
+	return config_load_file_mapped(cfg, path, NULL);
+}
+
+int config_load_file_mapped(struct config *cfg, const char *path, const char *(*map_key)(const char *key))
+{
 	FILE *f = fopen(path, "r");
 	char line[4096];
 	unsigned lineno = 0;
@@ -199,7 +204,7 @@ int config_load_file(struct config *cfg, const char *path)
 		return -1;
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
-		char *hash = strchr(line, '#'), *s;
+		char *hash = strchr(line, '#'), *s, *key, *value;
 		lineno++;
 		if (hash)
 			*hash = '\0';
@@ -211,10 +216,11 @@ int config_load_file(struct config *cfg, const char *path)
 			rc = -1;
 			break;
 		}
-		char *eq = strchr(s, '='), *value = trim(eq + 1);
-		*eq = '\0';
+		*strchr(s, '=') = '\0';
 		/* The value is found before the key is trimmed: trimming writes into the line. */
-		rc = config_set(cfg, trim(s), value);
+		value = trim(s + strlen(s) + 1);
+		key = trim(s);
+		rc = config_set(cfg, map_key ? map_key(key) : key, value);
 		if (rc)
 			log_error("%s:%u: invalid setting", path, lineno);
 	}

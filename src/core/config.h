@@ -23,6 +23,8 @@ int config_set(struct config *cfg, const char *key, const char *value);
 int config_set_assignment(struct config *cfg, const char *assignment);
 /* Reads "key=value" lines; '#' starts a comment; blank lines are ignored. */
 int config_load_file(struct config *cfg, const char *path);
+/* The same, with every key passed through map_key (aliases). */
+int config_load_file_mapped(struct config *cfg, const char *path, const char *(*map_key)(const char *key));
 int config_unset(struct config *cfg, const char *key);
 
 /* NULL when absent. */

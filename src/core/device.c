@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "options.h"
 #include "vm.h"
 
 /* Filled by constructors before main(); read-only afterwards. */
@@ -44,6 +45,9 @@ struct device *device_create(struct vm *vm, const struct device_model *model, co
 		log_error("%s: more than one device at this address", id);
 		return NULL;
 	}
+	/* The option readers (dev_opt_*) rely on every declared value parsing. */
+	if (options_check_device(vm->cfg, model, cfg_prefix) < 0)
+		return NULL;
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return NULL;

@@ -4,7 +4,7 @@
  *
  * Life cycle: attach() (optional, for models not enumerated by a bus) reads
  * the configuration and calls device_create() once per instance; create()
- * initialises an instance from the configuration under dev->cfg_prefix and
+ * initialises an instance from its declared options (dev_opt_*()) and
  * registers its I/O ranges; reset() returns it to power-on state; save() and
  * restore() move its full state to and from a snapshot section; destroy()
  * releases it.
@@ -26,12 +26,19 @@ struct config;
 struct device;
 struct state_writer;
 struct state_reader;
+struct option_decl;
 
 struct device_model {
 	const char *name;        /* as used in configuration ("uart", "rtc", ...) */
 	unsigned state_version;  /* version of the snapshot section save() writes */
 	bool on_pci;             /* placed with -s SLOT,NAME; created by the PCI bus */
 	int attach_order;        /* attach() runs in increasing order */
+	/*
+	 * The options an instance reads under its node (src/core/options.h),
+	 * ending with an entry whose name is NULL; NULL when it reads none.
+	 * Every key under the node must be one of them.
+	 */
+	const struct option_decl *options;
 	int (*attach)(struct vm *vm);
 	/*
 	 * Turns the OPTS of "-s SLOT,NAME,OPTS" into configuration under

@@ -16,33 +16,40 @@
 #include "input.h"
 #include "irq.h"
 #include "log.h"
+#include "options.h"
 #include "vcpu.h"
 
 #define KVM_TSS_ADDR 0xfffbd000UL
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
 #define MIN_MEMORY (32ULL << 20)
 #define MAX_MEMORY (1ULL << 40)
-#define DEFAULT_MEMORY (256ULL << 20)
+
+/* Guest memory is mapped to KVM in pages. */
+static int whole_pages(const char *value, char *err, size_t errlen)
+{
+	uint64_t bytes;
+
+	if (parse_size(value, 1, &bytes) == 0 && bytes % 4096)
+		return set_error(err, errlen, "guest memory must be a multiple of 4 KiB");
+	return 0;
+}
+
+static const struct option_decl vm_options[] = {
+	{ .name = "cpus", .type = OPTION_UINT, .def = "1", .min = 1, .max = VM_MAX_VCPUS,
+	  .help = "number of vCPUs" },
+	{ .name = "memory.size", .type = OPTION_SIZE, .def = "256M", .min = MIN_MEMORY, .max = MAX_MEMORY,
+	  .validate = whole_pages, .help = "guest memory" },
+	{ .name = "name", .type = OPTION_STRING, .def = "hyve", .help = "the VM's name (control socket, VNC title)" },
+	{ 0 },
+};
+OPTIONS(vm_options)
 
 static int read_vm_shape(struct vm *vm)
 {
 	uint64_t ncpus, mem;
 
-	if (config_get_u64(vm->cfg, "cpus", 1, &ncpus) < 0 || config_get_size(vm->cfg, "memory.size", DEFAULT_MEMORY, &mem) < 0)
-		return -1;
-	if (ncpus < 1 || ncpus > VM_MAX_VCPUS) {
-		log_error("cpus=%llu: the number of vCPUs must be between 1 and %d", (unsigned long long)ncpus,
-			  VM_MAX_VCPUS);
-		return -1;
-	}
-	if (mem < MIN_MEMORY || mem > MAX_MEMORY) {
-		log_error("memory.size=%llu: guest memory must be between 32M and 1T", (unsigned long long)mem);
-		return -1;
-	}
-	if (mem % 4096) {
-		log_error("memory.size=%llu: guest memory must be a multiple of 4 KiB", (unsigned long long)mem);
-		return -1;
-	}
+	if (opt_u64(vm->cfg, "cpus", &ncpus) < 0 || opt_u64(vm->cfg, "memory.size", &mem) < 0)
+		return -1; /* logged */
 	vm->ncpus = (unsigned)ncpus;
 	mem_layout(&vm->mem, mem);
 	return 0;
@@ -129,7 +136,7 @@ struct vm *vm_create(struct config *cfg)
 		return NULL;
 	vm->cfg = cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
-	vm->name = config_get(cfg, "name") ? config_get(cfg, "name") : "hyve";
+	vm->name = opt_str(cfg, "name");
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	iobus_init(&vm->pio);

@@ -55,6 +55,7 @@
 #include "core/device.h"
 #include "core/display.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "pci/pci.h"
 #include "snapshot/state.h"
@@ -101,8 +102,8 @@
 #define MAX_YRES 2160
 #define MIN_W 640
 #define MIN_H 480
-#define DEF_W 1024
-#define DEF_H 768
+#define DEF_W "1024" /* the boot mode unless w=, h= say otherwise */
+#define DEF_H "768"
 
 #define VGA_PORTS 0x3C0
 #define VGA_NPORTS 0x20
@@ -521,91 +522,112 @@ static int fbuf_screen(void *opaque, struct display_screen *out)
 
 /* ---- options ---- */
 
-static int get_dim(struct device *dev, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out)
+/* "[ADDR:]PORT": ADDR before the last colon (default 127.0.0.1), PORT 1-65535. */
+static int split_listen(const char *tcp, char *addr, size_t addrlen, uint16_t *port)
 {
-	const char *v = config_getf(dev->vm->cfg, "%s.%s", dev->cfg_prefix, key);
+	const char *colon = strrchr(tcp, ':');
 	uint64_t n;
 
-	if (!v) {
-		*out = def;
-		return 0;
+	if (colon) {
+		if (colon == tcp || (size_t)(colon - tcp) >= addrlen)
+			return -1;
+		memcpy(addr, tcp, (size_t)(colon - tcp));
+		addr[colon - tcp] = '\0';
+	} else {
+		snprintf(addr, addrlen, "127.0.0.1");
 	}
-	if (parse_u64(v, &n) < 0 || n < min || n > max) {
-		log_error("%s: fbuf %s=%s: must be a number from %u to %u", dev->id, key, v, min, max);
-		return -1;
-	}
-	*out = (uint32_t)n;
+	if (parse_u64(colon ? colon + 1 : tcp, &n) < 0 || n == 0 || n > 65535)
+		return -2;
+	*port = (uint16_t)n;
 	return 0;
 }
 
-static int parse_listen(struct device *dev, struct vnc_options *o, char *buf, size_t len)
+static int valid_listen(const char *value, char *err, size_t errlen)
 {
-	const char *tcp = config_getf(dev->vm->cfg, "%s.tcp", dev->cfg_prefix);
-	const char *unx = config_getf(dev->vm->cfg, "%s.unix", dev->cfg_prefix);
-	const char *colon;
-	uint64_t port;
+	char addr[256];
+	uint16_t port;
+	int rc = split_listen(value, addr, sizeof(addr), &port);
 
-	if (tcp && unx) {
-		log_error("%s: fbuf takes tcp= or unix=, not both", dev->id);
-		return -1;
-	}
-	if (unx) {
-		if (!*unx) {
-			log_error("%s: fbuf unix= needs a socket path", dev->id);
-			return -1;
-		}
-		o->unix_path = unx;
-		return 0;
-	}
-	if (!tcp)
-		tcp = "5900"; /* bhyve's default: 127.0.0.1:5900 */
-	colon = strrchr(tcp, ':');
-	if (colon) {
-		if ((size_t)(colon - tcp) >= len || colon == tcp) {
-			log_error("%s: fbuf tcp=%s: bad address", dev->id, tcp);
-			return -1;
-		}
-		memcpy(buf, tcp, (size_t)(colon - tcp));
-		buf[colon - tcp] = 0;
-		o->tcp_addr = buf;
-	} else {
-		o->tcp_addr = "127.0.0.1";
-	}
-	if (parse_u64(colon ? colon + 1 : tcp, &port) < 0 || port == 0 || port > 65535) {
-		log_error("%s: fbuf tcp=%s: the port must be 1-65535", dev->id, tcp);
-		return -1;
-	}
-	o->tcp_port = (uint16_t)port;
+	if (rc == -1)
+		return set_error(err, errlen, "bad address");
+	if (rc == -2)
+		return set_error(err, errlen, "the port must be 1-65535");
 	return 0;
+}
+
+static int tcp_listener(const char *value, char *addr, size_t addrlen)
+{
+	uint16_t port;
+
+	if (split_listen(value, addr, addrlen, &port) < 0)
+		snprintf(addr, addrlen, "%s", value); /* malformed: never called a loopback */
+	return 1;
 }
 
 /*
  * VNC authentication uses the first 8 characters only; longer passwords are
  * refused rather than silently cut, and so are keys DES calls weak.
  */
-static int get_password(struct device *dev, const char **out)
+static int valid_password(const char *value, char *err, size_t errlen)
 {
-	const char *pw = config_getf(dev->vm->cfg, "%s.password", dev->cfg_prefix);
 	uint8_t probe[16] = { 0 };
 
-	*out = NULL;
-	if (!pw)
-		return 0;
-	if (!*pw || strlen(pw) > 8) {
-		log_error("%s: fbuf password= must have 1 to 8 characters (VNC authentication uses 8)", dev->id);
-		return -1;
-	}
-	if (rfb_vnc_auth_response(pw, probe, probe) < 0) {
-		log_error("%s: fbuf password= gives a weak DES key; choose another", dev->id);
-		return -1;
-	}
-	*out = pw;
+	if (!*value || strlen(value) > 8)
+		return set_error(err, errlen, "must have 1 to 8 characters (VNC authentication uses 8)");
+	if (rfb_vnc_auth_response(value, probe, probe) < 0)
+		return set_error(err, errlen, "gives a weak DES key; choose another");
 	return 0;
 }
 
-static const char *opt(struct device *dev, const char *key)
+static const char *const vga_choices[] = { [VGA_OFF] = "off", [VGA_IO] = "io", [VGA_ON] = "on", NULL };
+
+static const char *const tls_choices[] = { "anon", NULL };
+
+static const struct option_decl fbuf_options[] = {
+	{ .name = "tcp", .type = OPTION_CUSTOM, .flags = OPTION_HOST_BINDING, .validate = valid_listen,
+	  .tcp_listener = tcp_listener, .guarded_by = "password", .group = "listen",
+	  .help = "VNC listens on [ADDR:]PORT (default 127.0.0.1:5900)" },
+	{ .name = "unix", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING, .group = "listen",
+	  .help = "VNC listens on this UNIX socket (mode 0600) instead" },
+	{ .name = "w", .type = OPTION_UINT, .def = DEF_W, .min = MIN_W, .max = MAX_XRES,
+	  .help = "boot mode width" },
+	{ .name = "h", .type = OPTION_UINT, .def = DEF_H, .min = MIN_H, .max = MAX_YRES,
+	  .help = "boot mode height" },
+	{ .name = "wait", .type = OPTION_BOOL, .def = "false",
+	  .help = "start the vCPUs only once a VNC client has connected" },
+	{ .name = "password", .type = OPTION_CUSTOM, .flags = OPTION_HOST_BINDING | OPTION_SECRET,
+	  .validate = valid_password, .help = "VNC authentication password, 1 to 8 characters" },
+	{ .name = "vga", .type = OPTION_ENUM, .def = "off", .choices = vga_choices,
+	  .help = "legacy VGA: off, io (registers) or on (also 80x25 text mode)" },
+	{ .name = "font", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING,
+	  .help = "PSF console font for vga=on (default " DEFAULT_FONT ")" },
+	{ .name = "tls-cert", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING,
+	  .help = "VNC over TLS (VeNCrypt X.509): the server's certificate chain, PEM" },
+	{ .name = "tls-key", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING,
+	  .help = "the private key of tls-cert=, PEM" },
+	{ .name = "tls-ca", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING,
+	  .help = "clients must present a certificate signed by this CA, PEM" },
+	{ .name = "tls", .type = OPTION_ENUM, .flags = OPTION_HOST_BINDING, .choices = tls_choices,
+	  .help = "anon: anonymous TLS (VeNCrypt TLSVnc), needs password=" },
+	{ 0 },
+};
+
+static int get_listen(struct device *dev, struct vnc_options *o, char *buf, size_t len)
 {
-	return config_getf(dev->vm->cfg, "%s.%s", dev->cfg_prefix, key);
+	const char *tcp = dev_opt_str(dev, "tcp"), *unx = dev_opt_str(dev, "unix");
+
+	if (tcp && unx) {
+		log_error("%s: fbuf takes tcp= or unix=, not both", dev->id);
+		return -1;
+	}
+	if (unx) {
+		o->unix_path = unx;
+		return 0;
+	}
+	/* bhyve's default: 127.0.0.1:5900; the form was checked before the device was created. */
+	split_listen(tcp ? tcp : "5900", buf, len, &o->tcp_port);
+	o->tcp_addr = buf;
+	return 0;
 }
 
 /*
@@ -615,14 +637,11 @@ static const char *opt(struct device *dev, const char *key)
  */
 static int get_tls(struct device *dev, const char *password, struct vnc_tls_config *out, bool *use)
 {
-	const char *mode = opt(dev, "tls");
+	bool mode = dev_opt_is_set(dev, "tls"); /* the only mode, anon, was checked with the options */
 
-	*out = (struct vnc_tls_config){ .cert = opt(dev, "tls-cert"), .key = opt(dev, "tls-key"), .ca = opt(dev, "tls-ca") };
+	*out = (struct vnc_tls_config){ .cert = dev_opt_str(dev, "tls-cert"), .key = dev_opt_str(dev, "tls-key"),
+					.ca = dev_opt_str(dev, "tls-ca") };
 	*use = mode || out->cert || out->key || out->ca;
-	if (mode && strcmp(mode, "anon") != 0) {
-		log_error("%s: fbuf tls=%s: the only mode is anon (X.509 is chosen by tls-cert= and tls-key=)", dev->id, mode);
-		return -1;
-	}
 	if (mode && (out->cert || out->key || out->ca)) {
 		log_error("%s: fbuf tls=anon excludes tls-cert=, tls-key= and tls-ca=", dev->id);
 		return -1;
@@ -640,25 +659,14 @@ static int get_tls(struct device *dev, const char *password, struct vnc_tls_conf
 		log_error("%s: fbuf tls-ca= needs a file", dev->id);
 		return -1;
 	}
-	out->anon = mode != NULL;
+	out->anon = mode;
 	return 0;
 }
 
 static int get_vga(struct device *dev, enum vga_option *out)
 {
-	const char *v = config_getf(dev->vm->cfg, "%s.vga", dev->cfg_prefix);
-
-	if (!v || !strcmp(v, "off"))
-		*out = VGA_OFF;
-	else if (!strcmp(v, "io"))
-		*out = VGA_IO;
-	else if (!strcmp(v, "on"))
-		*out = VGA_ON;
-	else {
-		log_error("%s: fbuf vga=%s: must be off, io or on", dev->id, v);
-		return -1;
-	}
-	if (*out != VGA_ON && config_getf(dev->vm->cfg, "%s.font", dev->cfg_prefix)) {
+	*out = (enum vga_option)dev_opt_enum(dev, "vga");
+	if (*out != VGA_ON && dev_opt_is_set(dev, "font")) {
 		log_error("%s: fbuf font= is for the text mode of vga=on", dev->id);
 		return -1;
 	}
@@ -669,7 +677,7 @@ static int get_vga(struct device *dev, enum vga_option *out)
 static int text_init(struct fbuf *s)
 {
 	struct device *dev = s->dev;
-	const char *path = config_getf(dev->vm->cfg, "%s.font", dev->cfg_prefix);
+	const char *path = dev_opt_str(dev, "font");
 	char err[512];
 
 	s->font = malloc(sizeof(*s->font));
@@ -750,8 +758,8 @@ static int fbuf_create(struct device *dev)
 	struct vnc_tls_config tls;
 	struct vnc_source src;
 	struct display_provider provider;
-	char addr[256], key[96];
-	bool wait = false, use_tls = false;
+	char addr[256];
+	bool use_tls = false;
 
 	if (!s)
 		return -1;
@@ -761,14 +769,13 @@ static int fbuf_create(struct device *dev)
 	pthread_mutex_init(&s->lock, NULL);
 	fbuf_regs_reset(s);
 	vga_reset(&s->vga);
-	if (get_password(dev, &o.password) < 0 || get_tls(dev, o.password, &tls, &use_tls) < 0 ||
-	    get_vga(dev, &s->vga_opt) < 0)
+	o.password = dev_opt_str(dev, "password");
+	s->w = (uint32_t)dev_opt_u64(dev, "w");
+	s->h = (uint32_t)dev_opt_u64(dev, "h");
+	if (get_tls(dev, o.password, &tls, &use_tls) < 0 || get_vga(dev, &s->vga_opt) < 0 ||
+	    get_listen(dev, &o, addr, sizeof(addr)) < 0)
 		goto fail;
 	o.tls = use_tls ? &tls : NULL;
-	snprintf(key, sizeof(key), "%s.wait", dev->cfg_prefix);
-	if (get_dim(dev, "w", DEF_W, MIN_W, MAX_XRES, &s->w) < 0 || get_dim(dev, "h", DEF_H, MIN_H, MAX_YRES, &s->h) < 0 ||
-	    parse_listen(dev, &o, addr, sizeof(addr)) < 0 || config_get_bool(dev->vm->cfg, key, false, &wait) < 0)
-		goto fail;
 
 	s->memfd = memfd_create("hyve-fbuf", MFD_CLOEXEC);
 	if (s->memfd < 0 || ftruncate(s->memfd, FB_SIZE) < 0 ||
@@ -808,7 +815,7 @@ static int fbuf_create(struct device *dev)
 	if (display_register(dev->vm, &provider) < 0)
 		goto fail;
 	s->have_display = true;
-	if (wait)
+	if (dev_opt_bool(dev, "wait"))
 		vnc_hold_start(s->vnc);
 	return 0;
 fail:
@@ -913,6 +920,7 @@ static struct device_model fbuf_model = {
 	.name = "fbuf",
 	.state_version = 2,
 	.on_pci = true,
+	.options = fbuf_options,
 	.create = fbuf_create,
 	.reset = fbuf_reset,
 	.save = fbuf_save,

@@ -26,6 +26,7 @@
 #include "core/device.h"
 #include "core/input.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "dev/ps2kbd.h"
 #include "dev/ps2mouse.h"
@@ -430,11 +431,19 @@ static void i8042_destroy(struct device *dev)
  * carries lpc.i8042=true, recorded here, while one taken before hyve had
  * an i8042 holds no state for it and must restore without it.
  */
+static const struct option_decl i8042_options[] = {
+	{ .name = "lpc.i8042", .type = OPTION_BOOL,
+	  .help = "the i8042 keyboard controller with PS/2 keyboard and mouse (default: on, off when restoring a "
+		  "snapshot without one)" },
+	{ 0 },
+};
+OPTIONS(i8042_options)
+
 static int i8042_attach(struct vm *vm)
 {
-	bool on;
+	bool on = opt_str(vm->cfg, "snapshot.restore") == NULL;
 
-	if (config_get_bool(vm->cfg, "lpc.i8042", !config_get(vm->cfg, "snapshot.restore"), &on) < 0)
+	if (opt_str(vm->cfg, "lpc.i8042") && opt_bool(vm->cfg, "lpc.i8042", &on) < 0)
 		return -1; /* logged */
 	if (!on)
 		return 0;

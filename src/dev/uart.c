@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
 
@@ -428,7 +429,7 @@ static void uart_free(struct uart *s)
 static int uart_create(struct device *dev)
 {
 	const char *leaf = strrchr(dev->cfg_prefix, '.');
-	const char *spec = config_getf(dev->vm->cfg, "%s.path", dev->cfg_prefix);
+	const char *spec = dev_opt_str(dev, "path");
 	struct uart *s;
 	unsigned i;
 
@@ -482,9 +483,9 @@ static int uart_attach(struct vm *vm)
 {
 	for (unsigned i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
 		char id[16];
-		if (!config_getf(vm->cfg, "lpc.%s.path", ports[i].name))
-			continue;
 		snprintf(id, sizeof(id), "lpc.%s", ports[i].name);
+		if (!config_has_node(vm->cfg, id))
+			continue;
 		if (!device_create(vm, &uart_model, id, id))
 			return -1;
 	}
@@ -581,8 +582,20 @@ static void uart_run_state(struct device *dev, bool running)
 	pthread_mutex_unlock(&s->lock);
 }
 
+static const struct option_decl uart_options[] = {
+	{ .name = "path", .type = OPTION_CUSTOM, .flags = OPTION_HOST_BINDING, .validate = chardev_spec_check,
+	  .tcp_listener = chardev_spec_tcp_address, .cli_hint = "-l %s,...",
+	  .help = "backend: stdio, file=PATH, tcp=[ADDR:]PORT or unix=PATH" },
+	{ 0 },
+};
+
+/* lpc.com1 to lpc.com4: serial ports, whatever is under them is the UART's. */
+static struct option_node uart_node = { .pattern = "lpc.com[1-4]", .model = "uart" };
+OPTION_NODE(uart_node)
+
 static struct device_model uart_model = {
 	.name = "uart",
+	.options = uart_options,
 	.state_version = 1,
 	.attach_order = 20,
 	.attach = uart_attach,

@@ -14,11 +14,18 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "pci/pci.h"
 
-#define HOSTBRIDGE_VENDOR 0x1275
-#define HOSTBRIDGE_DEVICE 0x1275
+/* Not Intel's IDs: no chipset quirk of the guest applies. */
+static const struct option_decl hostbridge_options[] = {
+	{ .name = "vendor", .type = OPTION_UINT, .def = "0x1275", .max = 0xFFFF, .help = "PCI vendor ID, 16-bit" },
+	{ .name = "devid", .type = OPTION_UINT, .def = "0x1275", .max = 0xFFFF, .help = "PCI device ID, 16-bit" },
+	{ .name = "pcie", .type = OPTION_BOOL, .def = "false",
+	  .help = "a PCI Express root complex integrated endpoint (extended configuration space)" },
+	{ 0 },
+};
 
 /* PCI Express capability, version 2: 60 bytes with the ID and next pointer. */
 #define PCIE_CAP_BODY_LEN 58
@@ -30,23 +37,6 @@
 struct hostbridge {
 	struct pci_function fn;
 };
-
-/* A 16-bit ID option under the device's prefix, e.g. pci.0.0.0.vendor=0x8086. */
-static int id_option(struct device *dev, const char *key, uint16_t def, uint16_t *out)
-{
-	const char *v = config_getf(dev->vm->cfg, "%s.%s", dev->cfg_prefix, key);
-	uint64_t n;
-
-	*out = def;
-	if (!v)
-		return 0;
-	if (parse_u64(v, &n) < 0 || n > 0xFFFF) {
-		log_error("%s.%s=%s: expected a 16-bit ID such as 0x1275", dev->cfg_prefix, key, v);
-		return -1;
-	}
-	*out = (uint16_t)n;
-	return 0;
-}
 
 /* PCI Express capability of a root complex integrated endpoint; 0 or -1. */
 static int add_pcie(struct pci_function *fn)
@@ -67,15 +57,9 @@ static int add_pcie(struct pci_function *fn)
 static int hostbridge_create(struct device *dev)
 {
 	struct hostbridge *s;
-	uint16_t vendor, devid;
-	char pcie_key[80];
-	bool pcie = false;
+	uint16_t vendor = (uint16_t)dev_opt_u64(dev, "vendor"), devid = (uint16_t)dev_opt_u64(dev, "devid");
+	bool pcie = dev_opt_bool(dev, "pcie");
 
-	snprintf(pcie_key, sizeof(pcie_key), "%s.pcie", dev->cfg_prefix);
-	if (id_option(dev, "vendor", HOSTBRIDGE_VENDOR, &vendor) < 0 ||
-	    id_option(dev, "devid", HOSTBRIDGE_DEVICE, &devid) < 0 ||
-	    config_get_bool(dev->vm->cfg, pcie_key, false, &pcie) < 0)
-		return -1;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -1;
@@ -134,6 +118,7 @@ static struct device_model hostbridge_model = {
 	.name = "hostbridge",
 	.state_version = 1,
 	.on_pci = true,
+	.options = hostbridge_options,
 	.create = hostbridge_create,
 	.reset = hostbridge_reset,
 	.save = hostbridge_save,

@@ -23,6 +23,7 @@
 #include "core/device.h"
 #include "core/irq.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
 
@@ -1430,6 +1431,43 @@ static int pci_bus_restore(struct device *dev, struct state_reader *r, unsigned 
 	return 0;
 }
 
+/* ---- options: pci.B.S.F is the node of the device named by pci.B.S.F.device ---- */
+
+static bool is_pci_model(const struct device_model *model)
+{
+	return model->on_pci;
+}
+
+static int check_address(const char *node, char *err, size_t errlen)
+{
+	unsigned b, s, f;
+
+	if (sscanf(node, "pci.%u.%u.%u", &b, &s, &f) != 3)
+		return set_error(err, errlen, "%s: not a PCI address (pci.BUS.SLOT.FUNCTION)", node);
+	if (b != 0)
+		return set_error(err, errlen, "%s: only PCI bus 0 exists", node);
+	if (s >= PCI_MAX_SLOTS || f >= PCI_MAX_FUNCS)
+		return set_error(err, errlen, "%s: slot must be 0-31 and function 0-7", node);
+	return 0;
+}
+
+static struct option_node pci_node = {
+	.pattern = "pci.#.#.#",
+	.model_key = "device",
+	.model_ok = is_pci_model,
+	.check = check_address,
+};
+OPTION_NODE(pci_node)
+
+/* The model at B:S:F, or NULL. */
+static const char *node_model(const struct config *cfg, unsigned b, unsigned s, unsigned f)
+{
+	char node[64];
+
+	snprintf(node, sizeof(node), "pci.%u.%u.%u", b, s, f);
+	return options_node_model(cfg, node);
+}
+
 /*
  * Checks every "pci.*" key before anything is created: "pci.B.S.F.KEY"
  * with B = 0, S < 32, F < 8, a device for every address that has
@@ -1456,7 +1494,7 @@ static int check_config(const struct config *cfg, bool present[PCI_MAX_SLOTS][PC
 			log_error("pci.%u.%u.%u: slot must be 0-31 and function 0-7", b, s, f);
 			return -1;
 		}
-		if (!config_getf(cfg, "pci.%u.%u.%u.device", b, s, f)) {
+		if (!node_model(cfg, b, s, f)) {
 			log_error("pci.%u.%u.%u: settings given but no device (pci.%u.%u.%u.device)", b, s, f, b, s, f);
 			return -1;
 		}
@@ -1506,7 +1544,7 @@ static int pci_bus_attach(struct vm *vm)
 	bus = dev->priv;
 	for (unsigned s = 0; s < PCI_MAX_SLOTS; s++) {
 		for (unsigned f = 0; f < PCI_MAX_FUNCS; f++) {
-			const char *name = config_getf(vm->cfg, "pci.0.%u.%u.device", s, f);
+			const char *name = node_model(vm->cfg, 0, s, f);
 			/* Without a device at 0:0.0 the bus gets a host bridge there, as on every PC. */
 			if (!name && s == 0 && f == 0)
 				name = "hostbridge";

@@ -11,7 +11,7 @@
 
 #define SNAP_MAGIC "HYVESNAP"
 #define SNAP_MAJOR 1
-#define SNAP_MINOR 0
+#define SNAP_MINOR 1
 #define SNAP_HEADER_SIZE 64
 #define SNAP_PAGE_SIZE 4096
 #define SNAP_REC_OPTIONAL 0x1

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "snapshot/format.h"
 #include "snapshot/snapshot.h"
 #include "snapshot/state.h"
@@ -64,6 +66,31 @@ static json_object *cbor_to_json(const cbor_item_t *item, unsigned depth)
 	default:
 		return NULL;
 	}
+}
+
+/*
+ * Files written before secrets were left out may hold a VNC password in
+ * their configuration: its value is never printed.
+ */
+static void hide_secrets(json_object *manifest)
+{
+	json_object *config = manifest ? json_object_object_get(manifest, "config") : NULL;
+	struct config *tree;
+
+	if (!config || !json_object_is_type(config, json_type_object))
+		return;
+	tree = config_new();
+	if (!tree)
+		return;
+	json_object_object_foreach(config, key, value)
+		if (json_object_is_type(value, json_type_string))
+			config_set(tree, key, json_object_get_string(value));
+	for (size_t i = 0; i < config_count(tree); i++) {
+		const char *key = config_key_at(tree, i);
+		if (options_flags(tree, key) & OPTION_SECRET)
+			json_object_object_add(config, key, json_object_new_string("<secret, not shown>"));
+	}
+	config_free(tree);
 }
 
 static json_object *header_json(const struct snap_reader *r)
@@ -135,6 +162,7 @@ int snapshot_info(const char *path, FILE *out)
 		all_ok &= !strcmp(json_object_get_string(json_object_object_get(rec, "checksum_status")), "ok");
 		json_object_array_add(records, rec);
 	}
+	hide_secrets(manifest);
 	json_object_object_add(root, "manifest", manifest);
 	json_object_object_add(root, "records", records);
 	json_object_object_add(root, "valid", json_object_new_boolean(all_ok));

@@ -13,21 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "snapshot/format.h"
 #include "snapshot/kvm_state.h"
 #include "snapshot/state.h"
+#include "snapshot/trust.h"
 
 #define MANIFEST_VERSION 1
 #define VCPU_VERSION 1
 #define VM_STATE_VERSION 1
+#define OMITTED_VERSION 1
+/* The keys a snapshot leaves out of its configuration because they are secret. */
+#define OMITTED_RECORD "config.omitted"
 
 struct snapshot_file {
 	struct snap_reader reader;
@@ -110,8 +116,8 @@ static int write_manifest(struct vm *vm, struct snap_writer *sw)
 	state_begin_map(w, "config");
 	for (size_t i = 0; i < config_count(vm->cfg); i++) {
 		const char *key = config_key_at(vm->cfg, i);
-		/* How this process was started is not part of the machine. */
-		if (!strncmp(key, "snapshot.", 9) || !strncmp(key, "config.", 7))
+		/* How this process runs is not part of the machine; secrets never reach a file. */
+		if (options_flags(vm->cfg, key) & (OPTION_PROCESS | OPTION_SECRET))
 			continue;
 		state_put_str(w, key, config_value_at(vm->cfg, i));
 	}
@@ -141,6 +147,31 @@ static int write_manifest(struct vm *vm, struct snap_writer *sw)
 	}
 	state_end_map(w);
 	return emit(sw, w, "manifest", MANIFEST_VERSION);
+}
+
+/*
+ * Which secrets were left out, so that a restore asks for them instead of
+ * running without (a VNC server without its password). Mandatory: a reader
+ * that does not know the record must refuse the file rather than do that.
+ */
+static int write_omitted(struct vm *vm, struct snap_writer *sw)
+{
+	struct state_writer *w;
+	bool any = false;
+
+	for (size_t i = 0; i < config_count(vm->cfg); i++)
+		any |= (options_flags(vm->cfg, config_key_at(vm->cfg, i)) & OPTION_SECRET) != 0;
+	if (!any)
+		return 0;
+	w = state_writer_new();
+	if (!w)
+		return set_error(sw->err, sw->errlen, "out of memory");
+	for (size_t i = 0; i < config_count(vm->cfg); i++) {
+		const char *key = config_key_at(vm->cfg, i);
+		if (options_flags(vm->cfg, key) & OPTION_SECRET)
+			state_put_str(w, key, "secret");
+	}
+	return emit(sw, w, OMITTED_RECORD, OMITTED_VERSION);
 }
 
 typedef int (*vm_saver)(struct vm *vm, struct state_writer *w, char *err, size_t errlen);
@@ -260,6 +291,8 @@ int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
 	snapw_init(&sw, fd, err, errlen);
 	rc = write_manifest(vm, &sw);
 	if (rc == 0)
+		rc = write_omitted(vm, &sw);
+	if (rc == 0)
 		rc = write_state(vm, &sw);
 	if (rc == 0)
 		rc = write_ram(vm, &sw);
@@ -315,6 +348,58 @@ static int read_config(struct snapshot_file *s, struct state_reader *m, struct c
 	return 0;
 }
 
+/* The secrets the writer left out, into omitted (absent record: none). */
+static int read_omitted(struct snapshot_file *s, struct config *omitted)
+{
+	struct state_reader *r;
+	char key[512];
+	int rc = 0;
+
+	if (!snapr_find(&s->reader, OMITTED_RECORD))
+		return 0;
+	r = load_section(s, OMITTED_RECORD);
+	if (!r)
+		return -1;
+	for (size_t i = 0; rc == 0 && i < state_map_size(r); i++)
+		if (state_key_at(r, i, key, sizeof(key)) < 0 || config_set(omitted, key, "secret") < 0)
+			rc = set_error(s->err, sizeof(s->err), "record %s: malformed entry", OMITTED_RECORD);
+	state_reader_free(r);
+	return rc;
+}
+
+/*
+ * The configuration the restore runs with: the file's, as far as the file
+ * may choose (src/snapshot/trust.h), with the command line on top.
+ */
+static int build_config(struct snapshot_file *s, struct state_reader *m, struct config *cfg,
+			const struct config *cli)
+{
+	struct config *file = config_new(), *omitted = config_new(), *none = cli ? NULL : config_new();
+	struct stat st;
+	char why[128];
+	bool trusted;
+	int rc = -1;
+
+	if (!file || !omitted || (!cli && !none)) {
+		set_error(s->err, sizeof(s->err), "out of memory");
+		goto out;
+	}
+	/* The descriptor the file is read through, not its path: what was checked is what is read. */
+	if (fstat(s->reader.fd, &st) < 0) {
+		set_error(s->err, sizeof(s->err), "cannot stat: %s", strerror(errno));
+		goto out;
+	}
+	trusted = snapshot_file_trusted(&st, geteuid(), why, sizeof(why));
+	if (read_config(s, m, file) == 0 && read_omitted(s, omitted) == 0)
+		rc = snapshot_merge_config(file, omitted, cli ? cli : none, trusted ? NULL : why, cfg, s->err,
+					   sizeof(s->err));
+out:
+	config_free(file);
+	config_free(omitted);
+	config_free(none);
+	return rc;
+}
+
 static int check_vendor(struct snapshot_file *s, struct state_reader *m)
 {
 	char saved[64], host[13];
@@ -337,6 +422,7 @@ static int check_records(struct snapshot_file *s, unsigned ncpus, struct state_r
 		unsigned n;
 		char tail;
 		bool known = !strcmp(rec->name, "manifest") || !strcmp(rec->name, "end") ||
+			     !strcmp(rec->name, OMITTED_RECORD) ||
 			     !strcmp(rec->name, "vm.irqchip") || !strcmp(rec->name, "vm.pit") ||
 			     !strcmp(rec->name, "vm.clock") ||
 			     (sscanf(rec->name, "vcpu.%u%c", &n, &tail) == 1 && n < ncpus) ||
@@ -411,19 +497,6 @@ static int check_memory(struct snapshot_file *s, struct state_reader *m, struct 
 	return 0;
 }
 
-static int apply_overrides(struct config *cfg, const struct config *overrides)
-{
-	for (size_t i = 0; overrides && i < config_count(overrides); i++) {
-		const char *key = config_key_at(overrides, i);
-		/* A node given on the command line replaces the snapshot's (e.g. a whole -s slot). */
-		if (config_get(cfg, key) == NULL && config_has_node(cfg, key))
-			continue;
-		if (config_set(cfg, key, config_value_at(overrides, i)) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 struct snapshot_file *snapshot_open(const char *path, bool eager, struct config *cfg, const struct config *overrides)
 {
 	struct snapshot_file *s = calloc(1, sizeof(*s));
@@ -442,7 +515,7 @@ struct snapshot_file *snapshot_open(const char *path, bool eager, struct config 
 			set_error(s->err, sizeof(s->err), "manifest: vcpus missing");
 		goto fail;
 	}
-	if (read_config(s, m, cfg) < 0 || apply_overrides(cfg, overrides) < 0 || check_vendor(s, m) < 0 ||
+	if (build_config(s, m, cfg, overrides) < 0 || check_vendor(s, m) < 0 ||
 	    check_records(s, (unsigned)ncpus, m) < 0 || verify_structured(s) < 0 || check_memory(s, m, cfg) < 0)
 		goto fail;
 	if (eager) {

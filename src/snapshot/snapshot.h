@@ -22,8 +22,10 @@ int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen);
 
 /*
  * Reads and validates `path` and fills cfg with the configuration the
- * snapshot embeds; `overrides` (may be NULL) is applied on top, for
- * host-side bindings such as disk paths and serial backends. Returns an
+ * snapshot embeds, with `overrides` (the command line; may be NULL) on top.
+ * The file's host bindings are used only when the file is the user's own,
+ * secrets it left out must be in overrides, and a listener the file chose
+ * beyond loopback needs a password (src/snapshot/trust.h). Returns an
  * opaque handle for snapshot_restore_vm(), or NULL after a one-line error.
  */
 struct snapshot_file;

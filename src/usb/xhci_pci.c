@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "pci/pci.h"
 #include "snapshot/state.h"
@@ -84,42 +85,22 @@ static int xhci_parse_options(struct config *cfg, const char *prefix, const char
 	return rc;
 }
 
-/* Keys under the prefix besides device/tablet/kbd (set with -o) are refused too. */
-static int check_keys(struct device *dev)
-{
-	size_t plen = strlen(dev->cfg_prefix);
-
-	for (size_t i = 0; i < config_count(dev->vm->cfg); i++) {
-		const char *k = config_key_at(dev->vm->cfg, i);
-		if (strncmp(k, dev->cfg_prefix, plen) != 0 || k[plen] != '.')
-			continue;
-		k += plen + 1;
-		if (strcmp(k, "device") && strcmp(k, "tablet") && strcmp(k, "kbd")) {
-			log_error("%s: xhci: unknown option '%s' (devices: tablet, kbd)", dev->id, k);
-			return -1;
-		}
-	}
-	return 0;
-}
+static const struct option_decl xhci_options[] = {
+	{ .name = "tablet", .type = OPTION_BOOL, .def = "false", .help = "a USB tablet (absolute pointer)" },
+	{ .name = "kbd", .type = OPTION_BOOL, .def = "false", .help = "a USB boot keyboard" },
+	{ 0 },
+};
 
 static int attach_devices(struct device *dev, struct xhci_dev *s)
 {
-	bool tablet, kbd;
 	unsigned port = 1;
 	struct usb_device *d;
-	char key[128];
 
-	snprintf(key, sizeof(key), "%s.tablet", dev->cfg_prefix);
-	if (config_get_bool(dev->vm->cfg, key, false, &tablet) < 0)
-		return -1;
-	snprintf(key, sizeof(key), "%s.kbd", dev->cfg_prefix);
-	if (config_get_bool(dev->vm->cfg, key, false, &kbd) < 0)
-		return -1;
-	if (tablet) {
+	if (dev_opt_bool(dev, "tablet")) {
 		if (!(d = usb_hid_tablet_new(dev->vm)) || xhci_attach(s->x, port++, d) < 0)
 			return -1;
 	}
-	if (kbd) {
+	if (dev_opt_bool(dev, "kbd")) {
 		if (!(d = usb_hid_kbd_new(dev->vm)) || xhci_attach(s->x, port++, d) < 0)
 			return -1;
 	}
@@ -148,8 +129,6 @@ static int xhci_dev_create(struct device *dev)
 		return -1;
 	dev->priv = s;
 	pthread_mutex_init(&s->lock, NULL);
-	if (check_keys(dev) < 0)
-		goto fail;
 	s->x = xhci_new(&dev->vm->mem, &s->lock, xhci_dev_irq, s);
 	if (!s->x || attach_devices(dev, s) < 0)
 		goto fail;
@@ -210,6 +189,7 @@ static struct device_model xhci_model = {
 	.name = "xhci",
 	.state_version = 1,
 	.on_pci = true,
+	.options = xhci_options,
 	.parse_slot_options = xhci_parse_options,
 	.create = xhci_dev_create,
 	.reset = xhci_dev_reset,

@@ -35,6 +35,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
 #include "virtio/virtio_pci.h"
@@ -430,17 +431,41 @@ static int open_image(struct virtio_blk *s, const char *id)
 	return 0;
 }
 
+static int power_of_two(const char *value, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (parse_u64(value, &v) == 0 && (v & (v - 1)))
+		return set_error(err, errlen, "must be a power of 2 from 512 to 32768");
+	return 0;
+}
+
+static int serial_length(const char *value, char *err, size_t errlen)
+{
+	if (strlen(value) > VIRTIO_BLK_ID_BYTES)
+		return set_error(err, errlen, "the serial is longer than %d characters", VIRTIO_BLK_ID_BYTES);
+	return 0;
+}
+
+static const struct option_decl blk_options[] = {
+	{ .name = "path", .type = OPTION_PATH, .flags = OPTION_HOST_BINDING,
+	  .help = "the raw disk image (-s SLOT,virtio-blk,PATH)" },
+	{ .name = "ro", .type = OPTION_BOOL, .def = "false", .help = "read-only disk" },
+	{ .name = "nocache", .type = OPTION_BOOL, .def = "false", .help = "open the image with O_DIRECT" },
+	{ .name = "sectorsize", .type = OPTION_UINT, .def = "512", .min = 512, .max = 32768, .validate = power_of_two,
+	  .help = "logical sector size, a power of 2" },
+	{ .name = "serial", .type = OPTION_STRING, .validate = serial_length,
+	  .help = "the disk's serial (GET_ID), at most 20 characters (default: derived from the path)" },
+	{ 0 },
+};
+
 static int read_options(struct virtio_blk *s, struct device *dev)
 {
-	const struct config *cfg = dev->vm->cfg;
-	char key[128];
-	const char *path, *serial;
-	uint64_t ss;
+	const char *path = dev_opt_str(dev, "path"), *serial = dev_opt_str(dev, "serial");
 
-	snprintf(key, sizeof(key), "%s.path", dev->cfg_prefix);
-	path = config_get(cfg, key);
-	if (!path || !*path) {
-		log_error("%s: virtio-blk needs a disk image (-s SLOT,virtio-blk,PATH or %s=PATH)", dev->id, key);
+	if (!path) {
+		log_error("%s: virtio-blk needs a disk image (-s SLOT,virtio-blk,PATH or %s.path=PATH)", dev->id,
+			  dev->cfg_prefix);
 		return -1;
 	}
 	if (strlen(path) >= sizeof(s->path)) {
@@ -448,31 +473,11 @@ static int read_options(struct virtio_blk *s, struct device *dev)
 		return -1;
 	}
 	strcpy(s->path, path);
-	snprintf(key, sizeof(key), "%s.ro", dev->cfg_prefix);
-	if (config_get_bool(cfg, key, false, &s->ro) < 0)
-		return -1;
-	snprintf(key, sizeof(key), "%s.nocache", dev->cfg_prefix);
-	if (config_get_bool(cfg, key, false, &s->nocache) < 0)
-		return -1;
-	snprintf(key, sizeof(key), "%s.sectorsize", dev->cfg_prefix);
-	if (config_get_u64(cfg, key, SECTOR, &ss) < 0)
-		return -1;
-	if (ss < SECTOR || ss > 32768 || (ss & (ss - 1))) {
-		log_error("%s: virtio-blk: sectorsize=%llu must be a power of 2 from 512 to 32768", dev->id,
-			  (unsigned long long)ss);
-		return -1;
-	}
-	s->sectorsize = (uint32_t)ss;
-	snprintf(key, sizeof(key), "%s.serial", dev->cfg_prefix);
-	serial = config_get(cfg, key);
-	if (serial) {
-		if (strlen(serial) > VIRTIO_BLK_ID_BYTES) {
-			log_error("%s: virtio-blk: serial '%s' is longer than %d characters", dev->id, serial,
-				  VIRTIO_BLK_ID_BYTES);
-			return -1;
-		}
+	s->ro = dev_opt_bool(dev, "ro");
+	s->nocache = dev_opt_bool(dev, "nocache");
+	s->sectorsize = (uint32_t)dev_opt_u64(dev, "sectorsize");
+	if (serial)
 		strcpy(s->serial, serial);
-	}
 	return 0;
 }
 
@@ -657,6 +662,7 @@ static struct device_model virtio_blk_model = {
 	.name = "virtio-blk",
 	.state_version = 1,
 	.on_pci = true,
+	.options = blk_options,
 	.parse_slot_options = blk_parse_slot_options,
 	.create = blk_create,
 	.reset = blk_reset,

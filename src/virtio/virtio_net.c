@@ -38,6 +38,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
 #include "virtio/virtio_pci.h"
@@ -418,33 +419,43 @@ static int open_tap(struct virtio_net *s, const char *id)
 	return 0;
 }
 
+static int valid_mac(const char *value, char *err, size_t errlen)
+{
+	uint8_t mac[6];
+
+	if (parse_mac(value, mac) < 0)
+		return set_error(err, errlen, "not a unicast MAC address (xx:xx:xx:xx:xx:xx)");
+	return 0;
+}
+
+static int valid_ifname(const char *value, char *err, size_t errlen)
+{
+	if (!*value || strlen(value) >= IFNAMSIZ || strchr(value, '/'))
+		return set_error(err, errlen, "not a valid interface name");
+	return 0;
+}
+
+static const struct option_decl net_options[] = {
+	{ .name = "tap", .type = OPTION_STRING, .flags = OPTION_HOST_BINDING, .validate = valid_ifname,
+	  .help = "the host tap device (-s SLOT,virtio-net,tap=NAME)" },
+	{ .name = "mac", .type = OPTION_CUSTOM, .validate = valid_mac,
+	  .help = "the guest's MAC address (default: derived from the VM name and slot)" },
+	{ 0 },
+};
+
 static int read_options(struct virtio_net *s, struct device *dev)
 {
-	const struct config *cfg = dev->vm->cfg;
-	char key[128];
-	const char *tap, *mac;
+	const char *tap = dev_opt_str(dev, "tap"), *mac = dev_opt_str(dev, "mac");
 
-	snprintf(key, sizeof(key), "%s.tap", dev->cfg_prefix);
-	tap = config_get(cfg, key);
-	if (!tap || !*tap) {
+	if (!tap) {
 		log_error("%s: virtio-net needs a tap device (-s SLOT,virtio-net,tap=NAME)", dev->id);
 		return -1;
 	}
-	if (strlen(tap) >= IFNAMSIZ || strchr(tap, '/')) {
-		log_error("%s: virtio-net: '%s' is not a valid interface name", dev->id, tap);
-		return -1;
-	}
 	strcpy(s->tapname, tap);
-	snprintf(key, sizeof(key), "%s.mac", dev->cfg_prefix);
-	mac = config_get(cfg, key);
-	if (mac) {
-		if (parse_mac(mac, s->mac) < 0) {
-			log_error("%s: virtio-net: mac=%s is not a unicast MAC address (xx:xx:xx:xx:xx:xx)", dev->id, mac);
-			return -1;
-		}
-	} else {
+	if (mac)
+		parse_mac(mac, s->mac);
+	else
 		derive_mac(dev, s->mac);
-	}
 	return 0;
 }
 
@@ -571,6 +582,7 @@ static struct device_model virtio_net_model = {
 	.name = "virtio-net",
 	.state_version = 1,
 	.on_pci = true,
+	.options = net_options,
 	.parse_slot_options = net_parse_slot_options,
 	.create = net_create,
 	.reset = net_platform_reset,

@@ -53,3 +53,50 @@ def read(path):
             break
         off = (start + length + 7) & ~7
     return header, records
+
+
+def _align(n, a):
+    return (n + a - 1) // a * a
+
+
+def write(path, records, source, minor=None):
+    """Writes a snapshot file laid out as the spec says, from records as read() returns them:
+    each CBOR record's payload is (re-)encoded from rec["payload"], each RAW record's payload is
+    copied from the file `source` (zero pages stay holes). The header's minor version is the
+    source's unless given. Lets tests craft files whose records say what a real writer would not."""
+    src = open(source, "rb")
+    head = HEADER.unpack_from(src.read(64), 0)
+    with open(path, "wb") as out:
+        off = 64
+        for rec in records:
+            name = rec["name"].encode()
+            raw = rec["flags"] & RAW
+            start = _align(off + 40 + len(name), 4096 if raw else 8)
+            if raw:
+                length, h, zero = rec["length"], xxhash.xxh3_64(), bytes(4096)
+                for i in range(0, length, 4096):
+                    src.seek(rec["payload_offset"] + i)
+                    page = src.read(4096)
+                    if page != zero:
+                        h.update(struct.pack("<Q", i // 4096) + page)
+                        out.seek(start + i)
+                        out.write(page)
+                psum = h.intdigest()
+            else:
+                payload = cbor2.dumps(rec["payload"])
+                length, psum = len(payload), xxhash.xxh3_64_intdigest(payload)
+                out.seek(start)
+                out.write(payload)
+            fixed = RECORD.pack(b"HREC", rec["flags"], len(name), rec["version"], start - off, length, psum, 0)[:32]
+            out.seek(off)
+            out.write(fixed + struct.pack("<Q", xxhash.xxh3_64_intdigest(fixed + name)) + name)
+            off = _align(start + length, 8)
+        out.truncate(off)
+        fields = list(head)
+        if minor is not None:
+            fields[2] = minor
+        fields[8] = off
+        fixed = HEADER.pack(*fields[:-1], 0)[:56]
+        out.seek(0)
+        out.write(fixed + struct.pack("<Q", xxhash.xxh3_64_intdigest(fixed)))
+    src.close()

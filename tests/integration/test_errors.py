@@ -61,6 +61,27 @@ def test_unknown_device():
     assert_one_line_error(run_hyve(base("-s", "5,no-such-device")), "unknown device 'no-such-device'")
 
 
+def test_misspelt_device_option_is_refused():
+    """Not silently ignored: this once started VNC without a password."""
+    r = run_hyve(base("-s", "3,fbuf,tcp=5901,pasword=x"))
+    assert_one_line_error(r, "pci.0.3.0.pasword: unknown option of fbuf (did you mean 'password'?)")
+
+
+def test_unknown_top_level_key_is_refused(tmp_path):
+    assert_one_line_error(run_hyve(base("-o", "memroy.size=1G")),
+                          "memroy.size: unknown option (did you mean 'memory.size'?)")
+    cfg = tmp_path / "vm.conf"
+    cfg.write_text("cpus=1\nfrobnicate=yes\n")
+    assert_one_line_error(run_hyve(base("-k", cfg)), "frobnicate: unknown option")
+
+
+def test_malformed_values_are_refused():
+    assert_one_line_error(run_hyve(base("-s", "7,xhci,tablet", "-o", "pci.0.7.0.kbd=maybe")),
+                          "pci.0.7.0.kbd=maybe: expected true or false")
+    assert_one_line_error(run_hyve(base("-o", "log.level=loud")), "log.level=loud: expected error, warn, info or debug")
+    assert_one_line_error(run_hyve(base("-o", "sandbox=maybe")), "sandbox.enable=maybe: expected true or false")
+
+
 def test_unknown_option():
     assert_one_line_error(run_hyve(["-Q", "x", "vm"]), "-Q")
 
@@ -111,7 +132,8 @@ def test_asan_build_rejects_bad_input_cleanly(tmp_path):
         pytest.fail("HYVE_ASAN_BIN does not name the ASan build of hyve (tests/run sets it)")
     cases = [base("-s", "5,no-such-device"), base("-s", "3,hostbridge", "-s", "3,lpc"), base(cpus=0),
              base(mem="0"), base(kernel="/nonexistent/vmlinuz"), base(kernel=tmp_path), ["-Q", "vm"],
-             base("-l", "com2,carrier-pigeon"), ["-r", "/nonexistent.snap", "vm"]]
+             base("-l", "com2,carrier-pigeon"), ["-r", "/nonexistent.snap", "vm"],
+             base("-s", "3,fbuf,tcp=5901,pasword=x"), base("-o", "memroy.size=1G")]
     for args in cases:
         r = subprocess.run([asan] + [str(a) for a in args], capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL)

@@ -51,7 +51,7 @@ def suspended(tmp_path_factory):
 
 def test_suspend_leaves_a_complete_file(suspended):
     header, records = snapshot_file.read(suspended["path"])
-    assert (header["major"], header["minor"], header["page_size"]) == (1, 0, 4096)
+    assert (header["major"], header["minor"], header["page_size"]) == (1, 1, 4096)
     names = [r["name"] for r in records]
     assert names[0] == "manifest" and names[-1] == "end"
     for expected in ("vcpu.0", "vcpu.1", "vm.irqchip", "vm.pit", "vm.clock", "ram.0", "dev.lpc.com1", "dev.lpc.rtc"):

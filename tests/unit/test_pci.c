@@ -20,6 +20,7 @@
 #include "core/device.h"
 #include "core/irq.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/vm.h"
 #include "pci/pci.h"
 #include "snapshot/state.h"
@@ -112,10 +113,7 @@ static int tdev_create(struct device *dev)
 	    pci_intx_request(&s->fn) < 0)
 		return -1;
 	/* pci.0.S.F.msi=N: also plain MSI with N vectors. */
-	char key[128];
-	snprintf(key, sizeof(key), "%s.msi", dev->cfg_prefix);
-	const char *msi = config_get(dev->vm->cfg, key);
-	if (msi && pci_msi_init(&s->fn, (unsigned)atoi(msi)) < 0)
+	if (dev_opt_is_set(dev, "msi") && pci_msi_init(&s->fn, (unsigned)dev_opt_u64(dev, "msi")) < 0)
 		return -1;
 	return 0;
 }
@@ -148,8 +146,14 @@ static int tdev_restore(struct device *dev, struct state_reader *r, unsigned ver
 	return pci_function_restore(&((struct tdev *)dev->priv)->fn, r);
 }
 
+static const struct option_decl tdev_options[] = {
+	{ .name = "msi", .type = OPTION_UINT, .max = 32, .help = "plain MSI with this many vectors" },
+	{ 0 },
+};
+
 static struct device_model tdev_model = {
 	.name = "pcitest",
+	.options = tdev_options,
 	.state_version = 1,
 	.on_pci = true,
 	.create = tdev_create,

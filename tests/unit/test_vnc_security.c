@@ -1099,7 +1099,7 @@ static void test_tls_bad_options(void **state)
 		{ { ca, NULL }, "tls-ca= needs both" },
 		{ { "tls=anon", NULL }, "needs password=" },
 		{ { "tls=anon", "password=x1", cert }, "excludes" },
-		{ { "tls=x509", cert, key }, "the only mode is anon" },
+		{ { "tls=x509", cert, key }, "tls=x509: expected anon" },
 		{ { missing, key, NULL }, "No such file or directory" },
 		{ { bad, key, NULL }, "tls-cert=" },
 		{ { cert, badkey, NULL }, "tls-key=" },
