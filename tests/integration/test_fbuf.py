@@ -316,7 +316,7 @@ def test_wait_answers_signals(workdir):
     signals (it once sat in a loop of its own until a client came): SIGTERM presses the power
     button of a guest that is not running yet, SIGINT powers it off, status 1."""
     name = "fbuf-wait-sig"
-    path = os.path.join(RUNDIR, "fbuf-wait-sig.sock")
+    path = os.path.join(RUNDIR, "fbuf-wait-sig.vnc")  # not the control socket, RUNDIR/NAME.sock
     g = fbuf_guest(name, f"unix={path},wait")
     try:
         deadline = time.monotonic() + 60
