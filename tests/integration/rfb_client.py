@@ -165,3 +165,16 @@ class RfbClient:
 
     def close(self):
         self.sock.close()
+
+
+def connect_after_backoff(target, password, timeout=60):
+    """After a wrong password the server refuses the address (every UNIX peer is one) until its
+    back-off is over, and says so in the refusal: retry on that answer until the right password
+    is let in. The wait follows the server's own message, not a guessed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return RfbClient(target, password=password)
+        except AuthFailed as e:
+            assert "try again" in str(e) and time.monotonic() < deadline, e
+            time.sleep(0.2)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import KERNEL, REPO, RUNDIR, Guest, boot_args, hyvectl, run_hyve, sock
-from rfb_client import AuthFailed, RfbClient
+from rfb_client import AuthFailed, RfbClient, connect_after_backoff
 
 VNCGRAB = REPO / "build" / "vncgrab"
 # Block edges on multiples of 16 pixels: vncsnapshot writes JPEG, whose 16x16 blocks then
@@ -256,18 +256,6 @@ def test_bochs_mode_change_and_snapshot(workdir, tmp_path):
         assert rc == 0 and out.strip() == f"{w},{h}", out
     finally:
         g.kill()
-
-
-def connect_after_backoff(target, password, timeout=60):
-    """After wrong passwords the server refuses the address (every UNIX peer is one) until
-    its back-off is over, saying so: try again until it lets the right password in."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return RfbClient(target, password=password)
-        except AuthFailed as e:
-            assert "try again" in str(e) and time.monotonic() < deadline, e
-            time.sleep(0.2)
 
 
 def test_unix_password_wait(workdir):

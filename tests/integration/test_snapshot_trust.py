@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import HYVECTL, Guest, boot_args, hyvectl, run_hyve, sock
-from rfb_client import AuthFailed, RfbClient
+from rfb_client import AuthFailed, RfbClient, connect_after_backoff
 import snapshot_file
 from test_snapshot import POWERED_OFF, assert_consecutive, counters
 
@@ -131,7 +131,7 @@ def test_trusted_file_restores_as_before(snap):
         assert str(snap["disk"]) in open_files(g)
         with pytest.raises(AuthFailed):
             RfbClient(str(snap["vnc"]), password="wrong")
-        RfbClient(str(snap["vnc"]), password=PASSWORD).close()
+        connect_after_backoff(str(snap["vnc"]), PASSWORD).close()
     finally:
         g.kill()
 
