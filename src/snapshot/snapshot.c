@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "snapshot/format.h"
@@ -98,6 +99,17 @@ static void put_cpu(struct vm *vm, struct state_writer *w)
 	free(c);
 }
 
+/*
+ * Keys about how this process runs, not about the machine: never saved,
+ * and never taken from a snapshot file (a file must not be able to turn
+ * the sandbox off or choose the user hyve switches to).
+ */
+static bool is_process_key(const char *key)
+{
+	return !strncmp(key, "snapshot.", 9) || !strncmp(key, "config.", 7) || !strcmp(key, "sandbox") ||
+	       !strncmp(key, "sandbox.", 8);
+}
+
 static int write_manifest(struct vm *vm, struct snap_writer *sw)
 {
 	struct state_writer *w = state_writer_new();
@@ -110,8 +122,7 @@ static int write_manifest(struct vm *vm, struct snap_writer *sw)
 	state_begin_map(w, "config");
 	for (size_t i = 0; i < config_count(vm->cfg); i++) {
 		const char *key = config_key_at(vm->cfg, i);
-		/* How this process was started is not part of the machine. */
-		if (!strncmp(key, "snapshot.", 9) || !strncmp(key, "config.", 7))
+		if (is_process_key(key))
 			continue;
 		state_put_str(w, key, config_value_at(vm->cfg, i));
 	}
@@ -244,6 +255,11 @@ static void sync_directory(const char *path)
 	free(copy);
 }
 
+void snapshot_prepare_saves(void)
+{
+	snapw_keep_pagemap();
+}
+
 int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
 {
 	struct snap_writer sw;
@@ -307,8 +323,13 @@ static int read_config(struct snapshot_file *s, struct state_reader *m, struct c
 	if (state_enter_map(m, "config") < 0)
 		return set_error(s->err, sizeof(s->err), "manifest: config missing");
 	for (size_t i = 0; i < state_map_size(m); i++) {
-		if (state_key_at(m, i, key, sizeof(key)) < 0 || state_get_str(m, key, value, sizeof(value)) < 0 ||
-		    config_set(cfg, key, value) < 0)
+		if (state_key_at(m, i, key, sizeof(key)) < 0 || state_get_str(m, key, value, sizeof(value)) < 0)
+			return set_error(s->err, sizeof(s->err), "manifest: malformed configuration entry");
+		if (is_process_key(key)) {
+			log_warn("snapshot: ignoring %s from the file (give it on the command line)", key);
+			continue;
+		}
+		if (config_set(cfg, key, value) < 0)
 			return set_error(s->err, sizeof(s->err), "manifest: malformed configuration entry");
 	}
 	state_leave_map(m);
@@ -591,6 +612,11 @@ static void *verify_ram(void *arg)
 	struct snapshot_file *s = arg;
 	char err[512];
 
+	pthread_setname_np(pthread_self(), "verify-ram");
+	if (sandbox_enter(SANDBOX_VERIFIER) < 0) {
+		vm_request_exit(s->vm, HYVE_EXIT_ERROR);
+		return NULL;
+	}
 	for (unsigned i = 0; i < s->reader.count; i++) {
 		const struct snap_record *rec = &s->reader.records[i];
 		struct snap_reader r = s->reader;

@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
@@ -224,7 +225,12 @@ static void *io_main(void *opaque)
 	struct virtio_dev *vd = opaque;
 	struct epoll_event ev[16];
 
-	while (io_checkpoint(vd)) {
+	/* Confined before it can see any guest request (the guest has not started yet). */
+	bool confined = sandbox_enter(SANDBOX_IO) == 0;
+
+	if (!confined)
+		vm_request_exit(vd->dev->vm, HYVE_EXIT_ERROR);
+	while (confined && io_checkpoint(vd)) {
 		restore_kick_due(vd);
 		/* Only while a restored VM has not started: look again shortly. */
 		int n = epoll_wait(vd->epfd, ev, 16, vd->restore_kick ? 10 : -1);
