@@ -144,7 +144,7 @@ static void report_forbidden_call(int sig, siginfo_t *si, void *ucontext)
 	(void)sig;
 	(void)ucontext;
 	n = append(msg, n, sizeof(msg), "hyve: sandbox: ");
-	n = append(msg, n, sizeof(msg), thread_kind >= 0 ? kind_names[thread_kind] : "unconfined");
+	n = append(msg, n, sizeof(msg), thread_kind >= 0 ? kind_names[thread_kind] : "unnamed");
 	n = append(msg, n, sizeof(msg), " thread made a forbidden system call: ");
 	n = append(msg, n, sizeof(msg), name);
 	n = append(msg, n, sizeof(msg), " (");

@@ -6,7 +6,11 @@ import os
 import pathlib
 import pwd
 import re
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
 
 import pytest
 
@@ -136,6 +140,53 @@ def test_snapshot_file_cannot_turn_the_sandbox_off(tmp_path):
         r.kill()
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("backend", ["tcp", "unix"])
+def test_serial_socket_backend_confined(tmp_path, backend):
+    """COM2 on a socket: the loop accepts and reads the client, a vCPU sends the guest's output to it."""
+    if backend == "tcp":
+        port = free_port()
+        spec, family, addr = f"tcp=127.0.0.1:{port}", socket.AF_INET, ("127.0.0.1", port)
+    else:
+        path = str(tmp_path / "com2.sock")
+        spec, family, addr = f"unix={path}", socket.AF_UNIX, path
+    g = start(f"sbx-com2-{backend}", "-l", f"com2,{spec}")
+    try:
+        c = socket.socket(family, socket.SOCK_STREAM)
+        c.settimeout(60)
+        c.connect(addr)
+        rc, out = g.run("stty -F /dev/ttyS1 raw -echo && echo from-the-guest > /dev/ttyS1")
+        assert rc == 0, out
+        got = b""
+        while b"from-the-guest" not in got:
+            chunk = c.recv(4096)
+            assert chunk, got
+            got += chunk
+        # The guest's driver drops what arrived before it opened the port: send until it has read a whole line.
+        start_at = len(g.output)
+        g.send("grep -m1 from-the-client /dev/ttyS1; echo read-done\n")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            c.sendall(b"from-the-client\n")
+            try:
+                g.wait_for("read-done", timeout=2, start=start_at)
+                break
+            except AssertionError:
+                if g.proc.poll() is not None:
+                    raise
+        g.wait_for("from-the-client\r?\nread-done", timeout=5, start=start_at)
+        c.close()
+        g.send("poweroff -f\n")
+        assert g.wait_exit(90) == POWERED_OFF
+    finally:
+        g.kill()
+
+
 # ---- -u USER ----
 
 def nobody():
@@ -172,11 +223,15 @@ def test_switch_to_nobody(tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"HYVE-SANDBOX-DISK" + bytes(1024 * 1024 - 17))
     os.chmod(disk, 0o600)  # root's: only the set-up may open it
-    os.chmod(tmp_path, 0o711)
-    snaps = tmp_path / "snaps"
+    # The socket and the snapshots go where nobody can reach them (pytest's folders are root's, 0700);
+    # the temporary folder's parent ($TMPDIR, a tmpfs in the test host) is searchable by everyone.
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sbx-nobody-"))
+    assert os.stat(base.parent).st_mode & 0o001, f"{base.parent} must be searchable by others"
+    os.chmod(base, 0o711)
+    snaps = base / "snaps"
     snaps.mkdir()
     os.chown(snaps, pw.pw_uid, pw.pw_gid)
-    ctl = tmp_path / "ctl.sock"
+    ctl = base / "ctl.sock"
     g = Guest(boot_args("cmd", extra_args=["-u", "nobody", "-s", f"3,virtio-blk,{disk}",
                                            "-o", f"control.socket={ctl}"])[:-1] + ["sbx-nobody"])
     try:
@@ -213,3 +268,4 @@ def test_switch_to_nobody(tmp_path):
         assert g.wait_exit(90) == POWERED_OFF
     finally:
         g.kill()
+        shutil.rmtree(base, ignore_errors=True)
