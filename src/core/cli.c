@@ -27,7 +27,7 @@ void cli_usage(FILE *out)
 	fputs("usage: hyve [-h] [-c NCPUS] [-m SIZE] [-s SLOT,DEVICE[,OPTS]]... [-l comN,BACKEND]...\n"
 	      "            [-o KEY=VALUE]... [-k CONFIG_FILE] [--kernel FILE [--initrd FILE] [--cmdline TEXT]]\n"
 	      "            [-u USER] [--print-config] VMNAME\n"
-	      "       hyve -r SNAPSHOT [--eager] [-o KEY=VALUE]... [-s ...] [-l ...] [VMNAME]\n"
+	      "       hyve -r SNAPSHOT [--eager] [-o KEY=VALUE]... [-s ...] [-l ...] [-u USER] [VMNAME]\n"
 	      "  -c NCPUS        number of vCPUs (cpus=)\n"
 	      "  -m SIZE         guest memory, e.g. 512M or 2G; a bare number is MiB (memory.size=)\n"
 	      "  -s SLOT,DEV,..  PCI device in SLOT (S, S:F or B:S:F) (pci.B.S.F.device=DEV)\n"

@@ -59,11 +59,11 @@
 #include "config.h"
 #include "log.h"
 
-/* Whether the AddressSanitizer runtime is linked in (meson -Db_sanitize=address,...). */
-#if defined(__SANITIZE_ADDRESS__)
+/* Whether a sanitizer runtime (AddressSanitizer or ThreadSanitizer) is linked in (meson -Db_sanitize=...). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZER_RUNTIME 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define SANITIZER_RUNTIME 1
 #endif
 #endif
@@ -389,7 +389,7 @@ static void allow_main(struct builder *b)
 }
 
 /*
- * Sanitizer builds only (tests/run checks hyve with ASan and UBSan): the
+ * Sanitizer builds only (tests/run checks hyve with ASan and UBSan, unit tests run under TSan too): the
  * runtime gives every thread an alternate signal stack and reads its CPU
  * affinity as it starts, and queries the stack on large allocations.
  */
@@ -402,14 +402,16 @@ static void allow_sanitizer_every_thread(struct builder *b)
 /*
  * Sanitizer builds only: at exit, on the main thread, LeakSanitizer stops
  * every thread from a helper it clones (a process sharing our memory, not
- * a thread), which attaches to them with ptrace, lists /proc/self/task and
- * installs its own signal handlers. hyve itself never needs any of this.
+ * a thread), which attaches to them with ptrace, opens, rewinds and reads
+ * /proc/self/task and installs its own signal handlers. hyve itself never
+ * needs any of this. (The helper blocks every signal: a call missing here
+ * kills it silently and leaves hyve waiting for it at exit.)
  */
 static void allow_leak_check(struct builder *b)
 {
 	static const int calls[] = {
 		SCMP_SYS(ptrace), SCMP_SYS(wait4), SCMP_SYS(getppid), SCMP_SYS(rt_sigaction), SCMP_SYS(prctl),
-		SCMP_SYS(getdents), SCMP_SYS(getdents64),
+		SCMP_SYS(getdents), SCMP_SYS(getdents64), SCMP_SYS(lseek),
 	};
 
 	ALLOW_ALL(b, calls);
