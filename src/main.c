@@ -16,6 +16,7 @@
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/sandbox.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
 #include "snapshot/snapshot.h"
@@ -93,6 +94,34 @@ static struct snapshot_file *open_snapshot(struct config *cli, struct config **c
 	return snap;
 }
 
+/*
+ * Everything privileged is opened first (devices, listeners, the control
+ * socket, what snapshots will need), then the user is switched (-u).
+ * Confinement follows (core/sandbox.h): I/O threads confined themselves
+ * when devices started them, vCPU threads do as they start, and the main
+ * thread last, before its loop. 0, or -1 after logging.
+ */
+static int set_up_and_start(struct vm *vm, struct snapshot_file *snap, struct signal_watch *sw,
+			    struct control **ctl)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (watch_signals(vm, sw) < 0)
+		return -1;
+	if (snap ? devices_attach_all(vm) < 0 || snapshot_restore_vm(snap, vm) < 0 : prepare_boot(vm) < 0)
+		return -1;
+	if (control_start(vm, ctl) < 0)
+		return -1;
+	/* With -u, the control socket becomes the user's, so that user's hyvectl can reach it. */
+	if (sandbox_user(&uid, &gid) && control_set_owner(*ctl, uid, gid) < 0)
+		return -1;
+	snapshot_prepare_saves();
+	if (sandbox_drop_privileges() < 0 || vm_start(vm) < 0)
+		return -1;
+	return sandbox_enter(SANDBOX_MAIN);
+}
+
 static int run(struct config *cfg, struct snapshot_file *snap)
 {
 	struct signal_watch sw = { .fd = -1 };
@@ -102,9 +131,7 @@ static int run(struct config *cfg, struct snapshot_file *snap)
 
 	if (!vm)
 		return HYVE_EXIT_ERROR;
-	if (watch_signals(vm, &sw) == 0 &&
-	    (snap ? devices_attach_all(vm) == 0 && snapshot_restore_vm(snap, vm) == 0 : prepare_boot(vm) == 0) &&
-	    control_start(vm, &ctl) == 0 && vm_start(vm) == 0)
+	if (set_up_and_start(vm, snap, &sw, &ctl) == 0)
 		status = vm_wait(vm);
 	else {
 		vm_request_exit(vm, HYVE_EXIT_ERROR);
@@ -185,6 +212,9 @@ static int configure_and_run(struct config *cli)
 		options_dump(cfg, stdout);
 		snapshot_close(snap);
 		status = 0;
+	} else if (sandbox_prepare(cfg) < 0) {
+		snapshot_close(snap);
+		status = HYVE_EXIT_ERROR;
 	} else {
 		status = run(cfg, snap);
 	}

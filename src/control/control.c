@@ -35,6 +35,7 @@
 #include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
 #include "snapshot/snapshot.h"
@@ -287,9 +288,41 @@ static void conn_event(void *opaque, uint32_t events)
 	process(c);
 }
 
+/* A one-line error for a client that will not be served, then the end of it. */
+static void turn_away(int fd, const char *line, size_t len)
+{
+	if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* It was a courtesy. */
+	}
+	close(fd);
+}
+
+/*
+ * Only the VM's own (effective) user and root are served: the socket's
+ * mode already says so, but a socket handed on, or a folder with looser
+ * rights, must not open the VM to anybody else.
+ */
+static bool peer_allowed(struct control *ctl, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uid_t self = geteuid();
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
+		log_warn("control socket %s: cannot tell who connected (%s); refused", ctl->path, strerror(errno));
+		return false;
+	}
+	if (cred.uid == 0 || cred.uid == self)
+		return true;
+	log_warn("control socket %s: refused a client running as uid %u (pid %d): only uid %u and root are served",
+		 ctl->path, (unsigned)cred.uid, (int)cred.pid, (unsigned)self);
+	return false;
+}
+
 static void accept_event(void *opaque, uint32_t events)
 {
 	static const char too_many[] = "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+	static const char refused[] = "{\"ok\":false,\"error\":\"permission denied: only the VM's user and root are served\"}\n";
 	struct control *ctl = opaque;
 
 	if (!(events & EPOLLIN))
@@ -305,12 +338,13 @@ static void accept_event(void *opaque, uint32_t events)
 				log_warn("control socket %s: accept: %s", ctl->path, strerror(errno));
 			return;
 		}
+		if (!peer_allowed(ctl, fd)) {
+			turn_away(fd, refused, sizeof(refused) - 1);
+			continue;
+		}
 		c = ctl->nconns < MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {
-			if (send(fd, too_many, sizeof(too_many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-				/* It was a courtesy. */
-			}
-			close(fd);
+			turn_away(fd, too_many, sizeof(too_many) - 1);
 			continue;
 		}
 		c->ctl = ctl;
@@ -397,7 +431,14 @@ static void *snapshot_worker(void *arg)
 	struct control *ctl = arg;
 	uint64_t one = 1;
 
-	ctl->snap.rc = snapshot_save(ctl->vm, ctl->snap.path, ctl->snap.err, sizeof(ctl->snap.err));
+	pthread_setname_np(pthread_self(), "snapshot");
+	/* Created by the confined loop, the writer narrows its rights further to its own list. */
+	if (sandbox_enter(SANDBOX_SNAPSHOT) < 0) {
+		ctl->snap.rc = -1;
+		snprintf(ctl->snap.err, sizeof(ctl->snap.err), "cannot confine the snapshot writer");
+	} else {
+		ctl->snap.rc = snapshot_save(ctl->vm, ctl->snap.path, ctl->snap.err, sizeof(ctl->snap.err));
+	}
 	if (ctl->snap.rc < 0 && !ctl->snap.err[0])
 		snprintf(ctl->snap.err, sizeof(ctl->snap.err), "cannot write the snapshot");
 	/* The eventfd write is the release: the loop reads rc and err after it. */
@@ -541,6 +582,21 @@ static void handle_line(struct conn *c, const char *line, size_t len)
 
 /* ---- the listening socket ---- */
 
+/* The folder of path ("." when it has no slash). */
+static void parent_of(const char *path, char *dir, size_t len)
+{
+	char *slash;
+
+	snprintf(dir, len, "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, len, ".");
+}
+
 /* Failures creating the default socket only disable it: a user without /run/hyve can still run VMs. */
 static bool only_warn(bool is_default, int err)
 {
@@ -593,19 +649,11 @@ static int open_socket(struct control *ctl, bool is_default)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[sizeof(ctl->path)];
-	char *slash;
 	struct stat st;
 	mode_t old;
 	int dfd, rc = -1;
 
-	snprintf(dir, sizeof(dir), "%s", ctl->path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
+	parent_of(ctl->path, dir, sizeof(dir));
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		if (only_warn(is_default, errno)) {
 			log_warn("no control socket: cannot create %s: %s", dir, strerror(errno));
@@ -715,6 +763,27 @@ int control_start(struct vm *vm, struct control **out)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &ctl->started);
 	*out = ctl;
+	return 0;
+}
+
+int control_set_owner(struct control *ctl, uid_t uid, gid_t gid)
+{
+	char dir[sizeof(ctl->path)];
+	struct stat st;
+
+	if (!ctl)
+		return 0;
+	if (lchown(ctl->path, uid, gid) < 0) {
+		log_error("control socket %s: cannot give it to uid %u: %s", ctl->path, (unsigned)uid, strerror(errno));
+		return -1;
+	}
+	parent_of(ctl->path, dir, sizeof(dir));
+	/* The default folder is hyve's own: others may pass through it, not list it. */
+	if (strcmp(dir, DEFAULT_DIR) == 0 && stat(dir, &st) == 0 && st.st_uid == geteuid() &&
+	    (st.st_mode & 0111) != 0111 && chmod(dir, (st.st_mode & 07777) | 0111) < 0) {
+		log_error("control socket %s: cannot make %s searchable: %s", ctl->path, dir, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 

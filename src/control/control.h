@@ -10,6 +10,8 @@
 #ifndef HYVE_CONTROL_H
 #define HYVE_CONTROL_H
 
+#include <sys/types.h>
+
 struct vm;
 struct control;
 
@@ -23,6 +25,18 @@ struct control;
  * log_error line.
  */
 int control_start(struct vm *vm, struct control **out);
+
+/*
+ * For a VM that switches to another user (sandbox.user): gives the socket
+ * to uid:gid and makes the default folder /run/hyve searchable (0711) so
+ * that user's clients can reach it. Call while still privileged. NULL is
+ * fine. 0, or -1 after logging.
+ *
+ * Whoever runs hyve, only clients running as the VM's effective user or
+ * as root are served (SO_PEERCRED); others get one error line and are
+ * disconnected.
+ */
+int control_set_owner(struct control *ctl, uid_t uid, gid_t gid);
 
 /*
  * After the event loop has stopped, before vm_destroy(): waits for a

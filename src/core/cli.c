@@ -37,8 +37,8 @@ void cli_usage(FILE *out)
 {
 	fputs("usage: hyve [-h] [-c NCPUS] [-m SIZE] [-s SLOT,DEVICE[,OPTS]]... [-l comN,BACKEND]...\n"
 	      "            [-o KEY=VALUE]... [-k CONFIG_FILE] [--kernel FILE [--initrd FILE] [--cmdline TEXT]]\n"
-	      "            [--print-config] VMNAME\n"
-	      "       hyve -r SNAPSHOT [--eager] [-o KEY=VALUE]... [-s ...] [-l ...] [VMNAME]\n"
+	      "            [-u USER] [--print-config] VMNAME\n"
+	      "       hyve -r SNAPSHOT [--eager] [-o KEY=VALUE]... [-s ...] [-l ...] [-u USER] [VMNAME]\n"
 	      "  -c NCPUS        number of vCPUs (cpus=)\n"
 	      "  -m SIZE         guest memory, e.g. 512M or 2G; a bare number is MiB (memory.size=)\n"
 	      "  -s SLOT,DEV,..  PCI device in SLOT (S, S:F or B:S:F) (pci.B.S.F.device=DEV)\n"
@@ -48,6 +48,7 @@ void cli_usage(FILE *out)
 	      "  --kernel FILE   Linux bzImage to boot directly (boot.kernel=)\n"
 	      "  --initrd FILE   initial ramdisk (boot.initrd=)\n"
 	      "  --cmdline TEXT  kernel command line (boot.cmdline=)\n"
+	      "  -u USER         started as root: switch to USER and its groups once set up (sandbox.user=)\n"
 	      "  --print-config  print the resolved configuration and exit (config.dump=true)\n"
 	      "  -r SNAPSHOT     resume the VM saved in SNAPSHOT; other options override its configuration\n"
 	      "                  (snapshot.restore=)\n"
@@ -201,6 +202,7 @@ static int handle_option(struct config *cfg, int opt, const char *arg)
 	case 's': return parse_slot(cfg, arg);
 	case 'l': return parse_lpc(cfg, arg);
 	case 'o': return set_assignment(cfg, arg);
+	case 'u': return config_set(cfg, "sandbox.user", arg);
 	case 'k': return config_load_file_mapped(cfg, arg, options_canonical_key);
 	case OPT_KERNEL: return config_set(cfg, "boot.kernel", arg);
 	case OPT_INITRD: return config_set(cfg, "boot.initrd", arg);
@@ -218,7 +220,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg)
 
 	opterr = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+c:m:s:l:o:k:r:h", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:m:s:l:o:k:r:u:h", long_options, NULL)) != -1) {
 		if (opt == 'h') {
 			cli_usage(stdout);
 			return CLI_EXIT_OK;

@@ -4,6 +4,7 @@
 #include <asm/processor-flags.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "vm.h"
 
 #define SIG_VCPU_KICK SIGUSR1
@@ -237,10 +239,20 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *vcpu = arg;
 	bool io_pending = false; /* the last exit was I/O that the next KVM_RUN completes */
 	sigset_t unblock;
+	char name[16];
 
 	sigemptyset(&unblock);
 	sigaddset(&unblock, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
+	pthread_setname_np(pthread_self(), name); /* for ps and the kernel's seccomp log */
+	/* Before the guest runs a single instruction on this vCPU. */
+	if (sandbox_enter(SANDBOX_VCPU) < 0) {
+		vm_request_exit(vcpu->vm, HYVE_EXIT_ERROR);
+		return NULL;
+	}
+	if (!vm_wait_for_start(vcpu->vm))
+		return NULL;
 
 	while (wait_while_paused(vcpu)) {
 		/* After immediate_exit was cleared: a sample asked before that is seen here. */

@@ -181,28 +181,46 @@ void vm_set_irq(struct vm *vm, unsigned gsi, int level)
 		log_warn("cannot set interrupt line %u: %s", gsi, strerror(errno));
 }
 
-/* Starts the vCPU threads once vm_start() asked and no hold is left; 0 or -1. */
-static int start_vcpus_when_due(struct vm *vm)
+/*
+ * The vCPU threads are created by vm_start(), before the main thread
+ * confines itself (a thread inherits its creator's filter), and each waits
+ * here until no start hold is left. A held vCPU has run no instruction: it
+ * counts as paused, so a pause or snapshot meanwhile does not wait for it.
+ * False when the VM exits before it starts.
+ */
+bool vm_wait_for_start(struct vm *vm)
 {
-	bool due;
+	bool run;
 
 	pthread_mutex_lock(&vm->lock);
-	due = vm->start_requested && !vm->start_holds && !vm->vcpus_started && vm->state != VM_EXITING;
-	vm->vcpus_started |= due;
+	vm->vcpus_paused++;
+	pthread_cond_broadcast(&vm->cond);
+	while (vm->start_holds && vm->state != VM_EXITING)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->vcpus_paused--;
+	run = vm->state != VM_EXITING;
 	pthread_mutex_unlock(&vm->lock);
-	for (unsigned i = 0; due && i < vm->ncpus; i++)
-		if (vcpu_start_thread(&vm->vcpus[i]) < 0)
-			return -1;
-	return 0;
+	return run;
+}
+
+/* Records that the vCPUs may run (status "running" from now on); call with vm->lock held. */
+static void open_start_gate_locked(struct vm *vm)
+{
+	if (vm->start_requested && !vm->start_holds) {
+		__atomic_store_n(&vm->vcpus_started, true, __ATOMIC_RELEASE);
+		pthread_cond_broadcast(&vm->cond);
+	}
 }
 
 int vm_start(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	vm->start_requested = true;
+	open_start_gate_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
-	if (start_vcpus_when_due(vm) < 0)
-		return -1;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vcpu_start_thread(&vm->vcpus[i]) < 0)
+			return -1;
 	vm->haltwatch = haltwatch_start(vm);
 	return vm->haltwatch ? 0 : -1;
 }
@@ -219,9 +237,8 @@ void vm_release_start(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->start_holds)
 		vm->start_holds--;
+	open_start_gate_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
-	if (start_vcpus_when_due(vm) < 0)
-		vm_request_exit(vm, HYVE_EXIT_ERROR);
 }
 
 static void kick_all(struct vm *vm)

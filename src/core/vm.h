@@ -52,8 +52,8 @@ struct vm {
 	unsigned vcpus_paused;       /* vCPUs parked while state != RUNNING */
 	int exit_status;             /* enum hyve_exit, valid once EXITING */
 	unsigned start_holds;        /* vm_hold_start() calls not yet released */
-	bool start_requested;        /* vm_start() ran; the vCPUs start once no hold is left */
-	bool vcpus_started;
+	bool start_requested;        /* vm_start() ran; the vCPUs run once no hold is left */
+	bool vcpus_started;          /* the start gate is open: the vCPUs may run guest code */
 };
 
 /* Creates the KVM VM, memory and irqchip from cfg; NULL after logging. */
@@ -64,15 +64,16 @@ void vm_destroy(struct vm *vm);
 void vm_set_irq(struct vm *vm, unsigned gsi, int level);
 
 /*
- * Starts halt detection and the vCPU threads, the latter only once every
- * vm_hold_start() has been released; 0 or -1.
+ * Starts halt detection and the vCPU threads; the vCPUs run guest code only
+ * once every vm_hold_start() has been released (vm_wait_for_start()). 0 or -1.
  */
 int vm_start(struct vm *vm);
+/* On a vCPU thread before its first KVM_RUN: false when the VM exits first. */
+bool vm_wait_for_start(struct vm *vm);
 /*
  * Holds the vCPUs back (e.g. the display's `wait`: until a VNC client is
  * ready). Signals, the control socket and the devices' hosts keep working
- * meanwhile. Release on the event-loop thread (or before it runs); the
- * last release after vm_start() starts the vCPUs.
+ * meanwhile. The last release after vm_start() lets the vCPUs run.
  */
 void vm_hold_start(struct vm *vm);
 void vm_release_start(struct vm *vm);

@@ -273,8 +273,8 @@ static int send_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* Reads one reply line (NUL-terminated, newline removed); NULL after a message. */
-static char *read_reply(int fd, const char *path)
+/* Reads one reply line (NUL-terminated, newline removed); NULL after a message (unless quiet). */
+static char *read_reply(int fd, const char *path, bool quiet)
 {
 	size_t len = 0, cap = 4096;
 	char *buf = malloc(cap);
@@ -299,8 +299,9 @@ static char *read_reply(int fd, const char *path)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			fprintf(stderr, "hyvectl: %s: %s before the VM replied\n", path,
-				n == 0 ? "connection closed" : strerror(errno));
+			if (!quiet)
+				fprintf(stderr, "hyvectl: %s: %s before the VM replied\n", path,
+					n == 0 ? "connection closed" : strerror(errno));
 			break;
 		}
 		len += (size_t)n;
@@ -374,13 +375,19 @@ int main(int argc, char **argv)
 		return EXIT_UNREACHABLE;
 	}
 	if (send_all(fd, line, strlen(line)) < 0) {
-		fprintf(stderr, "hyvectl: %s: cannot send the request: %s\n", path, strerror(errno));
-		close(fd);
-		free(line);
-		return EXIT_UNREACHABLE;
+		int err = errno;
+		/* A VM that turns clients away (not its user, too many clients) has said why before closing. */
+		reply = read_reply(fd, path, true);
+		if (!reply) {
+			fprintf(stderr, "hyvectl: %s: cannot send the request: %s\n", path, strerror(err));
+			close(fd);
+			free(line);
+			return EXIT_UNREACHABLE;
+		}
+	} else {
+		reply = read_reply(fd, path, false);
 	}
 	free(line);
-	reply = read_reply(fd, path);
 	close(fd);
 	if (!reply)
 		return EXIT_UNREACHABLE;

@@ -188,15 +188,23 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
  * swapped-out pages absent). Such pages are hashed as nothing and never
  * read, so untouched RAM costs a save nothing.
  */
+static int kept_pagemap = -1;
+
+void snapw_keep_pagemap(void)
+{
+	if (kept_pagemap < 0)
+		kept_pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
 static int write_touched_runs(struct snap_writer *w, const uint8_t *mem, uint64_t len, uint64_t payload_off,
 			      XXH3_state_t *st)
 {
 	uint64_t *entries = malloc(PAGEMAP_CHUNK_PAGES * sizeof(*entries));
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), rc = 0;
+	int fd = kept_pagemap >= 0 ? kept_pagemap : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), rc = 0;
 
 	if (!entries || fd < 0) {
 		free(entries);
-		if (fd >= 0)
+		if (fd >= 0 && fd != kept_pagemap)
 			close(fd);
 		return write_nonzero_runs(w, mem, 0, len, payload_off, st); /* unknown: read it all */
 	}
@@ -221,7 +229,8 @@ static int write_touched_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 		}
 	}
 	free(entries);
-	close(fd);
+	if (fd != kept_pagemap)
+		close(fd);
 	return rc;
 }
 

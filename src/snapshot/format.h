@@ -35,6 +35,12 @@ int snapw_record(struct snap_writer *w, const char *name, uint32_t version, uint
  * kernel reports never touched are taken as zero without being read.
  */
 int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint64_t len, bool anonymous_ram);
+/*
+ * Opens /proc/self/pagemap for later snapw_ram() calls and keeps it: once
+ * hyve has switched users it is no longer dumpable and could not open it
+ * again, and a confined snapshot writer may not open existing files.
+ */
+void snapw_keep_pagemap(void);
 /* Writes the header (last, so a complete header means a complete file) and fsyncs. */
 int snapw_finish(struct snap_writer *w);
 

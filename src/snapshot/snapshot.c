@@ -21,6 +21,7 @@
 #include "core/device.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "snapshot/format.h"
@@ -273,6 +274,11 @@ static void sync_directory(const char *path)
 		close(fd);
 	}
 	free(copy);
+}
+
+void snapshot_prepare_saves(void)
+{
+	snapw_keep_pagemap();
 }
 
 int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
@@ -665,6 +671,11 @@ static void *verify_ram(void *arg)
 	struct snapshot_file *s = arg;
 	char err[512];
 
+	pthread_setname_np(pthread_self(), "verify-ram");
+	if (sandbox_enter(SANDBOX_VERIFIER) < 0) {
+		vm_request_exit(s->vm, HYVE_EXIT_ERROR);
+		return NULL;
+	}
 	for (unsigned i = 0; i < s->reader.count; i++) {
 		const struct snap_record *rec = &s->reader.records[i];
 		struct snap_reader r = s->reader;

@@ -20,6 +20,9 @@ struct config;
  */
 int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen);
 
+/* Opens what later saves need while hyve still may (before the sandbox and the switch of user). */
+void snapshot_prepare_saves(void);
+
 /*
  * Reads and validates `path` and fills cfg with the configuration the
  * snapshot embeds, with `overrides` (the command line; may be NULL) on top.

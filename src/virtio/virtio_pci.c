@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
@@ -211,7 +212,7 @@ static bool restore_kick_due(struct virtio_dev *vd)
 
 	if (!vd->restore_kick)
 		return false;
-	if (!vm->vcpus || !vm->ncpus || !__atomic_load_n(&vm->vcpus[0].thread_started, __ATOMIC_ACQUIRE))
+	if (!vm->vcpus || !vm->ncpus || !__atomic_load_n(&vm->vcpus_started, __ATOMIC_ACQUIRE))
 		return false;
 	vd->restore_kick = false;
 	for (unsigned q = 0; q < vd->nqueues; q++) {
@@ -228,7 +229,12 @@ static void *io_main(void *opaque)
 	struct virtio_dev *vd = opaque;
 	struct epoll_event ev[16];
 
-	while (io_checkpoint(vd)) {
+	/* Confined before it can see any guest request (the guest has not started yet). */
+	bool confined = sandbox_enter(SANDBOX_IO) == 0;
+
+	if (!confined)
+		vm_request_exit(vd->dev->vm, HYVE_EXIT_ERROR);
+	while (confined && io_checkpoint(vd)) {
 		restore_kick_due(vd);
 		/* Only while a restored VM has not started: look again shortly. */
 		int n = epoll_wait(vd->epfd, ev, 16, vd->restore_kick ? 10 : -1);

@@ -14,14 +14,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -806,6 +809,117 @@ static void test_name_with_slash(void **state)
 	free_vm(v);
 }
 
+/* ---- who may connect (SO_PEERCRED) ---- */
+
+static bool find_nobody(uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw = getpwnam("nobody");
+
+	if (!pw || pw->pw_uid == 0)
+		return false;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	return true;
+}
+
+/* Lets any user reach the socket by its path, as a careless folder or a handed-on socket would. */
+static void open_up_socket_path(void)
+{
+	char run[128];
+
+	snprintf(run, sizeof(run), "%s/run", dir);
+	assert_int_equal(chmod(dir, 0711), 0);
+	assert_int_equal(chmod(run, 0711), 0);
+	assert_int_equal(chmod(sock, 0666), 0);
+}
+
+/*
+ * Exit codes of a client child running as uid:gid: 0 served, 1 refused
+ * with the error line and disconnected, 2 or 3 anything else.
+ */
+static int client_as(uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	int wstatus;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char buf[CONTROL_REPLY_MAX];
+		ssize_t n;
+		int fd;
+		/* root again first, if the test process had set its effective ids to the user's */
+		if (seteuid(0) < 0 || setegid(0) < 0 || setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(2);
+		/* No cmocka in the child: a failed assertion would carry on with the parent's tests. */
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		static const char req[] = "{\"cmd\":\"status\"}\n";
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			_exit(3);
+		/* A refused client may find the connection closed before or after its request. */
+		if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET)
+			_exit(3);
+		n = read_line_timeout(fd, buf, sizeof(buf), 5000);
+		if (n > 0 && strstr(buf, "\"ok\":true"))
+			_exit(0);
+		if (n > 0 && strstr(buf, "permission denied") && closed_by_server(fd))
+			_exit(1);
+		_exit(2);
+	}
+	assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+	assert_true(WIFEXITED(wstatus));
+	return WEXITSTATUS(wstatus);
+}
+
+static void test_other_users_refused(void **state)
+{
+	uid_t uid = 0;
+	gid_t gid = 0;
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0 || !find_nobody(&uid, &gid)) {
+		print_message("not root or no user nobody: cannot connect as another user here\n");
+		skip();
+	}
+	open_up_socket_path();
+	assert_int_equal(client_as(uid, gid), 1);
+	/* root is still served, and so are later clients */
+	assert_int_equal(client_as(0, 0), 0);
+	fd = client();
+	say(fd, "{\"cmd\":\"status\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	close(fd);
+}
+
+/* A VM that switched to a user (sandbox.user) serves that user's clients. */
+static void test_vm_user_served(void **state)
+{
+	uid_t uid = 0;
+	gid_t gid = 0;
+	struct stat st;
+	int rc;
+
+	(void)state;
+	if (geteuid() != 0 || !find_nobody(&uid, &gid)) {
+		print_message("not root or no user nobody: cannot connect as another user here\n");
+		skip();
+	}
+	assert_int_equal(control_set_owner(ctl, uid, gid), 0);
+	assert_int_equal(lstat(sock, &st), 0);
+	assert_int_equal(st.st_uid, uid);
+	assert_int_equal(st.st_gid, gid);
+	open_up_socket_path();
+	/* The server runs as that user now (as hyve does after the switch): its clients are served. */
+	assert_int_equal(setegid(gid), 0);
+	assert_int_equal(seteuid(uid), 0);
+	rc = client_as(uid, gid);
+	assert_int_equal(seteuid(0), 0);
+	assert_int_equal(setegid(0), 0);
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -829,6 +943,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_many_clients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_vm_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_removed_on_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_users_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vm_user_served, setup, teardown),
 		cmocka_unit_test(test_stale_socket_replaced),
 		cmocka_unit_test(test_non_socket_file_refused),
 		cmocka_unit_test(test_disabled),
