@@ -11,6 +11,8 @@ import time
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 ENC_RAW, ENC_ZRLE, ENC_DESKTOP_SIZE, ENC_QEMU_EXT_KEY, ENC_QEMU_LED = 0, 16, -223, -258, -261
+SEC_NONE, SEC_VNC, SEC_VENCRYPT = 1, 2, 19
+VENCRYPT_X509_NONE, VENCRYPT_X509_VNC = 260, 261
 
 
 class AuthFailed(Exception):
@@ -35,8 +37,9 @@ def vnc_auth_response(password, challenge):
 
 
 class RfbClient:
-    def __init__(self, target, password=None, encodings=(ENC_RAW, ENC_DESKTOP_SIZE), timeout=60):
-        """target: (host, port) or a UNIX socket path."""
+    def __init__(self, target, password=None, encodings=(ENC_RAW, ENC_DESKTOP_SIZE), timeout=60, tls=None):
+        """target: (host, port) or a UNIX socket path. tls: an ssl.SSLContext for VeNCrypt X.509
+        (X509Vnc with a password, X509None without), None for plain RFB."""
         if isinstance(target, str):
             self.sock = socket.socket(socket.AF_UNIX)
         else:
@@ -47,7 +50,7 @@ class RfbClient:
         self.leds = None
         self.updates = 0
         self.bytes_received = 0
-        self._handshake(password)
+        self._handshake(password, tls)
         self.set_pixel_format()
         self.set_encodings(encodings)
 
@@ -56,7 +59,7 @@ class RfbClient:
         self.bytes_received += n
         return data
 
-    def _handshake(self, password):
+    def _handshake(self, password, tls):
         version = self._recv(12)
         assert version == b"RFB 003.008\n", version
         self.sock.sendall(b"RFB 003.008\n")
@@ -65,14 +68,21 @@ class RfbClient:
             reason = self._recv(struct.unpack(">I", self._recv(4))[0])
             raise AuthFailed(reason.decode())
         types = self._recv(n)
-        if password is None:
-            if 1 not in types:
+        if tls is not None:
+            if SEC_VENCRYPT not in types:
+                raise AuthFailed(f"server offers no VeNCrypt (types {list(types)})")
+            self.sock.sendall(bytes([SEC_VENCRYPT]))
+            self._vencrypt(tls, VENCRYPT_X509_NONE if password is None else VENCRYPT_X509_VNC)
+            if password is not None:
+                self.sock.sendall(vnc_auth_response(password, self._recv(16)))
+        elif password is None:
+            if SEC_NONE not in types:
                 raise AuthFailed(f"server wants authentication (types {list(types)})")
-            self.sock.sendall(b"\x01")
+            self.sock.sendall(bytes([SEC_NONE]))
         else:
-            if 2 not in types:
+            if SEC_VNC not in types:
                 raise AuthFailed(f"server offers no VNC authentication (types {list(types)})")
-            self.sock.sendall(b"\x02")
+            self.sock.sendall(bytes([SEC_VNC]))
             self.sock.sendall(vnc_auth_response(password, self._recv(16)))
         result = struct.unpack(">I", self._recv(4))[0]
         if result != 0:
@@ -83,6 +93,23 @@ class RfbClient:
         self._recv(16)  # the server's pixel format
         self.name = self._recv(struct.unpack(">I", self._recv(4))[0]).decode()
         self._resize(w, h)
+
+    def _vencrypt(self, ctx, subtype):
+        """VeNCrypt 0.2: agree on the version, choose subtype, then everything goes through TLS."""
+        major, minor = self._recv(2)
+        assert (major, minor) == (0, 2), (major, minor)
+        self.sock.sendall(b"\x00\x02")
+        if self._recv(1)[0] != 0:
+            raise AuthFailed("server refused VeNCrypt 0.2")
+        count = self._recv(1)[0]
+        subtypes = struct.unpack(f">{count}I", self._recv(4 * count))
+        if subtype not in subtypes:
+            raise AuthFailed(f"server offers VeNCrypt subtypes {list(subtypes)}, not {subtype}")
+        self.sock.sendall(struct.pack(">I", subtype))
+        if self._recv(1)[0] != 1:
+            raise AuthFailed(f"server did not accept VeNCrypt subtype {subtype}")
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=None)
+        self.tls_version = self.sock.version()
 
     def _resize(self, w, h):
         self.width, self.height = w, h

@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -315,6 +316,74 @@ def test_wait_answers_signals(workdir):
         g.proc.send_signal(signal.SIGTERM)
         g.proc.send_signal(signal.SIGINT)
         assert g.wait_exit(60) == 1
+    finally:
+        g.kill()
+
+
+def make_certificate(d):
+    """A self-signed server certificate (EC P-256) for 127.0.0.1 and its key, PEM files."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hyve test display")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = d / "display.crt", d / "display.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_tls_wait_two_vcpus_confined(workdir):
+    """VeNCrypt X509Vnc served by the confined event loop, with `wait` and two vCPUs: the vCPU
+    threads exist, each under its filter, before the main thread confines itself, and run the
+    guest only once a client has authenticated inside TLS; a client that does not trust the
+    certificate gets no further than the TLS handshake."""
+    from test_sandbox import threads
+
+    name, port = "fbuf-tls", 5973
+    cert, key = make_certificate(workdir)
+    fbuf = f"5,fbuf,tcp=127.0.0.1:{port},password=tls-pw,tls-cert={cert},tls-key={key},wait"
+    g = Guest(boot_args("cmd", cpus=2, extra_args=["-s", fbuf, "-o", f"control.socket={sock(name)}"])[:-1]
+              + [name])
+    try:
+        wait_listening(g, port)
+        assert vm_state(name) == "waiting"
+        untrusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        untrusting.check_hostname = False
+        untrusting.load_default_certs()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            RfbClient(("127.0.0.1", port), password="tls-pw", tls=untrusting)
+        assert vm_state(name) == "waiting"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(cert)
+        viewer = RfbClient(("127.0.0.1", port), password="tls-pw", tls=ctx)
+        assert viewer.tls_version in ("TLSv1.2", "TLSv1.3"), viewer.tls_version
+        g.wait_for("HYVE-CMD-READY", timeout=240)
+        ts = threads(g.proc.pid)
+        assert {"vcpu0", "vcpu1"} <= {n for n, _ in ts.values()}, ts
+        for n, fields in ts.values():
+            assert fields["Seccomp"] == "2" and int(fields["Seccomp_filters"]) == 1, (n, fields)
+        rc, out = g.run("printf '\\033[H\\033[2JHYVE OVER TLS\\n' > /dev/tty1")
+        assert rc == 0, out
+        viewer.update(False)
+        viewer.wait_until(lambda c: sum(c.pixels) > 100 * 3 * 0x80)  # about 100 lit pixels of text on black
+        viewer.close()
+        g.send("poweroff -f\n")
+        assert g.wait_exit(90) == 1
     finally:
         g.kill()
 
