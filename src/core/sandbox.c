@@ -476,11 +476,9 @@ out:
 
 /* ---- configuration ---- */
 
+/* `-o sandbox=off` arrives here as sandbox.enable: the command line resolves the alias. */
 static int read_enable(const struct config *cfg, bool *enable)
 {
-	/* TEMPORARY (issue 10): `sandbox` is read as `sandbox.enable` until declared options give it as an alias. */
-	if (config_get(cfg, "sandbox") && !config_get(cfg, "sandbox.enable"))
-		return config_get_bool(cfg, "sandbox", true, enable);
 	return config_get_bool(cfg, "sandbox.enable", true, enable);
 }
 

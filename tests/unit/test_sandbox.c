@@ -383,11 +383,9 @@ static void selftest_key_makes_the_kind_trap(void **state)
 static void disabled_sandbox_confines_nothing(void **state)
 {
 	static const char *const off[] = { "sandbox.enable=false", NULL };
-	static const char *const off_short[] = { "sandbox=off", NULL }; /* TEMPORARY spelling, see sandbox.c */
 	(void)state;
 
 	expect_ok(run_child(off, SANDBOX_VCPU, open_existing_file_unconfined));
-	expect_ok(run_child(off_short, SANDBOX_VCPU, open_existing_file_unconfined));
 }
 
 static void bad_keys_are_refused(void **state)
