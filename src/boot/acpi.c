@@ -291,7 +291,7 @@ static void put_le(uint8_t *p, uint64_t v, unsigned n)
  * is an offset and the loader adds the blob's address to it. Loader
  * failures are sticky and checked once at the end.
  */
-static void link(struct area *a, void *table, size_t field, unsigned size, uint32_t target)
+static void link_table(struct area *a, void *table, size_t field, unsigned size, uint32_t target)
 {
 	uint8_t *p = (uint8_t *)table + field;
 
@@ -560,9 +560,9 @@ static int build_fadt(struct area *a, uint32_t facs, uint32_t dsdt, uint32_t *gp
 	if (!f)
 		return -1;
 	header_init(&f->header, "FACP", sizeof(*f), FADT_REVISION);
-	link(a, f, offsetof(struct acpi_fadt, firmware_ctrl), 4, facs);
-	link(a, f, offsetof(struct acpi_fadt, dsdt), 4, dsdt);
-	link(a, f, offsetof(struct acpi_fadt, x_dsdt), 8, dsdt);
+	link_table(a, f, offsetof(struct acpi_fadt, firmware_ctrl), 4, facs);
+	link_table(a, f, offsetof(struct acpi_fadt, dsdt), 4, dsdt);
+	link_table(a, f, offsetof(struct acpi_fadt, x_dsdt), 8, dsdt);
 	f->sci_int = IRQ_ACPI_SCI;
 	/* SMI_CMD 0: the platform is always in ACPI mode, there is nothing to switch. */
 	f->smi_cmd = 0;
@@ -715,8 +715,8 @@ static int build_roots(struct area *a, const uint32_t *tables, unsigned n, uint3
 	header_init((struct acpi_header *)x, "XSDT", (uint32_t)xlen, XSDT_REVISION);
 	header_init((struct acpi_header *)r, "RSDT", (uint32_t)rlen, RSDT_REVISION);
 	for (unsigned i = 0; i < n; i++) {
-		link(a, x, sizeof(struct acpi_header) + 8 * i, 8, tables[i]);
-		link(a, r, sizeof(struct acpi_header) + 4 * i, 4, tables[i]);
+		link_table(a, x, sizeof(struct acpi_header) + 8 * i, 8, tables[i]);
+		link_table(a, r, sizeof(struct acpi_header) + 4 * i, 4, tables[i]);
 	}
 	header_checksum(a, x);
 	header_checksum(a, r);

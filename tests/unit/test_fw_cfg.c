@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "boot/acpi.h"
+#include "boot/fw_cfg_loader.h"
 #include "boot/fw_cfg_files.h"
 #include "boot/layout.h"
 #include "core/config.h"
@@ -953,6 +954,43 @@ static void test_table_loader_matches_direct_boot(void **state)
 	free_vm(vm);
 }
 
+/* The builder's own records, read with the layout spelt out above; a name that cannot fit spoils the script. */
+static void test_loader_records(void **state)
+{
+	struct fw_cfg_loader l;
+	char longname[80];
+
+	(void)state;
+	loader_init(&l);
+	assert_int_equal(loader_allocate(&l, "etc/x", 64, LOADER_ZONE_HIGH), 0);
+	assert_int_equal(loader_add_pointer(&l, "etc/x", "etc/y", 0x1234, 8), 0);
+	assert_int_equal(loader_add_checksum(&l, "etc/x", 9, 0, 36), 0);
+	assert_int_equal(l.len, 3 * CMD_SIZE);
+	assert_int_equal(le(l.cmds, 4), CMD_ALLOCATE);
+	assert_string_equal((const char *)l.cmds + 4, "etc/x");
+	assert_int_equal(le(l.cmds + 60, 4), 64);
+	assert_int_equal(l.cmds[64], ZONE_HIGH);
+	assert_int_equal(le(l.cmds + CMD_SIZE, 4), CMD_ADD_POINTER);
+	assert_string_equal((const char *)l.cmds + CMD_SIZE + 60, "etc/y");
+	assert_int_equal(le(l.cmds + CMD_SIZE + 116, 4), 0x1234);
+	assert_int_equal(l.cmds[CMD_SIZE + 120], 8);
+	assert_int_equal(le(l.cmds + 2 * CMD_SIZE, 4), CMD_ADD_CHECKSUM);
+	assert_int_equal(le(l.cmds + 2 * CMD_SIZE + 60, 4), 9);
+	assert_int_equal(le(l.cmds + 2 * CMD_SIZE + 64, 4), 0);
+	assert_int_equal(le(l.cmds + 2 * CMD_SIZE + 68, 4), 36);
+	for (size_t i = 0; i < 3 * CMD_SIZE; i += CMD_SIZE)
+		for (size_t j = 0; j < CMD_SIZE; j++)
+			if (j >= 72 && !(le(l.cmds + i, 4) == CMD_ADD_POINTER && j < 121))
+				assert_int_equal(l.cmds[i + j], 0); /* padding */
+	memset(longname, 'l', NAME_LEN);
+	longname[NAME_LEN] = 0;
+	assert_int_equal(loader_add_pointer(&l, "etc/x", longname, 0, 4), -1);
+	assert_true(l.failed);
+	assert_int_equal(l.len, 3 * CMD_SIZE);
+	assert_int_equal(loader_add_checksum(&l, "etc/x", 9, 0, 36), -1);
+	loader_free(&l);
+}
+
 static void test_e820(void **state)
 {
 	struct vm *vm = new_vm(5ULL << 30, 1, false); /* layout only: the files are read by port */
@@ -994,6 +1032,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_refusals, setup, teardown),
 		cmocka_unit_test(test_table_loader_relocates),
 		cmocka_unit_test(test_table_loader_matches_direct_boot),
+		cmocka_unit_test(test_loader_records),
 		cmocka_unit_test(test_e820),
 	};
 
