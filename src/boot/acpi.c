@@ -1,10 +1,12 @@
 #include "acpi.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aml.h"
 #include "core/log.h"
+#include "fw_cfg_loader.h"
 #include "layout.h"
 
 #define PACKED __attribute__((packed))
@@ -225,12 +227,21 @@ struct madt_x2apic_nmi {
 #define GSI_PIT 2
 #define LAPIC_LINT1 1
 
-/* The table area in guest RAM and a bump allocator over it. */
+/*
+ * Where the tables go, with a bump allocator over it: guest RAM at a fixed
+ * address (direct boot), or a relocatable blob for firmware (gpa 0: the
+ * "addresses" are offsets in the blob), whose pointers and checksums the
+ * firmware completes from the loader's commands once it has placed it.
+ */
 struct area {
 	uint8_t *hva;
 	uint64_t gpa;
 	size_t used, size;
+	struct fw_cfg_loader *loader; /* NULL: fixed addresses, checksums computed here */
 };
+
+#define TABLES_BLOB_ALIGN 64 /* FACS_ALIGN: the FACS is the blob's first table */
+#define RSDP_BLOB_ALIGN 16
 
 static void *area_alloc(struct area *a, size_t len, size_t align, uint32_t *gpa)
 {
@@ -268,13 +279,40 @@ static void header_init(struct acpi_header *h, const char *sig, uint32_t len, ui
 	h->creator_revision = ACPI_OEM_REVISION;
 }
 
-/* Call last, once every byte of the table is final. */
-static void header_checksum(void *table)
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * Stores the address of a table (target, as area_alloc() gave it) in the
+ * size-byte pointer field at `field` bytes into table. In a blob the value
+ * is an offset and the loader adds the blob's address to it. Loader
+ * failures are sticky and checked once at the end.
+ */
+static void link_table(struct area *a, void *table, size_t field, unsigned size, uint32_t target)
+{
+	uint8_t *p = (uint8_t *)table + field;
+
+	put_le(p, target, size);
+	if (a->loader)
+		loader_add_pointer(a->loader, ACPI_FILE_TABLES, ACPI_FILE_TABLES, (uint32_t)(p - a->hva), (uint8_t)size);
+}
+
+/* Call last, once every byte of the table is final (its pointers linked). */
+static void header_checksum(struct area *a, void *table)
 {
 	struct acpi_header *h = table;
+	uint32_t at = (uint32_t)((uint8_t *)table - a->hva);
 
 	h->checksum = 0;
-	h->checksum = checksum(table, h->length);
+	/* In a blob the byte stays 0: the firmware sums the table after patching its pointers. */
+	if (a->loader)
+		loader_add_checksum(a->loader, ACPI_FILE_TABLES, at + offsetof(struct acpi_header, checksum), at,
+				    h->length);
+	else
+		h->checksum = checksum(table, h->length);
 }
 
 static int build_facs(struct area *a, uint32_t *gpa)
@@ -367,12 +405,6 @@ static void dsdt_cpus(struct aml_buf *b, unsigned ncpus)
 #define ADDR_MEM_READWRITE 0x01  /* non-cacheable: any BAR, prefetchable or not, may go there */
 #define PRT_SLOTS 32
 #define PRT_PINS 4
-
-static void put_le(uint8_t *p, uint64_t v, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* A Word/DWord/QWord address space descriptor for [min, max] (width 2, 4 or 8 bytes). */
 static void res_address(struct aml_buf *b, unsigned width, uint8_t space, uint8_t type_flags, uint64_t min,
@@ -504,7 +536,7 @@ static int build_dsdt(struct area *a, const struct guest_memory *mem, unsigned n
 		goto out;
 	header_init((struct acpi_header *)t, "DSDT", (uint32_t)len, DSDT_REVISION);
 	memcpy(t + sizeof(struct acpi_header), b.data, b.len);
-	header_checksum(t);
+	header_checksum(a, t);
 	ret = 0;
 out:
 	aml_free(&b);
@@ -528,9 +560,9 @@ static int build_fadt(struct area *a, uint32_t facs, uint32_t dsdt, uint32_t *gp
 	if (!f)
 		return -1;
 	header_init(&f->header, "FACP", sizeof(*f), FADT_REVISION);
-	f->firmware_ctrl = facs;
-	f->dsdt = dsdt;
-	f->x_dsdt = dsdt;
+	link_table(a, f, offsetof(struct acpi_fadt, firmware_ctrl), 4, facs);
+	link_table(a, f, offsetof(struct acpi_fadt, dsdt), 4, dsdt);
+	link_table(a, f, offsetof(struct acpi_fadt, x_dsdt), 8, dsdt);
 	f->sci_int = IRQ_ACPI_SCI;
 	/* SMI_CMD 0: the platform is always in ACPI mode, there is nothing to switch. */
 	f->smi_cmd = 0;
@@ -556,7 +588,7 @@ static int build_fadt(struct area *a, uint32_t facs, uint32_t dsdt, uint32_t *gp
 	f->flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_TMR_VAL_EXT | FADT_RESET_REG_SUP;
 	f->reset_reg = gas_io(PORT_RESET, 1, GAS_ACCESS_BYTE);
 	f->reset_value = RESET_VALUE;
-	header_checksum(f);
+	header_checksum(a, f);
 	return 0;
 }
 
@@ -633,7 +665,7 @@ static int build_madt(struct area *a, unsigned ncpus, uint32_t *gpa)
 			return -1;
 	if (madt_add_irqs(a, madt, ncpus) < 0 || madt_add_nmis(a, madt, ncpus) < 0)
 		return -1;
-	header_checksum(madt);
+	header_checksum(a, madt);
 	return 0;
 }
 
@@ -662,7 +694,7 @@ static int build_mcfg(struct area *a, uint32_t *gpa)
 	header_init(&m->header, "MCFG", sizeof(*m), MCFG_REVISION);
 	m->alloc[0] = (struct mcfg_allocation){ .base = PCI_ECAM_BASE, .segment = 0, .start_bus = 0,
 						.end_bus = PCI_ECAM_BUS_END };
-	header_checksum(m);
+	header_checksum(a, m);
 	return 0;
 }
 
@@ -683,16 +715,29 @@ static int build_roots(struct area *a, const uint32_t *tables, unsigned n, uint3
 	header_init((struct acpi_header *)x, "XSDT", (uint32_t)xlen, XSDT_REVISION);
 	header_init((struct acpi_header *)r, "RSDT", (uint32_t)rlen, RSDT_REVISION);
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t addr = tables[i];
-		memcpy(x + sizeof(struct acpi_header) + 8 * i, &addr, 8);
-		memcpy(r + sizeof(struct acpi_header) + 4 * i, &tables[i], 4);
+		link_table(a, x, sizeof(struct acpi_header) + 8 * i, 8, tables[i]);
+		link_table(a, r, sizeof(struct acpi_header) + 4 * i, 4, tables[i]);
 	}
-	header_checksum(x);
-	header_checksum(r);
+	header_checksum(a, x);
+	header_checksum(a, r);
 	return 0;
 }
 
 #define RSDP_REVISION 2
+
+_Static_assert(sizeof(struct acpi_rsdp) == ACPI_RSDP_SIZE, "RSDP blob");
+
+/* The RSDP's fields but its two checksums. */
+static void rsdp_init(struct acpi_rsdp *rsdp, uint32_t xsdt, uint32_t rsdt)
+{
+	memset(rsdp, 0, sizeof(*rsdp));
+	memcpy(rsdp->signature, "RSD PTR ", 8);
+	memcpy(rsdp->oem_id, ACPI_OEM_ID, 6);
+	rsdp->revision = RSDP_REVISION;
+	rsdp->rsdt_address = rsdt;
+	rsdp->length = sizeof(*rsdp);
+	rsdp->xsdt_address = xsdt;
+}
 
 static int build_rsdp(const struct guest_memory *mem, uint32_t xsdt, uint32_t rsdt)
 {
@@ -702,38 +747,89 @@ static int build_rsdp(const struct guest_memory *mem, uint32_t xsdt, uint32_t rs
 		log_error("no guest RAM for the ACPI RSDP at 0x%llx", LAYOUT_RSDP);
 		return -1;
 	}
-	memset(rsdp, 0, sizeof(*rsdp));
-	memcpy(rsdp->signature, "RSD PTR ", 8);
-	memcpy(rsdp->oem_id, ACPI_OEM_ID, 6);
-	rsdp->revision = RSDP_REVISION;
-	rsdp->rsdt_address = rsdt;
-	rsdp->length = sizeof(*rsdp);
-	rsdp->xsdt_address = xsdt;
+	rsdp_init(rsdp, xsdt, rsdt);
 	rsdp->checksum = checksum(rsdp, RSDP_V1_LENGTH);
 	rsdp->extended_checksum = checksum(rsdp, sizeof(*rsdp));
+	return 0;
+}
+
+/*
+ * The RSDP as its own blob, pointing into the tables blob. The ACPI 1.0
+ * checksum goes first: the extended one covers its byte.
+ */
+static void build_rsdp_blob(struct fw_cfg_loader *l, uint8_t *blob, uint32_t xsdt, uint32_t rsdt)
+{
+	struct acpi_rsdp *rsdp = (struct acpi_rsdp *)blob;
+
+	rsdp_init(rsdp, xsdt, rsdt);
+	loader_allocate(l, ACPI_FILE_RSDP, RSDP_BLOB_ALIGN, LOADER_ZONE_FSEG);
+	loader_add_pointer(l, ACPI_FILE_RSDP, ACPI_FILE_TABLES, offsetof(struct acpi_rsdp, rsdt_address), 4);
+	loader_add_pointer(l, ACPI_FILE_RSDP, ACPI_FILE_TABLES, offsetof(struct acpi_rsdp, xsdt_address), 8);
+	loader_add_checksum(l, ACPI_FILE_RSDP, offsetof(struct acpi_rsdp, checksum), 0, RSDP_V1_LENGTH);
+	loader_add_checksum(l, ACPI_FILE_RSDP, offsetof(struct acpi_rsdp, extended_checksum), 0, sizeof(*rsdp));
+}
+
+/* Every table but the RSDP, into a; the roots' addresses in *xsdt and *rsdt. */
+static int build_tables(struct area *a, const struct guest_memory *mem, unsigned ncpus, bool i8042, uint32_t *xsdt,
+			uint32_t *rsdt)
+{
+	uint32_t facs, dsdt, tables[3];
+
+	if (ncpus == 0 || ncpus > ACPI_MAX_CPUS) {
+		log_error("ACPI tables: unsupported vCPU count %u (1-%u)", ncpus, ACPI_MAX_CPUS);
+		return -1;
+	}
+	if (build_facs(a, &facs) < 0 || build_dsdt(a, mem, ncpus, i8042, &dsdt) < 0 ||
+	    build_fadt(a, facs, dsdt, &tables[0]) < 0 || build_madt(a, ncpus, &tables[1]) < 0 ||
+	    build_mcfg(a, &tables[2]) < 0 || build_roots(a, tables, 3, xsdt, rsdt) < 0)
+		return -1;
 	return 0;
 }
 
 int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint64_t *rsdp_gpa)
 {
 	struct area a = { .gpa = LAYOUT_ACPI_TABLES, .size = LAYOUT_ACPI_TABLES_MAX };
-	uint32_t facs, dsdt, tables[3], xsdt, rsdt;
+	uint32_t xsdt, rsdt;
 
-	if (ncpus == 0 || ncpus > ACPI_MAX_CPUS) {
-		log_error("ACPI tables: unsupported vCPU count %u (1-%u)", ncpus, ACPI_MAX_CPUS);
-		return -1;
-	}
 	a.hva = mem_gpa_to_hva(mem, LAYOUT_ACPI_TABLES, LAYOUT_ACPI_TABLES_MAX);
 	if (!a.hva) {
 		log_error("no guest RAM for the ACPI tables at 0x%llx", LAYOUT_ACPI_TABLES);
 		return -1;
 	}
 	memset(a.hva, 0, a.size);
-	if (build_facs(&a, &facs) < 0 || build_dsdt(&a, mem, ncpus, i8042, &dsdt) < 0 ||
-	    build_fadt(&a, facs, dsdt, &tables[0]) < 0 || build_madt(&a, ncpus, &tables[1]) < 0 ||
-	    build_mcfg(&a, &tables[2]) < 0 || build_roots(&a, tables, 3, &xsdt, &rsdt) < 0 ||
-	    build_rsdp(mem, xsdt, rsdt) < 0)
+	if (build_tables(&a, mem, ncpus, i8042, &xsdt, &rsdt) < 0 || build_rsdp(mem, xsdt, rsdt) < 0)
 		return -1;
 	*rsdp_gpa = LAYOUT_RSDP;
 	return 0;
+}
+
+void acpi_blobs_free(struct acpi_blobs *b)
+{
+	free(b->tables);
+	loader_free(&b->loader);
+	memset(b, 0, sizeof(*b));
+}
+
+int acpi_build_blobs(const struct guest_memory *mem, unsigned ncpus, bool i8042, struct acpi_blobs *out)
+{
+	struct area a = { .gpa = 0, .size = LAYOUT_ACPI_TABLES_MAX, .loader = &out->loader };
+	uint32_t xsdt, rsdt;
+
+	memset(out, 0, sizeof(*out));
+	loader_init(&out->loader);
+	a.hva = calloc(1, a.size);
+	if (!a.hva)
+		return -1;
+	out->tables = a.hva;
+	loader_allocate(&out->loader, ACPI_FILE_TABLES, TABLES_BLOB_ALIGN, LOADER_ZONE_HIGH);
+	if (build_tables(&a, mem, ncpus, i8042, &xsdt, &rsdt) < 0)
+		goto fail;
+	build_rsdp_blob(&out->loader, out->rsdp, xsdt, rsdt);
+	if (out->loader.failed)
+		goto fail;
+	out->tables_len = a.used;
+	return 0;
+fail:
+	acpi_blobs_free(out);
+	return -1;
 }

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "boot/fw_cfg_loader.h"
 #include "core/memory.h"
 
 /* Bounded by LAYOUT_ACPI_TABLES_MAX: each vCPU costs a MADT entry and a DSDT device. */
@@ -39,5 +40,28 @@ static inline uint8_t acpi_ioapic_id(unsigned ncpus)
  * *rsdp_gpa receives LAYOUT_RSDP. 0, or -1 after logging.
  */
 int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint64_t *rsdp_gpa);
+
+/*
+ * The same tables for firmware, which places them itself (fw_cfg): every
+ * table but the RSDP in one blob, the RSDP in another, their pointers
+ * holding offsets into the tables blob and their checksums 0, and the
+ * loader script that allocates both, patches the pointers and computes the
+ * checksums. Placed at LAYOUT_ACPI_TABLES and LAYOUT_RSDP, the result is
+ * byte for byte what acpi_build() writes.
+ */
+#define ACPI_FILE_TABLES "etc/acpi/tables"
+#define ACPI_FILE_RSDP "etc/acpi/rsdp"
+#define ACPI_RSDP_SIZE 36
+
+struct acpi_blobs {
+	uint8_t *tables;
+	size_t tables_len;
+	uint8_t rsdp[ACPI_RSDP_SIZE];
+	struct fw_cfg_loader loader;
+};
+
+/* 0, or -1 after logging; acpi_blobs_free() releases what 0 gave. */
+int acpi_build_blobs(const struct guest_memory *mem, unsigned ncpus, bool i8042, struct acpi_blobs *out);
+void acpi_blobs_free(struct acpi_blobs *b);
 
 #endif

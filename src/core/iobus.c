@@ -101,3 +101,10 @@ bool iobus_access(struct iobus *bus, uint64_t addr, uint8_t *data, unsigned size
 	r.fn(r.opaque, addr - r.base, data, size, is_write);
 	return true;
 }
+
+void iobus_access_string(struct iobus *bus, uint64_t addr, uint8_t *data, unsigned size, uint32_t count,
+			 bool is_write)
+{
+	for (uint32_t i = 0; i < count; i++)
+		iobus_access(bus, addr, data + (size_t)i * size, size, is_write);
+}

@@ -38,5 +38,12 @@ int iobus_register(struct iobus *bus, uint64_t base, uint64_t len, io_handler_fn
 int iobus_unregister(struct iobus *bus, uint64_t base);
 /* Unclaimed reads return all ones and unclaimed writes are dropped, as on a PC. Returns whether claimed. */
 bool iobus_access(struct iobus *bus, uint64_t addr, uint8_t *data, unsigned size, bool is_write);
+/*
+ * A string instruction (rep ins/outs) that KVM hands over as one exit:
+ * `count` accesses of `size` bytes to the same address, each from (or into)
+ * the next `size` bytes of data.
+ */
+void iobus_access_string(struct iobus *bus, uint64_t addr, uint8_t *data, unsigned size, uint32_t count,
+			 bool is_write);
 
 #endif

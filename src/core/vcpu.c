@@ -95,9 +95,8 @@ static void handle_pio(struct vcpu *vcpu)
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 
-	/* KVM bounds data_offset/count to the run page; string I/O repeats the access. */
-	for (uint32_t i = 0; i < run->io.count; i++)
-		iobus_access(&vcpu->vm->pio, run->io.port, data + i * run->io.size, run->io.size, is_write);
+	/* KVM bounds data_offset/count to the run page. */
+	iobus_access_string(&vcpu->vm->pio, run->io.port, data, run->io.size, run->io.count, is_write);
 }
 
 static void handle_mmio(struct vcpu *vcpu)

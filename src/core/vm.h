@@ -24,6 +24,7 @@ struct vcpu;
 struct evloop;
 struct irq_routing;
 struct haltwatch;
+struct fw_cfg;
 
 #define VM_MAX_VCPUS 64
 
@@ -45,6 +46,7 @@ struct vm {
 	struct kvm_cpuid2 *cpuid; /* what KVM supports; vCPUs derive theirs */
 	struct irq_routing *irq_routing; /* GSI routes and MSI GSIs (core/irq.h) */
 	struct haltwatch *haltwatch;     /* exit status 2 once the guest halted (core/haltwatch.h) */
+	struct fw_cfg *fw_cfg;           /* firmware configuration (dev/fw_cfg.h); NULL without a bootrom */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;         /* signalled on run-state and pause changes */

@@ -226,3 +226,8 @@ uint32_t testvm_in(struct vm *vm, uint16_t port, unsigned size)
 		v |= (uint32_t)data[i] << (8 * i);
 	return v;
 }
+
+void testvm_in_string(struct vm *vm, uint16_t port, unsigned size, void *buf, uint32_t count)
+{
+	iobus_access_string(&vm->pio, port, buf, size, count, false);
+}

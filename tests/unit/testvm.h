@@ -26,6 +26,8 @@ void testvm_start_loop(struct vm *vm);
 /* Port I/O as a vCPU would issue it. */
 void testvm_out(struct vm *vm, uint16_t port, unsigned size, uint32_t value);
 uint32_t testvm_in(struct vm *vm, uint16_t port, unsigned size);
+/* A string instruction (rep insb...): count accesses of size bytes into buf, in one exit as KVM gives it. */
+void testvm_in_string(struct vm *vm, uint16_t port, unsigned size, void *buf, uint32_t count);
 #define outb(vm, port, v) testvm_out(vm, port, 1, v)
 #define outw(vm, port, v) testvm_out(vm, port, 2, v)
 #define outl(vm, port, v) testvm_out(vm, port, 4, v)

@@ -1,0 +1,59 @@
+#include "fw_cfg_files.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "boot/acpi.h"
+#include "boot/e820.h"
+#include "boot/fw_cfg_loader.h"
+#include "core/device.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "dev/fw_cfg.h"
+
+static int add_acpi(struct vm *vm)
+{
+	struct acpi_blobs b;
+	int ret;
+
+	if (acpi_build_blobs(&vm->mem, vm->ncpus, device_find(vm, "lpc.i8042") != NULL, &b) < 0)
+		return -1;
+	ret = fw_cfg_add_file(vm->fw_cfg, ACPI_FILE_TABLES, b.tables, b.tables_len) < 0 ||
+	      fw_cfg_add_file(vm->fw_cfg, ACPI_FILE_RSDP, b.rsdp, sizeof(b.rsdp)) < 0 ||
+	      fw_cfg_add_file(vm->fw_cfg, LOADER_FILE, b.loader.cmds, b.loader.len) < 0;
+	acpi_blobs_free(&b);
+	return ret ? -1 : 0;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * The RAM regions of the memory layout, as QEMU offers them: firmware
+ * makes its own map of what it reserves (OVMF reads only the RAM entries).
+ */
+static int add_e820(struct vm *vm)
+{
+	uint8_t entries[MEM_MAX_REGIONS * FW_CFG_E820_ENTRY_SIZE];
+	const struct guest_memory *mem = &vm->mem;
+
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		uint8_t *e = entries + i * FW_CFG_E820_ENTRY_SIZE;
+		put_le(e, mem->regions[i].gpa, 8);
+		put_le(e + 8, mem->regions[i].size, 8);
+		put_le(e + 16, E820_RAM, 4);
+	}
+	return fw_cfg_add_file(vm->fw_cfg, FW_CFG_FILE_E820, entries, mem->nregions * FW_CFG_E820_ENTRY_SIZE);
+}
+
+int fw_cfg_files_setup(struct vm *vm)
+{
+	if (!vm->fw_cfg) {
+		log_error("firmware boot without the fw_cfg device");
+		return -1;
+	}
+	return add_acpi(vm) < 0 || add_e820(vm) < 0 ? -1 : 0;
+}
