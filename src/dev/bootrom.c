@@ -262,6 +262,8 @@ int bootrom_load(const char *code_path, const char *vars_path, struct bootrom_im
 		bootrom_images_free(&img);
 		return -1;
 	}
+	/* Nothing in hyve writes the code: make that a fault rather than a convention. */
+	mprotect(img.code, (size_t)img.code_size, PROT_READ);
 	*out = img;
 	return 0;
 }

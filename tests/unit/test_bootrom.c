@@ -640,12 +640,17 @@ static void test_hostile_addresses(void **state)
 	assert_true(testdevmem.slot[1].mapped);
 	for (int i = 1; i <= 4; i++)
 		assert_int_equal(rd8(f->vm, end - (uint64_t)i), 0xFF);
-	memset(buf, 0, sizeof(buf));
+	memset(buf, 0xAA, sizeof(buf));
 	/* Writes to the code are dropped. */
 	guest_write(f->vm, CODE_4M_BASE, buf, 8);
 	guest_write(f->vm, MEM_4G - 8, buf, 8);
 	guest_read(f->vm, CODE_4M_BASE, &q, 8);
 	assert_memory_equal(&q, code, 8);
+	guest_read(f->vm, MEM_4G - 8, &q, 8);
+	assert_memory_equal(&q, code + len - 8, 8);
+	q = 0;
+	iobus_access(&f->vm->mmio, MEM_4G - 8, (uint8_t *)&q, 8, false); /* as KVM's emulator would read it */
+	assert_memory_equal(&q, code + len - 8, 8);
 	/* Past 4 GiB and below the flash: nobody's. */
 	q = 0;
 	iobus_access(&f->vm->mmio, MEM_4G - 4, (uint8_t *)&q, 8, false);
