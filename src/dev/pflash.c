@@ -38,40 +38,55 @@ static void io_failed(struct pflash *f, const char *what, uint8_t status_bit)
 	log_error("%s: cannot %s: %s; firmware variables may not persist", f->name, what, strerror(errno));
 }
 
-/* Puts [off, off+len) of the array into the file; 0 or -1 (said once, and in the status). */
-static int write_through(struct pflash *f, uint64_t off, uint64_t len, uint8_t error_bit)
+/* What the file lacks: one range covering everything changed since the last flush. */
+static void mark_dirty(struct pflash *f, uint64_t off, uint64_t len)
 {
-	while (f->fd >= 0 && len) {
-		ssize_t n = pwrite(f->fd, f->mem + off, (size_t)len, (off_t)off);
+	if (f->fd < 0)
+		return;
+	if (f->dirty_lo == f->dirty_hi) {
+		f->dirty_lo = off, f->dirty_hi = off + len;
+		return;
+	}
+	if (off < f->dirty_lo)
+		f->dirty_lo = off;
+	if (off + len > f->dirty_hi)
+		f->dirty_hi = off + len;
+}
+
+/* Puts the dirty range into the file; 0 or -1 (said once, and in the status). */
+static int write_dirty(struct pflash *f)
+{
+	while (f->dirty_lo < f->dirty_hi) {
+		ssize_t n = pwrite(f->fd, f->mem + f->dirty_lo, (size_t)(f->dirty_hi - f->dirty_lo), (off_t)f->dirty_lo);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			io_failed(f, "write", error_bit);
+			io_failed(f, "write", PFLASH_STATUS_PROGRAM_ERROR);
 			return -1;
 		}
-		f->unsynced = true;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
+		f->dirty_lo += (uint64_t)n;
 	}
+	f->dirty_lo = f->dirty_hi = 0;
 	return 0;
 }
 
 int pflash_sync(struct pflash *f)
 {
-	if (f->fd < 0 || !f->unsynced)
+	if (!pflash_dirty(f))
 		return 0;
+	if (write_dirty(f) < 0)
+		return -1;
 	if (fdatasync(f->fd) < 0) {
 		io_failed(f, "flush", PFLASH_STATUS_PROGRAM_ERROR);
 		return -1;
 	}
-	f->unsynced = false;
 	return 0;
 }
 
 static void program(struct pflash *f, uint64_t off, uint8_t value)
 {
 	f->mem[off] &= value; /* programming only clears bits */
-	write_through(f, off, 1, PFLASH_STATUS_PROGRAM_ERROR);
+	mark_dirty(f, off, 1);
 	f->status |= PFLASH_STATUS_READY;
 	f->mode = PFLASH_READ_STATUS;
 }
@@ -86,7 +101,7 @@ static void erase(struct pflash *f, uint64_t off, uint8_t confirm)
 		return;
 	}
 	memset(f->mem + block, 0xff, PFLASH_BLOCK);
-	write_through(f, block, PFLASH_BLOCK, PFLASH_STATUS_ERASE_ERROR);
+	mark_dirty(f, block, PFLASH_BLOCK);
 	f->status |= PFLASH_STATUS_READY;
 }
 
@@ -149,8 +164,7 @@ int pflash_replace(struct pflash *f, const uint8_t *contents)
 	if (memcmp(f->mem, contents, (size_t)f->size) == 0)
 		return 0;
 	memcpy(f->mem, contents, (size_t)f->size);
-	if (write_through(f, 0, f->size, PFLASH_STATUS_PROGRAM_ERROR) < 0)
-		return -1;
+	mark_dirty(f, 0, f->size);
 	return pflash_sync(f);
 }
 

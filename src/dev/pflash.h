@@ -20,13 +20,17 @@
  * variables), so the status reads 0x00 after a clear; 0x80 is the
  * power-on value.
  *
- * Write-through (fd >= 0): every program and erase is written to the file
- * (pwrite) before the write that caused it completes; the file is flushed
- * to stable storage (fdatasync) when the guest can first observe that the
- * operation completed: when it returns the flash to read array (0xFF, 0x50;
- * OVMF does so at the end of every FVB write) or reads the status. So once
- * the firmware's SetVariable() has returned, the variable is on disk.
- * With fd -1 the contents live in memory only (the VM's lifetime).
+ * Write-through (fd >= 0): what programs and erases changed is written to
+ * the file (one pwrite of the changed range) and flushed to stable storage
+ * (fdatasync) when the guest can first observe that an operation
+ * completed: when it returns the flash to read array (0xFF, 0x50; OVMF does
+ * so at the end of every FVB write) or reads the status. Before that the
+ * guest cannot tell a program from one still in progress, as with a power
+ * cut in the middle of a write, which the firmware's fault-tolerant write
+ * is built to survive. So once the firmware's SetVariable() has returned,
+ * the variable is on disk; and a variable write costs one pwrite and one
+ * fdatasync, not one per byte. With fd -1 the contents live in memory only
+ * (the VM's lifetime).
  *
  * No locking: the owner (dev/bootrom.c) serialises every call.
  */
@@ -57,7 +61,7 @@ struct pflash {
 	int fd;                /* file written through, or -1 */
 	enum pflash_mode mode;
 	uint8_t status;
-	bool unsynced;         /* written to fd since the last fdatasync */
+	uint64_t dirty_lo, dirty_hi; /* changed since the last flush (empty: equal) */
 	bool io_error_logged;
 	const char *name;      /* for messages: the file, or "variable store" */
 };
@@ -74,7 +78,12 @@ static inline bool pflash_reads_array(const struct pflash *f)
 {
 	return f->mode == PFLASH_READ_ARRAY;
 }
-/* Flushes what was written through to stable storage; 0 or -1 after logging. */
+/* Whether the file lacks changes the array has. */
+static inline bool pflash_dirty(const struct pflash *f)
+{
+	return f->dirty_lo != f->dirty_hi;
+}
+/* Writes the changes to the file and flushes it to stable storage; 0 or -1 after logging. */
 int pflash_sync(struct pflash *f);
 /*
  * Replaces the whole contents (a snapshot's), writing them through and

@@ -595,29 +595,43 @@ static void test_flush_points(void **state)
 	struct fx *f = *state;
 	struct pflash fl;
 	uint8_t *mem = malloc(2 * PFLASH_BLOCK);
-	int fd = open(f->vars, O_RDWR);
+	char path[128];
+	int fd;
 
+	snprintf(path, sizeof(path), "%s/flash.bin", f->dir);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
 	assert_true(fd >= 0);
 	memset(mem, 0xff, 2 * PFLASH_BLOCK);
+	assert_int_equal(pwrite(fd, mem, 2 * PFLASH_BLOCK, 0), 2 * PFLASH_BLOCK);
 	pflash_init(&fl, mem, 2 * PFLASH_BLOCK, fd, "test");
 	pflash_write(&fl, 10, 0x10);
 	pflash_write(&fl, 10, 0x00);
-	assert_true(fl.unsynced);
+	assert_true(pflash_dirty(&fl));
+	assert_int_equal(file_byte(path, 10), 0xFF); /* not yet: the guest cannot know it is done */
 	pflash_write(&fl, 11, 0x10);
 	pflash_write(&fl, 11, 0x00);
-	assert_true(fl.unsynced);
+	assert_true(pflash_dirty(&fl));
 	pflash_write(&fl, 11, 0xFF); /* read array: the guest may now read what it wrote */
-	assert_false(fl.unsynced);
+	assert_false(pflash_dirty(&fl));
+	assert_int_equal(file_byte(path, 10), 0x00);
+	assert_int_equal(file_byte(path, 11), 0x00);
+	pflash_write(&fl, PFLASH_BLOCK + 5, 0x10);
+	pflash_write(&fl, PFLASH_BLOCK + 5, 0x00);
+	pflash_write(&fl, PFLASH_BLOCK + 5, 0xFF);
+	assert_int_equal(file_byte(path, PFLASH_BLOCK + 5), 0x00);
 	pflash_write(&fl, PFLASH_BLOCK, 0x20);
 	pflash_write(&fl, PFLASH_BLOCK, 0xD0);
-	assert_true(fl.unsynced);
+	assert_true(pflash_dirty(&fl));
+	assert_int_equal(file_byte(path, PFLASH_BLOCK + 5), 0x00);
 	assert_int_equal(pflash_read(&fl, 0), PFLASH_STATUS_READY); /* status read: "done" */
-	assert_false(fl.unsynced);
+	assert_false(pflash_dirty(&fl));
+	assert_int_equal(file_byte(path, PFLASH_BLOCK + 5), 0xFF);
 	pflash_write(&fl, 12, 0x40);
 	pflash_write(&fl, 12, 0x00);
 	pflash_write(&fl, 12, 0x50); /* clear status also returns to read array */
-	assert_false(fl.unsynced);
-	assert_int_equal(file_byte(f->vars, 12), 0x00);
+	assert_false(pflash_dirty(&fl));
+	assert_int_equal(file_byte(path, 12), 0x00);
+	assert_int_equal(file_byte(path, PFLASH_BLOCK + 5), 0xFF);
 	close(fd);
 	free(mem);
 }
