@@ -71,6 +71,7 @@ struct bootrom {
 	pthread_mutex_t lock;        /* flash and vars_mapped */
 	struct pflash flash;
 	bool vars_mapped;
+	bool vars_map_failed;        /* KVM refused the slot once: reads stay trapped (correct, slower) */
 	bool code_registered, vars_registered; /* on the MMIO bus */
 	bool code_write_logged;      /* atomic */
 };
@@ -305,12 +306,13 @@ static void follow_mode(struct bootrom *s)
 {
 	bool want = pflash_reads_array(&s->flash);
 
-	if (want == s->vars_mapped)
+	if (want == s->vars_mapped || (want && s->vars_map_failed))
 		return;
-	if (want)
+	if (want) {
 		s->vars_mapped = vm_map_readonly_memory(s->dev->vm, s->vars_slot, s->vars_gpa, s->img.vars,
 							 s->img.vars_size) == 0;
-	else {
+		s->vars_map_failed = !s->vars_mapped;
+	} else {
 		vm_unmap_device_memory(s->dev->vm, s->vars_slot);
 		s->vars_mapped = false;
 	}
@@ -345,6 +347,8 @@ static int map_images(struct bootrom *s)
 
 	s->code_gpa = MEM_4G - s->img.code_size;
 	s->vars_gpa = s->code_gpa - s->img.vars_size;
+	if (!vm_can_map_readonly(vm))
+		return -1;
 	if ((s->code_slot = vm_devmem_slot_alloc(vm)) < 0 || (s->vars_slot = vm_devmem_slot_alloc(vm)) < 0)
 		return -1;
 	if (vm_map_readonly_memory(vm, s->code_slot, s->code_gpa, s->img.code, s->img.code_size) < 0)
@@ -393,7 +397,7 @@ static int bootrom_create(struct device *dev)
 		return -1;
 	s->dev = dev;
 	s->code_slot = s->vars_slot = -1;
-	s->img.vars_fd = -1;
+	s->img.vars_fd = s->flash.fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	dev->priv = s;
 	if (bootrom_load(code, vars, &s->img, err, sizeof(err)) < 0) {

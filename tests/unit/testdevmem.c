@@ -41,6 +41,12 @@ int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint6
 	return 0;
 }
 
+bool vm_can_map_readonly(struct vm *vm)
+{
+	(void)vm;
+	return true;
+}
+
 int vm_map_readonly_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size)
 {
 	if (vm_map_device_memory(vm, slot, gpa, hva, size, false) < 0)
