@@ -101,8 +101,10 @@ static int parse_bootrom(struct config *cfg, const char *arg)
 		log_error("-l %s: expected bootrom,CODE[,VARS]", arg);
 		return -1;
 	}
-	if (!comma)
+	if (!comma) {
+		config_unset(cfg, "lpc.bootvars"); /* a later -l bootrom replaces an earlier one whole */
 		return config_set(cfg, "lpc.bootrom", code);
+	}
 	copy = strndup(code, (size_t)(comma - code));
 	if (!copy)
 		return -1;

@@ -884,8 +884,9 @@ static void test_command_line(void **state)
 	config_free(cfg);
 
 	cfg = config_new();
-	const char *code_only[] = { "hyve", "-l", "bootrom,/usr/share/ovmf/OVMF.fd", "vm" };
-	assert_int_equal(parse(cfg, 4, code_only), CLI_RUN);
+	const char *code_only[] = { "hyve", "-l", "bootrom,/fw/CODE.fd,/vm/VARS.fd", "-l", "bootrom,/usr/share/ovmf/OVMF.fd",
+				    "vm" };
+	assert_int_equal(parse(cfg, 6, code_only), CLI_RUN);
 	assert_string_equal(config_get(cfg, "lpc.bootrom"), "/usr/share/ovmf/OVMF.fd");
 	assert_null(config_get(cfg, "lpc.bootvars"));
 	config_free(cfg);
