@@ -36,13 +36,18 @@ static const struct option long_options[] = {
 void cli_usage(FILE *out)
 {
 	fputs("usage: hyve [-h] [-c NCPUS] [-m SIZE] [-s SLOT,DEVICE[,OPTS]]... [-l comN,BACKEND]...\n"
-	      "            [-o KEY=VALUE]... [-k CONFIG_FILE] [--kernel FILE [--initrd FILE] [--cmdline TEXT]]\n"
+	      "            [-o KEY=VALUE]... [-k CONFIG_FILE]\n"
+	      "            [--kernel FILE [--initrd FILE] [--cmdline TEXT] | -l bootrom,CODE[,VARS]]\n"
 	      "            [-u USER] [--print-config] VMNAME\n"
 	      "       hyve -r SNAPSHOT [--eager] [-o KEY=VALUE]... [-s ...] [-l ...] [-u USER] [VMNAME]\n"
 	      "  -c NCPUS        number of vCPUs (cpus=)\n"
 	      "  -m SIZE         guest memory, e.g. 512M or 2G; a bare number is MiB (memory.size=)\n"
 	      "  -s SLOT,DEV,..  PCI device in SLOT (S, S:F or B:S:F) (pci.B.S.F.device=DEV)\n"
 	      "  -l comN,BACKEND serial port backend: stdio, file=PATH, tcp=[ADDR:]PORT, unix=PATH (lpc.comN.path=)\n"
+	      "  -l bootrom,CODE[,VARS]\n"
+	      "                  boot UEFI firmware CODE (OVMF_CODE_4M.fd) with VARS, a per-VM copy of its\n"
+	      "                  variable store (OVMF_VARS_4M.fd); a combined OVMF.fd alone keeps variables\n"
+	      "                  in memory (lpc.bootrom=, lpc.bootvars=)\n"
 	      "  -o KEY=VALUE    set any configuration value\n"
 	      "  -k FILE         read KEY=VALUE lines from FILE\n"
 	      "  --kernel FILE   Linux bzImage to boot directly (boot.kernel=)\n"
@@ -84,18 +89,44 @@ static int parse_memory(struct config *cfg, const char *arg)
 	return config_set(cfg, "memory.size", buf);
 }
 
+/* "bootrom,CODE[,VARS]" (bhyve's syntax). */
+static int parse_bootrom(struct config *cfg, const char *arg)
+{
+	const char *code = arg[7] ? arg + 8 : arg + 7; /* after "bootrom," */
+	const char *comma = strchr(code, ',');
+	char *copy;
+	int rc;
+
+	if (!*code || comma == code || (comma && (!comma[1] || strchr(comma + 1, ',')))) {
+		log_error("-l %s: expected bootrom,CODE[,VARS]", arg);
+		return -1;
+	}
+	if (!comma) {
+		config_unset(cfg, "lpc.bootvars"); /* a later -l bootrom replaces an earlier one whole */
+		return config_set(cfg, "lpc.bootrom", code);
+	}
+	copy = strndup(code, (size_t)(comma - code));
+	if (!copy)
+		return -1;
+	rc = config_set(cfg, "lpc.bootrom", copy) < 0 || config_set(cfg, "lpc.bootvars", comma + 1) < 0 ? -1 : 0;
+	free(copy);
+	return rc;
+}
+
 static int parse_lpc(struct config *cfg, const char *arg)
 {
 	const char *comma = strchr(arg, ',');
 	char key[64];
 	size_t n = comma ? (size_t)(comma - arg) : 0;
 
+	if (strncmp(arg, "bootrom", 7) == 0 && (arg[7] == ',' || !arg[7]))
+		return parse_bootrom(cfg, arg);
 	if (!comma || n == 0 || n > 16 || !comma[1]) {
 		log_error("-l %s: expected comN,BACKEND", arg);
 		return -1;
 	}
 	if (strncmp(arg, "com", 3) != 0 || n != 4 || arg[3] < '1' || arg[3] > '4') {
-		log_error("-l %.*s: unknown LPC device (com1 to com4 exist)", (int)n, arg);
+		log_error("-l %.*s: unknown LPC device (com1 to com4 and bootrom exist)", (int)n, arg);
 		return -1;
 	}
 	snprintf(key, sizeof(key), "lpc.%.*s.path", (int)n, arg);
@@ -214,6 +245,20 @@ static int handle_option(struct config *cfg, int opt, const char *arg)
 	return -1;
 }
 
+/* A VM boots either firmware or a kernel; variables belong to firmware. */
+static int check_boot_source(const struct config *cfg)
+{
+	if (config_get(cfg, "lpc.bootrom") && config_get(cfg, "boot.kernel")) {
+		log_error("-l bootrom and --kernel exclude each other: the firmware boots the VM (lpc.bootrom, boot.kernel)");
+		return -1;
+	}
+	if (config_get(cfg, "lpc.bootvars") && !config_get(cfg, "lpc.bootrom")) {
+		log_error("lpc.bootvars without lpc.bootrom: give the firmware with -l bootrom,CODE,VARS");
+		return -1;
+	}
+	return 0;
+}
+
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg)
 {
 	int opt;
@@ -247,7 +292,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg)
 		log_error("no VM name given (see hyve -h)");
 		return CLI_ERROR;
 	}
-	return CLI_RUN;
+	return check_boot_source(cfg) < 0 ? CLI_ERROR : CLI_RUN;
 }
 
 int cli_validate(const struct config *cfg)

@@ -63,6 +63,25 @@ int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint6
 	return 0;
 }
 
+bool vm_can_map_readonly(struct vm *vm)
+{
+	if (ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0)
+		return true;
+	log_error("this host's KVM cannot map read-only memory (KVM_CAP_READONLY_MEM), which firmware needs");
+	return false;
+}
+
+int vm_map_readonly_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size)
+{
+	set_slot(vm, slot, 0, NULL, 0, 0);
+	if (set_slot(vm, slot, gpa, hva, size, KVM_MEM_READONLY) < 0) {
+		log_error("cannot map %llu bytes of read-only memory at 0x%llx: %s", (unsigned long long)size,
+			  (unsigned long long)gpa, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void vm_unmap_device_memory(struct vm *vm, int slot)
 {
 	set_slot(vm, slot, 0, NULL, 0, 0);

@@ -30,6 +30,19 @@ void vm_devmem_slot_free(struct vm *vm, int slot);
  * after logging.
  */
 int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, bool log_dirty);
+/*
+ * Whether this host's KVM can map read-only memory (KVM_CAP_READONLY_MEM);
+ * logs when it cannot. Ask at set-up: the vCPU threads' sandbox does not
+ * let them ask.
+ */
+bool vm_can_map_readonly(struct vm *vm);
+/*
+ * Like vm_map_device_memory(), read-only for the guest (KVM_MEM_READONLY):
+ * reads are served from hva without an exit, writes exit as MMIO writes to
+ * whatever is registered on the MMIO bus there (firmware ROM and flash).
+ * 0, or -1 after logging.
+ */
+int vm_map_readonly_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size);
 /* Removes the slot's mapping (no-op when unmapped). */
 void vm_unmap_device_memory(struct vm *vm, int slot);
 /*

@@ -313,6 +313,7 @@ static void allow_vcpu(struct builder *b)
 		SCMP_SYS(sendto),     /* serial output to a socket client */
 		SCMP_SYS(epoll_ctl),  /* serial output waiting for a slow client */
 		SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime), /* RTC periodic and alarm interrupts */
+		SCMP_SYS(pwrite64), SCMP_SYS(fdatasync), /* firmware flash written through to its VARS file */
 	};
 
 	ALLOW_IOCTLS(b, vcpu_ioctls);

@@ -19,8 +19,13 @@
 #include "options.h"
 #include "vcpu.h"
 
-#define KVM_TSS_ADDR 0xfffbd000UL
-#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+/*
+ * Pages KVM keeps for itself (real-mode emulation on Intel): below the
+ * 16 MiB under 4 GiB where firmware flash lives (dev/bootrom.h), which KVM
+ * would otherwise refuse to map over them.
+ */
+#define KVM_TSS_ADDR 0xfeffd000UL
+#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
 #define MIN_MEMORY (32ULL << 20)
 #define MAX_MEMORY (1ULL << 40)
 

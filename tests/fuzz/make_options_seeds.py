@@ -28,6 +28,8 @@ seeds = {
     "assign": seed(ASSIGN, ["cpus=010", "memory.size=2GiB", "a.b=1", "a.b.c=2", "log.level=debug", "x=", "=y",
                             "lpc.i8042=off", "snapshot.eager=yes"], b"k=v\nbad line\n"),
     "slot_options": seed(SLOT | 4, ["/tmp/disk.img,ro,serial=abc", "path=/x,,y", "tap0,mac=52:54:00:12:34:56"]),
+    "bootrom": seed(ARGV, ["-l", "bootrom,/usr/share/OVMF/OVMF_CODE_4M.fd,/tmp/vm/VARS.fd", "-l", "bootrom,",
+                           "-l", "bootrom,a,b,c", "-o", "lpc.bootvars=/x", "--kernel", "/boot/vmlinuz", "vm5"]),
     "xhci_options": seed(SLOT | 8, ["tablet,kbd", "tablet,mouse", ",", "kbd=1"]),
 }
 out = sys.argv[1]

@@ -32,11 +32,26 @@ int vm_map_device_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint6
 
 	(void)vm;
 	s->gpa = gpa, s->hva = hva, s->size = size, s->log_dirty = log_dirty, s->mapped = true;
+	s->readonly = false;
 	if (slot == DEVMEM_SLOT_BASE) {
 		testdevmem.gpa = gpa;
 		testdevmem.mapped = true;
 		testdevmem.maps++;
 	}
+	return 0;
+}
+
+bool vm_can_map_readonly(struct vm *vm)
+{
+	(void)vm;
+	return true;
+}
+
+int vm_map_readonly_memory(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size)
+{
+	if (vm_map_device_memory(vm, slot, gpa, hva, size, false) < 0)
+		return -1;
+	testdevmem.slot[slot - DEVMEM_SLOT_BASE].readonly = true;
 	return 0;
 }
 

@@ -3,7 +3,8 @@
  * tests that run without KVM: records where each slot is mapped (the first
  * one, the framebuffer, also in gpa/maps/mapped); the dirty log reports
  * nothing, or once when asked: every page of the framebuffer, the first
- * page of another slot. vm_ram_hole() records the hole.
+ * page of another slot. vm_ram_hole() records the hole. Read-only slots
+ * (vm_map_readonly_memory) are recorded with readonly set.
  */
 #ifndef HYVE_TESTDEVMEM_H
 #define HYVE_TESTDEVMEM_H
@@ -14,7 +15,7 @@
 #define TESTDEVMEM_SLOTS 4
 
 struct testdevmem_slot {
-	bool used, mapped, log_dirty;
+	bool used, mapped, log_dirty, readonly;
 	uint64_t gpa, size;
 	void *hva;
 	bool dirty_next;      /* the next dirty log reports the first page */
