@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "boot/fw_cfg_files.h"
 #include "boot/linux.h"
 #include "control/control.h"
 #include "core/chardev.h"
@@ -66,9 +67,19 @@ static int watch_signals(struct vm *vm, struct signal_watch *sw)
 }
 
 /* A fresh boot from the kernel in the configuration. */
+/*
+ * A fresh boot: the devices, then either a Linux kernel loaded directly or
+ * firmware (lpc.bootrom), which finds what it needs in fw_cfg and starts
+ * from the vCPUs' reset state at 0xFFFFFFF0 (KVM's; the other vCPUs wait
+ * for INIT-SIPI).
+ */
 static int prepare_boot(struct vm *vm)
 {
-	return devices_attach_all(vm) < 0 || linux_boot_setup(vm) < 0 ? -1 : 0;
+	if (devices_attach_all(vm) < 0)
+		return -1;
+	if (opt_str(vm->cfg, "lpc.bootrom"))
+		return fw_cfg_files_setup(vm);
+	return linux_boot_setup(vm);
 }
 
 /*
