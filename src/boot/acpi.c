@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "aml.h"
+#include "core/device.h"
 #include "core/log.h"
+#include "core/platform.h"
+#include "core/vm.h"
 #include "fw_cfg_loader.h"
 #include "layout.h"
 
@@ -437,15 +440,15 @@ static void res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len)
 /*
  * \_SB.PCI0: bus 0's root bridge, conventional PCI (PNP0A03; no device
  * has a PCI Express capability, so there is no _OSC to negotiate). Its
- * windows: all I/O ports but the configuration ports, the 32-bit hole
- * below ECAM, and the 64-bit window above RAM. _PRT wires INTA-INTD of
+ * windows: all I/O ports but the configuration ports, the platform's
+ * 32-bit window, and the 64-bit window from above RAM to m->mmio64_end. _PRT wires INTA-INTD of
  * every slot to GSIs 16-23 with the swizzle src/pci uses; a _PRT entry
  * with a GSI and no link device means level-triggered, active-low.
  */
-static void dsdt_pci(struct aml_buf *b, const struct guest_memory *mem)
+static void dsdt_pci(struct aml_buf *b, const struct acpi_machine *m)
 {
-	uint64_t high = mem_highmem_size(mem);
-	uint64_t mmio64 = PCI_MMIO64_BASE(MEM_4G + high);
+	const struct platform *p = m->platform;
+	uint64_t mmio64 = PCI_MMIO64_BASE(MEM_4G + mem_highmem_size(m->mem));
 
 	size_t dev = aml_device_begin(b, "PCI0");
 	aml_name(b, "_HID");
@@ -462,8 +465,8 @@ static void dsdt_pci(struct aml_buf *b, const struct guest_memory *mem)
 	aml_res_io(b, PORT_PCI_CONFIG_ADDRESS, 8);
 	res_address(b, 2, ADDR_SPACE_IO, ADDR_IO_ENTIRE_RANGE, 0, PORT_PCI_CONFIG_ADDRESS - 1);
 	res_address(b, 2, ADDR_SPACE_IO, ADDR_IO_ENTIRE_RANGE, PORT_PCI_CONFIG_ADDRESS + 8, PCI_IO_END - 1);
-	res_address(b, 4, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, PCI_MMIO32_BASE, PCI_MMIO32_END - 1);
-	res_address(b, 8, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, mmio64, mmio64 + PCI_MMIO64_SIZE - 1);
+	res_address(b, 4, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, p->mmio32_base, p->mmio32_end - 1);
+	res_address(b, 8, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, mmio64, m->mmio64_end - 1);
 	aml_resource_end(b, crs);
 
 	aml_name(b, "_PRT");
@@ -489,12 +492,12 @@ static void dsdt_pci(struct aml_buf *b, const struct guest_memory *mem)
 	aml_integer(b, 0);
 	aml_name(b, "_CRS");
 	crs = aml_resource_begin(b);
-	res_memory32_fixed(b, (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE);
+	res_memory32_fixed(b, (uint32_t)p->ecam_base, (uint32_t)PCI_ECAM_SIZE);
 	aml_resource_end(b, crs);
 	aml_end(b, dev);
 }
 
-static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigned ncpus, bool i8042)
+static void dsdt_body(struct aml_buf *b, const struct acpi_machine *m)
 {
 	/* \_S5: SLP_TYPa, SLP_TYPb and two reserved bytes. */
 	aml_name(b, "\\_S5");
@@ -506,26 +509,26 @@ static void dsdt_body(struct aml_buf *b, const struct guest_memory *mem, unsigne
 	aml_end(b, pkg);
 
 	size_t sb = aml_scope_begin(b, "\\_SB");
-	dsdt_cpus(b, ncpus);
+	dsdt_cpus(b, m->ncpus);
 	dsdt_isa_device(b, "COM1", "PNP0501", 1, 0x3F8, 8, 4);
 	dsdt_isa_device(b, "COM2", "PNP0501", 2, 0x2F8, 8, 3);
 	dsdt_isa_device(b, "RTC", "PNP0B00", 0, 0x70, 2, 8);
-	if (i8042)
+	if (m->i8042)
 		dsdt_i8042(b);
-	dsdt_pci(b, mem);
+	dsdt_pci(b, m);
 	aml_end(b, sb);
 }
 
 /* DSDT revision 2 makes AML integers 64 bits wide. */
 #define DSDT_REVISION 2
 
-static int build_dsdt(struct area *a, const struct guest_memory *mem, unsigned ncpus, bool i8042, uint32_t *gpa)
+static int build_dsdt(struct area *a, const struct acpi_machine *m, uint32_t *gpa)
 {
 	struct aml_buf b;
 	int ret = -1;
 
 	aml_init(&b);
-	dsdt_body(&b, mem, ncpus, i8042);
+	dsdt_body(&b, m);
 	if (aml_failed(&b)) {
 		log_error("cannot encode the DSDT");
 		goto out;
@@ -685,14 +688,14 @@ struct acpi_mcfg {
 _Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG");
 #define MCFG_REVISION 1
 
-static int build_mcfg(struct area *a, uint32_t *gpa)
+static int build_mcfg(struct area *a, uint64_t ecam_base, uint32_t *gpa)
 {
 	struct acpi_mcfg *m = area_alloc(a, sizeof(*m), 16, gpa);
 
 	if (!m)
 		return -1;
 	header_init(&m->header, "MCFG", sizeof(*m), MCFG_REVISION);
-	m->alloc[0] = (struct mcfg_allocation){ .base = PCI_ECAM_BASE, .segment = 0, .start_bus = 0,
+	m->alloc[0] = (struct mcfg_allocation){ .base = ecam_base, .segment = 0, .start_bus = 0,
 						.end_bus = PCI_ECAM_BUS_END };
 	header_checksum(a, m);
 	return 0;
@@ -770,24 +773,39 @@ static void build_rsdp_blob(struct fw_cfg_loader *l, uint8_t *blob, uint32_t xsd
 }
 
 /* Every table but the RSDP, into a; the roots' addresses in *xsdt and *rsdt. */
-static int build_tables(struct area *a, const struct guest_memory *mem, unsigned ncpus, bool i8042, uint32_t *xsdt,
-			uint32_t *rsdt)
+static int build_tables(struct area *a, const struct acpi_machine *m, uint32_t *xsdt, uint32_t *rsdt)
 {
 	uint32_t facs, dsdt, tables[3];
 
-	if (ncpus == 0 || ncpus > ACPI_MAX_CPUS) {
-		log_error("ACPI tables: unsupported vCPU count %u (1-%u)", ncpus, ACPI_MAX_CPUS);
+	if (m->ncpus == 0 || m->ncpus > ACPI_MAX_CPUS) {
+		log_error("ACPI tables: unsupported vCPU count %u (1-%u)", m->ncpus, ACPI_MAX_CPUS);
 		return -1;
 	}
-	if (build_facs(a, &facs) < 0 || build_dsdt(a, mem, ncpus, i8042, &dsdt) < 0 ||
-	    build_fadt(a, facs, dsdt, &tables[0]) < 0 || build_madt(a, ncpus, &tables[1]) < 0 ||
-	    build_mcfg(a, &tables[2]) < 0 || build_roots(a, tables, 3, xsdt, rsdt) < 0)
+	if (build_facs(a, &facs) < 0 || build_dsdt(a, m, &dsdt) < 0 ||
+	    build_fadt(a, facs, dsdt, &tables[0]) < 0 || build_madt(a, m->ncpus, &tables[1]) < 0 ||
+	    build_mcfg(a, m->platform->ecam_base, &tables[2]) < 0 || build_roots(a, tables, 3, xsdt, rsdt) < 0)
 		return -1;
 	return 0;
 }
 
-int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint64_t *rsdp_gpa)
+void acpi_machine_of(struct vm *vm, struct acpi_machine *m)
 {
+	struct platform_cpu cpu = { .vendor = "" };
+
+	if (vm->cpuid)
+		platform_cpu_from_cpuid(vm->cpuid, &cpu);
+	*m = (struct acpi_machine){
+		.mem = &vm->mem,
+		.platform = vm->platform,
+		.mmio64_end = platform_mmio64_end(vm->platform, MEM_4G + mem_highmem_size(&vm->mem), &cpu),
+		.ncpus = vm->ncpus,
+		.i8042 = device_find(vm, "lpc.i8042") != NULL,
+	};
+}
+
+int acpi_build(const struct acpi_machine *m, uint64_t *rsdp_gpa)
+{
+	const struct guest_memory *mem = m->mem;
 	struct area a = { .gpa = LAYOUT_ACPI_TABLES, .size = LAYOUT_ACPI_TABLES_MAX };
 	uint32_t xsdt, rsdt;
 
@@ -797,7 +815,7 @@ int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint6
 		return -1;
 	}
 	memset(a.hva, 0, a.size);
-	if (build_tables(&a, mem, ncpus, i8042, &xsdt, &rsdt) < 0 || build_rsdp(mem, xsdt, rsdt) < 0)
+	if (build_tables(&a, m, &xsdt, &rsdt) < 0 || build_rsdp(mem, xsdt, rsdt) < 0)
 		return -1;
 	*rsdp_gpa = LAYOUT_RSDP;
 	return 0;
@@ -810,7 +828,7 @@ void acpi_blobs_free(struct acpi_blobs *b)
 	memset(b, 0, sizeof(*b));
 }
 
-int acpi_build_blobs(const struct guest_memory *mem, unsigned ncpus, bool i8042, struct acpi_blobs *out)
+int acpi_build_blobs(const struct acpi_machine *m, struct acpi_blobs *out)
 {
 	struct area a = { .gpa = 0, .size = LAYOUT_ACPI_TABLES_MAX, .loader = &out->loader };
 	uint32_t xsdt, rsdt;
@@ -822,7 +840,7 @@ int acpi_build_blobs(const struct guest_memory *mem, unsigned ncpus, bool i8042,
 		return -1;
 	out->tables = a.hva;
 	loader_allocate(&out->loader, ACPI_FILE_TABLES, TABLES_BLOB_ALIGN, LOADER_ZONE_HIGH);
-	if (build_tables(&a, mem, ncpus, i8042, &xsdt, &rsdt) < 0)
+	if (build_tables(&a, m, &xsdt, &rsdt) < 0)
 		goto fail;
 	build_rsdp_blob(&out->loader, out->rsdp, xsdt, rsdt);
 	if (out->loader.failed)

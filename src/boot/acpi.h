@@ -21,6 +21,8 @@
 #include "boot/fw_cfg_loader.h"
 #include "core/memory.h"
 
+struct platform;
+
 /* Bounded by LAYOUT_ACPI_TABLES_MAX: each vCPU costs a MADT entry and a DSDT device. */
 #define ACPI_MAX_CPUS 1024
 
@@ -36,10 +38,24 @@ static inline uint8_t acpi_ioapic_id(unsigned ncpus)
 }
 
 /*
- * Writes every table; i8042: describe the keyboard controller's ports.
- * *rsdp_gpa receives LAYOUT_RSDP. 0, or -1 after logging.
+ * What the tables describe: RAM, the platform's ECAM and PCI windows, the
+ * end of the 64-bit window (platform_mmio64_end()), the vCPUs, and
+ * whether the i8042 keyboard controller's ports are there.
  */
-int acpi_build(const struct guest_memory *mem, unsigned ncpus, bool i8042, uint64_t *rsdp_gpa);
+struct acpi_machine {
+	const struct guest_memory *mem;
+	const struct platform *platform;
+	uint64_t mmio64_end;
+	unsigned ncpus;
+	bool i8042;
+};
+
+struct vm;
+/* The machine of a VM, for acpi_build() and acpi_build_blobs(). */
+void acpi_machine_of(struct vm *vm, struct acpi_machine *m);
+
+/* Writes every table. *rsdp_gpa receives LAYOUT_RSDP. 0, or -1 after logging. */
+int acpi_build(const struct acpi_machine *m, uint64_t *rsdp_gpa);
 
 /*
  * The same tables for firmware, which places them itself (fw_cfg): every
@@ -61,7 +77,7 @@ struct acpi_blobs {
 };
 
 /* 0, or -1 after logging; acpi_blobs_free() releases what 0 gave. */
-int acpi_build_blobs(const struct guest_memory *mem, unsigned ncpus, bool i8042, struct acpi_blobs *out);
+int acpi_build_blobs(const struct acpi_machine *m, struct acpi_blobs *out);
 void acpi_blobs_free(struct acpi_blobs *b);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "core/platform.h"
 #include "layout.h"
 
 static void add(struct e820_map *map, uint64_t start, uint64_t end, uint32_t type)
@@ -11,7 +12,7 @@ static void add(struct e820_map *map, uint64_t start, uint64_t end, uint32_t typ
 	map->entries[map->count++] = (struct e820_entry){ .addr = start, .size = end - start, .type = type };
 }
 
-void e820_build(const struct guest_memory *mem, struct e820_map *map)
+void e820_build(const struct guest_memory *mem, const struct platform *p, struct e820_map *map)
 {
 	uint64_t low = mem_lowmem_size(mem);
 	uint64_t high = mem_highmem_size(mem);
@@ -25,7 +26,7 @@ void e820_build(const struct guest_memory *mem, struct e820_map *map)
 	add(map, LAYOUT_RAM_LOW_END, LAYOUT_BIOS_END, E820_RESERVED);
 	add(map, LAYOUT_BIOS_END, low, E820_RAM);
 	/* Linux uses ECAM from the start only when the e820 map reserves it. */
-	add(map, PCI_ECAM_BASE, PCI_ECAM_BASE + PCI_ECAM_SIZE, E820_RESERVED);
+	add(map, p->ecam_base, p->ecam_base + PCI_ECAM_SIZE, E820_RESERVED);
 	if (high)
 		add(map, MEM_4G, MEM_4G + high, E820_RAM);
 }

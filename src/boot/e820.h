@@ -9,6 +9,8 @@
 
 #include "core/memory.h"
 
+struct platform;
+
 #define E820_RAM 1
 #define E820_RESERVED 2
 #define E820_ACPI 3
@@ -25,7 +27,7 @@ struct e820_map {
 	unsigned count;
 };
 
-/* Entries come out sorted by address and never overlap. */
-void e820_build(const struct guest_memory *mem, struct e820_map *map);
+/* Entries come out sorted by address and never overlap; ECAM is where platform p puts it. */
+void e820_build(const struct guest_memory *mem, const struct platform *p, struct e820_map *map);
 
 #endif

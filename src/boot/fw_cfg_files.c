@@ -13,10 +13,12 @@
 
 static int add_acpi(struct vm *vm)
 {
+	struct acpi_machine m;
 	struct acpi_blobs b;
 	int ret;
 
-	if (acpi_build_blobs(&vm->mem, vm->ncpus, device_find(vm, "lpc.i8042") != NULL, &b) < 0)
+	acpi_machine_of(vm, &m);
+	if (acpi_build_blobs(&m, &b) < 0)
 		return -1;
 	ret = fw_cfg_add_file(vm->fw_cfg, ACPI_FILE_TABLES, b.tables, b.tables_len) < 0 ||
 	      fw_cfg_add_file(vm->fw_cfg, ACPI_FILE_RSDP, b.rsdp, sizeof(b.rsdp)) < 0 ||

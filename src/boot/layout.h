@@ -33,20 +33,19 @@
 #define RESET_VALUE 0x06
 #define IRQ_ACPI_SCI 9
 #define ACPI_S5_SLP_TYP 5        /* value of SLP_TYP that means soft-off, announced in \_S5 */
+#define FIRMWARE_S5_SLP_TYP 0    /* soft-off too: OVMF's shutdown writes it (SLP_EN with SLP_TYP 0) */
 
 #define IOAPIC_BASE 0xFEC00000ULL
 #define LAPIC_BASE 0xFEE00000ULL
 #define IOAPIC_PINS 24
 
 /*
- * PCI (src/pci). Below 4 GiB the hole above RAM (MEM_LOWMEM_LIMIT) holds
- * the 32-bit BAR window, then ECAM for buses 0-255, then the I/O APIC and
- * LAPIC. 64-bit BARs go to a window above all RAM, aligned to its size.
- * I/O BARs are placed from PCI_IO_BASE, above every legacy port.
+ * PCI (src/pci). Below 4 GiB the hole above RAM holds ECAM for buses
+ * 0-255 and the 32-bit BAR window, then the I/O APIC and LAPIC; where
+ * exactly depends on the VM's platform layout (core/platform.h). 64-bit
+ * BARs go to a window above all RAM, aligned to its size. I/O BARs are
+ * placed from PCI_IO_BASE, above every legacy port.
  */
-#define PCI_MMIO32_BASE 0xC0000000ULL
-#define PCI_MMIO32_END 0xE0000000ULL /* exclusive */
-#define PCI_ECAM_BASE 0xE0000000ULL
 #define PCI_ECAM_SIZE 0x10000000ULL /* 1 MiB per bus, buses 0-255 */
 #define PCI_ECAM_BUS_END 255
 #define PCI_IO_BASE 0x1000ULL

@@ -154,7 +154,7 @@ static void fill_e820(struct vm *vm, struct boot_params *bp)
 {
 	struct e820_map map;
 
-	e820_build(&vm->mem, &map);
+	e820_build(&vm->mem, vm->platform, &map);
 	for (unsigned i = 0; i < map.count && i < E820_MAX_ENTRIES_ZEROPAGE; i++) {
 		bp->e820_table[i].addr = map.entries[i].addr;
 		bp->e820_table[i].size = map.entries[i].size;
@@ -286,6 +286,7 @@ int linux_boot_setup(struct vm *vm)
 	const char *cmdline = opt_str(vm->cfg, "boot.cmdline");
 	struct boot_params *bp = mem_gpa_to_hva(&vm->mem, LAYOUT_BOOT_PARAMS, sizeof(*bp));
 	uint64_t kernel_end, rsdp;
+	struct acpi_machine machine;
 
 	if (!kernel) {
 		log_error("no kernel to boot: give one with --kernel FILE (boot.kernel)");
@@ -301,7 +302,8 @@ int linux_boot_setup(struct vm *vm)
 	bp->hdr.vid_mode = 0xffff;
 	fill_e820(vm, bp);
 	fill_screen_info(vm, bp);
-	if (acpi_build(&vm->mem, vm->ncpus, device_find(vm, "lpc.i8042") != NULL, &rsdp) < 0 || mptable_build(&vm->mem, vm->ncpus) < 0)
+	acpi_machine_of(vm, &machine);
+	if (acpi_build(&machine, &rsdp) < 0 || mptable_build(&vm->mem, vm->ncpus) < 0)
 		return -1;
 	bp->acpi_rsdp_addr = rsdp;
 	build_page_tables(vm);

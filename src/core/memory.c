@@ -8,9 +8,9 @@
 
 #include "log.h"
 
-void mem_layout(struct guest_memory *mem, uint64_t size)
+void mem_layout(struct guest_memory *mem, uint64_t size, uint64_t lowmem_limit)
 {
-	uint64_t low = size < MEM_LOWMEM_LIMIT ? size : MEM_LOWMEM_LIMIT;
+	uint64_t low = size < lowmem_limit ? size : lowmem_limit;
 
 	memset(mem, 0, sizeof(*mem));
 	mem->size = size;

@@ -10,8 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Guest physical layout (x86-64 PC). */
-#define MEM_LOWMEM_LIMIT 0xC0000000ULL /* RAM below 4 GiB ends here; the PCI hole follows */
+/* Guest physical layout (x86-64 PC); where RAM below 4 GiB ends is the platform's (core/platform.h). */
 #define MEM_4G 0x100000000ULL
 #define MEM_MAX_REGIONS 2
 #define MEM_HUGE_PAGE (2ULL << 20)
@@ -31,8 +30,11 @@ struct guest_memory {
 	struct mem_region regions[MEM_MAX_REGIONS];
 };
 
-/* Lays out `size` bytes around the PCI hole (no allocation). */
-void mem_layout(struct guest_memory *mem, uint64_t size);
+/*
+ * Lays out `size` bytes around the PCI hole (no allocation): up to
+ * lowmem_limit from 0, the rest from 4 GiB.
+ */
+void mem_layout(struct guest_memory *mem, uint64_t size, uint64_t lowmem_limit);
 /* Maps anonymous memory for all of RAM; 0 or -1 after logging. */
 int mem_alloc(struct guest_memory *mem, const char *name);
 void mem_free(struct guest_memory *mem);

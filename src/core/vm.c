@@ -17,6 +17,7 @@
 #include "irq.h"
 #include "log.h"
 #include "options.h"
+#include "platform.h"
 #include "vcpu.h"
 
 /*
@@ -56,7 +57,10 @@ static int read_vm_shape(struct vm *vm)
 	if (opt_u64(vm->cfg, "cpus", &ncpus) < 0 || opt_u64(vm->cfg, "memory.size", &mem) < 0)
 		return -1; /* logged */
 	vm->ncpus = (unsigned)ncpus;
-	mem_layout(&vm->mem, mem);
+	vm->platform = platform_select(vm->cfg);
+	if (!vm->platform)
+		return -1;
+	mem_layout(&vm->mem, mem, vm->platform->lowmem_limit);
 	return 0;
 }
 

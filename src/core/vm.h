@@ -25,6 +25,7 @@ struct evloop;
 struct irq_routing;
 struct haltwatch;
 struct fw_cfg;
+struct platform;
 
 #define VM_MAX_VCPUS 64
 
@@ -36,6 +37,7 @@ struct vm {
 	int kvm_fd, vm_fd;
 	int vcpu_mmap_size;
 
+	const struct platform *platform; /* memory map and chipset (core/platform.h), fixed for the VM's life */
 	struct guest_memory mem;
 	struct iobus pio, mmio;
 	struct device *devices;

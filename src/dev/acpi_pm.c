@@ -5,7 +5,8 @@
  * announces (boot/layout.h).
  *
  * The FADT has no SMI command port, so ACPI is always on and SCI_EN reads
- * as 1. A sleep request for S5 powers the VM off; the reset register's
+ * as 1. A sleep request for S5 (the DSDT's \_S5 type, or type 0 as firmware
+ * writes it) powers the VM off; the reset register's
  * RST_CPU reboots it. The SCI (level) is high while an enabled status bit
  * is set. TMR_STS (timer carry) is never raised: no guest we target enables
  * it, and it would need a timer of its own.
@@ -86,10 +87,16 @@ static void update_sci(struct acpi_pm *s)
 	vm_set_irq(s->vm, IRQ_ACPI_SCI, level);
 }
 
-/* Returns the exit status the request means, or -1 when it is ignored. */
+/*
+ * Returns the exit status the request means, or -1 when it is ignored.
+ * Soft-off is the \_S5 value the DSDT announces (what an OS writes) or
+ * 0, which firmware writes without reading the DSDT: OVMF's shutdown on
+ * Q35 sets SLP_EN with SLP_TYP 0 (QEMU's own DSDTs announce 0 for S5).
+ * Nothing else means S0 here, as the DSDT has no other sleep state.
+ */
 static int sleep_request(struct acpi_pm *s, unsigned slp_typ)
 {
-	if (slp_typ == ACPI_S5_SLP_TYP)
+	if (slp_typ == ACPI_S5_SLP_TYP || slp_typ == FIRMWARE_S5_SLP_TYP)
 		return HYVE_EXIT_POWEROFF;
 	if (!s->warned_sleep)
 		log_warn("acpi-pm: the guest asked for sleep type %u, which is not supported; ignored", slp_typ);

@@ -49,11 +49,13 @@
 #include <xxhash.h>
 
 #include "boot/fwimage.h"
+#include "core/config.h"
 #include "core/devmem.h"
 #include "core/device.h"
 #include "core/log.h"
 #include "core/memory.h"
 #include "core/options.h"
+#include "core/platform.h"
 #include "core/vm.h"
 #include "dev/pflash.h"
 #include "snapshot/state.h"
@@ -428,10 +430,66 @@ static void bootrom_reset(struct device *dev)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * OVMF recognises the platform by the host bridge's id at 0:0.0 (Q35's
+ * 8086:29C0) and reaches the ACPI PM registers only through the ICH9 LPC
+ * bridge at exactly 0:1f.0. So firmware boot needs the q35 layout, the
+ * default host bridge with its ids, and the LPC bridge in slot 31: added
+ * there when the configuration has none. 0, or -1 after logging.
+ */
+#define LPC_NODE "pci.0.31.0"
+#define FIRMWARE_LPC_SLOT 31
+
+static int lpc_elsewhere(const struct config *cfg)
+{
+	for (size_t i = 0; i < config_count(cfg); i++) {
+		const char *key = config_key_at(cfg, i), *value;
+		unsigned s, f;
+		int n = 0;
+
+		if (sscanf(key, "pci.0.%u.%u.device%n", &s, &f, &n) != 2 || key[n] != '\0')
+			continue;
+		value = config_get(cfg, key);
+		if (value && strcmp(value, "lpc") == 0 && (s != FIRMWARE_LPC_SLOT || f != 0)) {
+			log_error("lpc.bootrom: the LPC bridge must be at slot 31 function 0 for the firmware "
+				  "(-s 31,lpc), not at pci.0.%u.%u", s, f);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int firmware_platform_check(struct vm *vm)
+{
+	const char *bridge = config_get(vm->cfg, "pci.0.0.0.device");
+	const char *lpc = config_get(vm->cfg, LPC_NODE ".device");
+
+	if (!vm->platform->q35) {
+		log_error("lpc.bootrom: the firmware needs platform.layout=q35, not %s", vm->platform->name);
+		return -1;
+	}
+	if ((bridge && strcmp(bridge, "hostbridge") != 0) || config_get(vm->cfg, "pci.0.0.0.vendor") ||
+	    config_get(vm->cfg, "pci.0.0.0.devid")) {
+		log_error("lpc.bootrom: the firmware needs the Q35 host bridge at slot 0 with its own ids "
+			  "(-s 0,hostbridge without vendor or devid)");
+		return -1;
+	}
+	if (lpc && strcmp(lpc, "lpc") != 0) {
+		log_error("lpc.bootrom: slot 31 holds '%s', but the firmware needs the LPC bridge there (-s 31,lpc)",
+			  lpc);
+		return -1;
+	}
+	if (lpc_elsewhere(vm->cfg) < 0)
+		return -1;
+	return lpc ? 0 : config_set(vm->cfg, LPC_NODE ".device", "lpc");
+}
+
 static int bootrom_attach(struct vm *vm)
 {
 	if (!opt_str(vm->cfg, "lpc.bootrom"))
 		return 0;
+	if (firmware_platform_check(vm) < 0)
+		return -1;
 	return device_create(vm, &bootrom_model, DEVICE_ID, "lpc") ? 0 : -1;
 }
 

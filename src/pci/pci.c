@@ -24,6 +24,7 @@
 #include "core/irq.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/platform.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
 
@@ -64,7 +65,7 @@ struct pci_bus {
 	uint32_t config_address;
 	struct pci_function *fns[PCI_MAX_SLOTS][PCI_MAX_FUNCS];
 	unsigned gsi_asserted[PCI_INTX_GSIS]; /* functions driving each INTx GSI */
-	uint64_t io_next, mmio32_next, mmio64_next, mmio64_end;
+	uint64_t io_next, mmio32_next, mmio32_end, mmio64_next, mmio64_end;
 	io_handler_fn reset_fn;  /* the byte register at 0xCF9 we took over, if any */
 	void *reset_opaque;
 	bool ports_registered, ecam_registered;
@@ -334,7 +335,7 @@ static int bar_place(struct pci_bus *bus, unsigned type, uint64_t size, uint64_t
 		next = &bus->io_next, end = PCI_IO_END;
 		break;
 	case PCI_BAR_MEM32:
-		next = &bus->mmio32_next, end = PCI_MMIO32_END;
+		next = &bus->mmio32_next, end = bus->mmio32_end;
 		align = size > BAR_MIN_PLACEMENT ? size : BAR_MIN_PLACEMENT;
 		break;
 	default:
@@ -1340,13 +1341,14 @@ static int pci_bus_create(struct device *dev)
 	pthread_mutex_init(&bus->lock, NULL);
 	bus->vm = vm;
 	bus->io_next = PCI_IO_BASE;
-	bus->mmio32_next = PCI_MMIO32_BASE;
+	bus->mmio32_next = vm->platform->mmio32_base;
+	bus->mmio32_end = vm->platform->mmio32_end;
 	bus->mmio64_next = PCI_MMIO64_BASE(MEM_4G + high);
 	bus->mmio64_end = bus->mmio64_next + PCI_MMIO64_SIZE;
 	if (claim_config_ports(bus) < 0)
 		goto fail;
 	bus->ports_registered = true;
-	if (iobus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, ecam_io, bus) < 0)
+	if (iobus_register(&vm->mmio, vm->platform->ecam_base, PCI_ECAM_SIZE, ecam_io, bus) < 0)
 		goto fail;
 	bus->ecam_registered = true;
 	dev->priv = bus;
@@ -1385,7 +1387,7 @@ static void pci_bus_destroy(struct device *dev)
 		iobus_unregister(&dev->vm->pio, PORT_PCI_CONFIG_DATA);
 	}
 	if (bus->ecam_registered)
-		iobus_unregister(&dev->vm->mmio, PCI_ECAM_BASE);
+		iobus_unregister(&dev->vm->mmio, dev->vm->platform->ecam_base);
 	pthread_mutex_lock(&bus->lock);
 	bus->ports_registered = bus->ecam_registered = false;
 	bus->destroyed = true;

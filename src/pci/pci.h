@@ -4,7 +4,7 @@
  *
  * The bus is a platform model ("platform.pci") whose attach() registers
  * configuration mechanism #1 (ports 0xCF8, 0xCFC-0xCFF) and the ECAM
- * window (PCI_ECAM_BASE, boot/layout.h), then creates one device per
+ * window (the platform's ecam_base, core/platform.h), then creates one device per
  * configured `pci.0.S.F.device=NAME`, in slot then function order, with
  * device id and configuration prefix "pci.0.S.F". When nothing is
  * configured at 0:0.0, a "hostbridge" is added there.

@@ -22,6 +22,7 @@
 #include "boot/aml.h"
 #include "boot/layout.h"
 #include "core/memory.h"
+#include "core/platform.h"
 
 #define MiB (1ULL << 20)
 
@@ -100,16 +101,35 @@ static const uint8_t *table(const struct fixture *f, uint64_t gpa, const char *s
 	return t;
 }
 
-static struct fixture *setup_with(unsigned ncpus)
+/* The machine a VM on `layout` with `ram` bytes and ncpus vCPUs describes; classic 64-bit window unless given. */
+static struct acpi_machine machine(const struct guest_memory *mem, const char *layout, unsigned ncpus,
+				   uint64_t mmio64_end)
+{
+	const struct platform *p = platform_find(layout);
+	uint64_t classic = PCI_MMIO64_BASE(MEM_4G + mem_highmem_size(mem));
+
+	assert_non_null(p);
+	return (struct acpi_machine){ .mem = mem, .platform = p, .ncpus = ncpus, .i8042 = true,
+				      .mmio64_end = mmio64_end ? mmio64_end : classic + PCI_MMIO64_SIZE };
+}
+
+static struct fixture *setup_machine(const char *layout, unsigned ncpus, uint64_t mmio64_end)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
+	struct acpi_machine m;
 
 	assert_non_null(f);
-	mem_layout(&f->mem, 256 * MiB);
+	mem_layout(&f->mem, 256 * MiB, platform_find(layout)->lowmem_limit);
 	assert_int_equal(mem_alloc(&f->mem, "test-acpi"), 0);
-	assert_int_equal(acpi_build(&f->mem, ncpus, true, &f->rsdp), 0);
+	m = machine(&f->mem, layout, ncpus, mmio64_end);
+	assert_int_equal(acpi_build(&m, &f->rsdp), 0);
 	assert_int_equal(f->rsdp, LAYOUT_RSDP);
 	return f;
+}
+
+static struct fixture *setup_with(unsigned ncpus)
+{
+	return setup_machine("q35", ncpus, 0);
 }
 
 static void teardown_fixture(struct fixture *f)
@@ -167,19 +187,25 @@ static void test_rsdp_and_roots(void **state)
 	teardown_fixture(f);
 }
 
-/* MCFG: one ECAM allocation, segment 0, buses 0-255 at PCI_ECAM_BASE. */
-static void test_mcfg(void **state)
+/* MCFG: one ECAM allocation, segment 0, buses 0-255 at the platform's base (OVMF's 0xB0000000 on q35). */
+static void check_mcfg(const char *layout, uint64_t ecam)
 {
-	struct fixture *f = setup_with(1);
+	struct fixture *f = setup_machine(layout, 1, 0);
 	const uint8_t *m = find(f, "MCFG");
 
-	(void)state;
 	assert_int_equal(le(m + 4, 4), 60);
-	assert_int_equal(le(m + 44, 8), PCI_ECAM_BASE);
+	assert_int_equal(le(m + 44, 8), ecam);
 	assert_int_equal(le(m + 52, 2), 0);
 	assert_int_equal(m[54], 0);
 	assert_int_equal(m[55], PCI_ECAM_BUS_END);
 	teardown_fixture(f);
+}
+
+static void test_mcfg(void **state)
+{
+	(void)state;
+	check_mcfg("q35", 0xB0000000);
+	check_mcfg("legacy", 0xE0000000);
 }
 
 static void test_fadt(void **state)
@@ -390,8 +416,8 @@ static void test_dsdt_contents(void **state)
 	/* The PCI root bridge, its interrupt routing and the ECAM reservation. */
 	static const uint8_t pnp0a03[] = { 0x0C, 0x41, 0xD0, 0x0A, 0x03 };
 	static const uint8_t pnp0c02[] = { 0x0C, 0x41, 0xD0, 0x0C, 0x02 };
-	/* Memory32Fixed(ReadWrite, 0xE0000000, 0x10000000) */
-	static const uint8_t ecam[] = { 0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xE0, 0x00, 0x00, 0x00, 0x10 };
+	/* Memory32Fixed(ReadWrite, 0xB0000000, 0x10000000) */
+	static const uint8_t ecam[] = { 0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xB0, 0x00, 0x00, 0x00, 0x10 };
 	/* Package(4) { 0x1FFFF, 3, 0, 20 }: slot 1 INTD -> GSI 16 + (1 + 3) % 8 */
 	static const uint8_t prt[] = { 0x12, 0x0C, 0x04, 0x0C, 0xFF, 0xFF, 0x01, 0x00, 0x0A, 0x03, 0x00, 0x0A, 0x14 };
 	assert_non_null(memmem(d, len, "PCI0", 4));
@@ -401,6 +427,48 @@ static void test_dsdt_contents(void **state)
 	assert_non_null(memmem(d, len, ecam, sizeof(ecam)));
 	assert_non_null(memmem(d, len, prt, sizeof(prt)));
 	teardown_fixture(f);
+}
+
+/*
+ * The root bridge's memory windows: DWordMemory's and QWordMemory's
+ * minimum and maximum (after the 0x87/0x8A tag, length, three flag bytes
+ * and the granularity), and the ECAM reservation, for each layout.
+ */
+static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uint32_t max32, uint64_t mmio64_end)
+{
+	struct fixture *f = setup_machine(layout, 1, mmio64_end);
+	const uint8_t *d = dsdt(f);
+	size_t len = le(d + 4, 4);
+	uint8_t dword[8], qword[24] = { 0 }, fixed[12] = { 0x86, 0x09, 0x00, 0x01 };
+	uint64_t base64 = PCI_MMIO64_BASE(MEM_4G);
+	const uint8_t *p;
+
+	for (unsigned i = 0; i < 4; i++) {
+		dword[i] = (uint8_t)(min32 >> (8 * i));
+		dword[4 + i] = (uint8_t)(max32 >> (8 * i));
+		fixed[4 + i] = (uint8_t)(ecam >> (8 * i));
+		fixed[8 + i] = (uint8_t)(PCI_ECAM_SIZE >> (8 * i));
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		qword[i] = (uint8_t)(base64 >> (8 * i));
+		qword[8 + i] = (uint8_t)((mmio64_end - 1) >> (8 * i)); /* then translation 0 */
+	}
+	p = memmem(d, len, dword, sizeof(dword));
+	assert_non_null(p);
+	assert_int_equal(p[-10], 0x87);
+	p = memmem(d, len, qword, sizeof(qword));
+	assert_non_null(p);
+	assert_int_equal(p[-14], 0x8A);
+	assert_non_null(memmem(d, len, fixed, sizeof(fixed)));
+	teardown_fixture(f);
+}
+
+static void test_dsdt_windows(void **state)
+{
+	(void)state;
+	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, 1ULL << 39);
+	check_windows("legacy", 0xE0000000, 0xC0000000, 0xDFFFFFFF, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
 }
 
 /* iasl on PATH, or NULL. */
@@ -617,19 +685,23 @@ static void test_tables_fit(void **state)
 static void test_failures(void **state)
 {
 	struct guest_memory mem;
+	struct acpi_machine m;
 	uint64_t rsdp = 0;
 
 	(void)state;
-	mem_layout(&mem, 64 * MiB);
+	mem_layout(&mem, 64 * MiB, platform_find("q35")->lowmem_limit);
 	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	assert_int_equal(acpi_build(&mem, 0, true, &rsdp), -1);
-	assert_int_equal(acpi_build(&mem, ACPI_MAX_CPUS + 1, true, &rsdp), -1);
+	m = machine(&mem, "q35", 0, 0);
+	assert_int_equal(acpi_build(&m, &rsdp), -1);
+	m.ncpus = ACPI_MAX_CPUS + 1;
+	assert_int_equal(acpi_build(&m, &rsdp), -1);
 	mem_free(&mem);
 
 	/* Too little RAM to hold the firmware area. */
-	mem_layout(&mem, 512 * 1024);
+	mem_layout(&mem, 512 * 1024, platform_find("q35")->lowmem_limit);
 	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	assert_int_equal(acpi_build(&mem, 1, true, &rsdp), -1);
+	m = machine(&mem, "q35", 1, 0);
+	assert_int_equal(acpi_build(&m, &rsdp), -1);
 	mem_free(&mem);
 }
 
@@ -645,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_madt_x2apic),
 		cmocka_unit_test(test_dsdt_contents),
 		cmocka_unit_test(test_mcfg),
+		cmocka_unit_test(test_dsdt_windows),
 		cmocka_unit_test(test_dsdt_iasl),
 		cmocka_unit_test(test_aml_pkg_length),
 		cmocka_unit_test(test_aml_names),

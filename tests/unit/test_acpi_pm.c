@@ -71,6 +71,19 @@ static void test_s5_by_byte_write(void **state)
 	assert_int_equal(testvm_exit_status(), HYVE_EXIT_POWEROFF);
 }
 
+/* OVMF's shutdown on Q35: clear SLP_TYP (bits 10-13), then set SLP_EN: sleep type 0 is soft-off. */
+static void test_firmware_shutdown_type_0(void **state)
+{
+	struct vm *vm = *state;
+	uint16_t v = inw(vm, PORT_ACPI_PM1A_CNT);
+
+	outw(vm, PORT_ACPI_PM1A_CNT, v & ~0x3C00);
+	assert_int_equal(testvm_exit_status(), -1);
+	v = inw(vm, PORT_ACPI_PM1A_CNT);
+	outw(vm, PORT_ACPI_PM1A_CNT, v | SLP_EN);
+	assert_int_equal(testvm_exit_status(), HYVE_EXIT_POWEROFF);
+}
+
 static void test_other_sleep_types_are_ignored(void **state)
 {
 	struct vm *vm = *state;
@@ -209,6 +222,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sci_en_always_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_s5_requests_poweroff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_s5_by_byte_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firmware_shutdown_type_0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_sleep_types_are_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pm_timer_runs_at_3_58_mhz, setup, teardown),

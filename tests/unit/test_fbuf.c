@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "core/platform.h"
 #include "core/devmem.h"
 #include "core/device.h"
 #include "core/display.h"
@@ -102,7 +103,7 @@ static void ecam_write32(struct vm *vm, unsigned reg, uint32_t v)
 {
 	uint8_t d[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
 
-	iobus_access(&vm->mmio, PCI_ECAM_BASE + ((uint64_t)SLOT << 15) + reg, d, 4, true);
+	iobus_access(&vm->mmio, vm->platform->ecam_base + ((uint64_t)SLOT << 15) + reg, d, 4, true);
 }
 
 /* ---- tests ---- */

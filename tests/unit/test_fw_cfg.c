@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/memory.h"
+#include "core/platform.h"
 #include "core/vm.h"
 #include "dev/fw_cfg.h"
 #include "snapshot/state.h"
@@ -402,7 +403,7 @@ static void test_hostile_dma(void **state)
 	assert_int_equal(dma(vm, C_READ, 16, 0xFFFFFFFFFFFFFFF8ULL), C_ERROR);
 	assert_int_equal(dma(vm, C_READ, 0xFFFFFFFF, BUF_GPA), C_ERROR);
 	assert_int_equal(dma(vm, C_READ, 32, RAM - 16), C_ERROR);
-	assert_int_equal(dma(vm, C_READ, 16, MEM_LOWMEM_LIMIT), C_ERROR);
+	assert_int_equal(dma(vm, C_READ, 16, vm->platform->lowmem_limit), C_ERROR);
 	assert_int_equal(inb(vm, P_DATA), f[0]); /* the read position did not move */
 
 	/* Ending exactly at the end of RAM is fine. */
@@ -938,13 +939,16 @@ static void test_table_loader_matches_direct_boot(void **state)
 	struct vm *vm = firmware_vm(3);
 	struct loader_run lr = { .vm = vm, .high_gpa = LAYOUT_ACPI_TABLES, .fseg_gpa = LAYOUT_RSDP };
 	struct guest_memory direct;
+	struct acpi_machine m;
 	uint64_t rsdp;
 
 	(void)state;
 	run_loader(&lr);
-	mem_layout(&direct, RAM);
+	mem_layout(&direct, RAM, vm->platform->lowmem_limit);
 	assert_int_equal(mem_alloc(&direct, "test-direct"), 0);
-	assert_int_equal(acpi_build(&direct, 3, true, &rsdp), 0);
+	acpi_machine_of(vm, &m);
+	m.mem = &direct;
+	assert_int_equal(acpi_build(&m, &rsdp), 0);
 	assert_int_equal(rsdp, LAYOUT_RSDP);
 	assert_memory_equal(ram(vm, LAYOUT_ACPI_TABLES, LAYOUT_ACPI_TABLES_MAX),
 			    mem_gpa_to_hva(&direct, LAYOUT_ACPI_TABLES, LAYOUT_ACPI_TABLES_MAX), lr.blobs[0].size);
@@ -1004,10 +1008,10 @@ static void test_e820(void **state)
 	select_key(vm, e.select);
 	read_port(vm, map, sizeof(map));
 	assert_int_equal(le(map, 8), 0);
-	assert_int_equal(le(map + 8, 8), 3ULL << 30);
+	assert_int_equal(le(map + 8, 8), 0xB0000000ULL); /* q35: RAM below 4 GiB ends where ECAM begins */
 	assert_int_equal(le(map + 16, 4), 1);
 	assert_int_equal(le(map + 20, 8), 4ULL << 30);
-	assert_int_equal(le(map + 28, 8), 2ULL << 30);
+	assert_int_equal(le(map + 28, 8), (5ULL << 30) - 0xB0000000ULL);
 	assert_int_equal(le(map + 36, 4), 1);
 	free_vm(vm);
 }

@@ -15,6 +15,7 @@
 #include "boot/layout.h"
 #include "boot/mptable.h"
 #include "core/memory.h"
+#include "core/platform.h"
 #include "core/vm.h"
 
 #define MiB (1ULL << 20)
@@ -121,7 +122,7 @@ static void check(unsigned ncpus)
 	struct guest_memory mem;
 	struct counts c = { 0 };
 
-	mem_layout(&mem, 128 * MiB);
+	mem_layout(&mem, 128 * MiB, platform_find("q35")->lowmem_limit);
 	assert_int_equal(mem_alloc(&mem, "test-mptable"), 0);
 	assert_int_equal(mptable_build(&mem, ncpus), 0);
 
@@ -180,13 +181,13 @@ static void test_failures(void **state)
 	struct guest_memory mem;
 
 	(void)state;
-	mem_layout(&mem, 128 * MiB);
+	mem_layout(&mem, 128 * MiB, platform_find("q35")->lowmem_limit);
 	assert_int_equal(mem_alloc(&mem, "test-mptable"), 0);
 	assert_int_equal(mptable_build(&mem, 0), -1);
 	assert_int_equal(mptable_build(&mem, MPTABLE_MAX_CPUS + 1), -1);
 	mem_free(&mem);
 
-	mem_layout(&mem, 512 * 1024);
+	mem_layout(&mem, 512 * 1024, platform_find("q35")->lowmem_limit);
 	assert_int_equal(mem_alloc(&mem, "test-mptable"), 0);
 	assert_int_equal(mptable_build(&mem, 1), -1);
 	mem_free(&mem);

@@ -256,9 +256,20 @@ static bool mmio_write(struct vm *vm, uint64_t addr, unsigned size, uint64_t v)
 	return iobus_access(&vm->mmio, addr, data, size, true);
 }
 
+/*
+ * The q35 layout (a new VM's default), spelt out: ECAM where OVMF puts it
+ * and the 32-bit window OVMF assigns from; the ids of the Q35 MCH and the
+ * ICH9 LPC bridge.
+ */
+#define ECAM_BASE 0xB0000000ULL
+#define MMIO32_BASE 0xC0000000ULL
+#define MMIO32_END 0xFC000000ULL
+#define HOSTBRIDGE_IDS 0x29C08086u
+#define LPC_IDS 0x29188086u
+
 static uint64_t ecam(unsigned bus, unsigned slot, unsigned func, unsigned reg)
 {
-	return PCI_ECAM_BASE + ((uint64_t)bus << 20 | slot << 15 | func << 12 | reg);
+	return ECAM_BASE + ((uint64_t)bus << 20 | slot << 15 | func << 12 | reg);
 }
 
 static uint64_t bar_of(struct vm *vm, unsigned slot, unsigned index)
@@ -291,9 +302,9 @@ static void test_conf1(void **state)
 	outl(vm, 0xCF8, 0x80000000);
 	assert_int_equal(inl(vm, 0xCF8), 0x80000000);
 	/* The host bridge was added at 0:0.0 automatically. */
-	assert_int_equal(cfg_read(vm, 0, 0, PCI_VENDOR_ID, 4), 0x12751275);
+	assert_int_equal(cfg_read(vm, 0, 0, PCI_VENDOR_ID, 4), HOSTBRIDGE_IDS);
 	assert_int_equal(cfg_read(vm, 0, 0, PCI_CLASS_DEVICE, 2), 0x0600);
-	assert_int_equal(cfg_read(vm, 31, 0, PCI_VENDOR_ID, 4), 0x12761275);
+	assert_int_equal(cfg_read(vm, 31, 0, PCI_VENDOR_ID, 4), LPC_IDS);
 	assert_int_equal(cfg_read(vm, 31, 0, PCI_REVISION_ID, 4) >> 8, 0x060100);
 	/* Word and byte reads at 0xCFE, 0xCFD. */
 	assert_int_equal(cfg_read(vm, 3, 0, PCI_DEVICE_ID, 2), TEST_DEVICE);
@@ -343,7 +354,7 @@ static void test_ecam(void **state)
 	struct vm *vm = *state;
 	bool claimed;
 
-	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, &claimed), 0x12751275);
+	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, &claimed), HOSTBRIDGE_IDS);
 	assert_true(claimed);
 	assert_int_equal(mmio_read(vm, ecam(0, 3, 0, 2), 2, NULL), TEST_DEVICE);
 	assert_int_equal(mmio_read(vm, ecam(0, 3, 0, 0xB), 1, NULL), 0xFF);
@@ -359,7 +370,7 @@ static void test_ecam(void **state)
 	assert_true(mmio_write(vm, ecam(0, 3, 0, PCI_LATENCY_TIMER), 1, 0x40));
 	assert_int_equal(cfg_read(vm, 3, 0, PCI_LATENCY_TIMER, 1), 0x40);
 	/* The last byte of the window is still ECAM (bus 255, slot 31, function 7). */
-	assert_int_equal(mmio_read(vm, PCI_ECAM_BASE + PCI_ECAM_SIZE - 1, 1, &claimed), 0xFF);
+	assert_int_equal(mmio_read(vm, ECAM_BASE + PCI_ECAM_SIZE - 1, 1, &claimed), 0xFF);
 	assert_true(claimed);
 }
 
@@ -411,8 +422,8 @@ static void test_initial_placement(void **state)
 	bool claimed;
 
 	assert_true(io >= PCI_IO_BASE && io + IO_BAR_SIZE <= PCI_IO_END && io % IO_BAR_SIZE == 0);
-	assert_true(mem >= PCI_MMIO32_BASE && mem + MEM_BAR_SIZE <= PCI_MMIO32_END && mem % MEM_BAR_SIZE == 0);
-	assert_true(msix >= PCI_MMIO32_BASE && msix + 4096 <= PCI_MMIO32_END && msix != mem);
+	assert_true(mem >= MMIO32_BASE && mem + MEM_BAR_SIZE <= MMIO32_END && mem % MEM_BAR_SIZE == 0);
+	assert_true(msix >= MMIO32_BASE && msix + 4096 <= MMIO32_END && msix != mem);
 	assert_true(mem64 >= PCI_MMIO64_BASE(MEM_4G) && mem64 % MEM64_BAR_SIZE == 0);
 	assert_int_equal(cfg_read(vm, 3, 0, PCI_BASE_ADDRESS_0 + 8, 4) & 0xF, 0xC); /* 64-bit, prefetchable */
 	assert_int_equal(pci_bar_addr(&s->fn, 1), mem);
@@ -464,7 +475,7 @@ static void test_bar_move(void **state)
 	struct vm *vm = *state;
 	struct tdev *s = tdev_at(vm, "pci.0.3.0");
 	uint64_t mem = bar_of(vm, 3, 1), io = bar_of(vm, 3, 0);
-	uint64_t to = PCI_MMIO32_BASE + 0x100000;
+	uint64_t to = MMIO32_BASE + 0x100000;
 	bool claimed;
 
 	/* Moving with decoding on re-registers the range at once. */
@@ -518,8 +529,8 @@ static void test_hostile_bar_values(void **state)
 	assert_true(pci_bar_mapped(&s->fn, 4, &where));
 	assert_int_equal(where, msix);
 	/* Onto ECAM, onto another BAR: refused, the other ranges stay intact. */
-	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)PCI_ECAM_BASE);
-	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), 0x12751275);
+	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)ECAM_BASE);
+	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), HOSTBRIDGE_IDS);
 	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)msix);
 	assert_false(s->fn.bars[1].mapped);
 	assert_int_equal(mmio_read(vm, msix + 12, 4, NULL), 1); /* still the MSI-X table (masked entry 0) */
@@ -1040,11 +1051,11 @@ static void test_random_guest(void **state)
 	}
 	/* Still a working bus: identity intact, BARs placeable again. */
 	assert_int_equal(cfg_read(vm, 3, 0, PCI_VENDOR_ID, 4), TEST_DEVICE << 16 | TEST_VENDOR);
-	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), 0x12751275);
-	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)PCI_MMIO32_BASE + 0x400000);
+	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), HOSTBRIDGE_IDS);
+	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)MMIO32_BASE + 0x400000);
 	cfg_write(vm, 3, 0, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
 	bool claimed;
-	mmio_read(vm, PCI_MMIO32_BASE + 0x400000, 4, &claimed);
+	mmio_read(vm, MMIO32_BASE + 0x400000, 4, &claimed);
 	assert_true(claimed);
 }
 
@@ -1057,7 +1068,7 @@ static void test_function_reset(void **state)
 	uint64_t mem = bar_of(vm, 3, 1), table = bar_of(vm, 3, MSIX_BAR);
 	bool claimed;
 
-	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)(PCI_MMIO32_BASE + 0x200000));
+	cfg_write(vm, 3, 0, 0x14, 4, (uint32_t)(MMIO32_BASE + 0x200000));
 	msix_program(vm, table, 0, MSI_ADDR, MSI_DATA, false);
 	cfg_write(vm, 3, 0, s->fn.msix.cap + 2, 2, 0x8000);
 	pci_intx_assert(&s->fn);
@@ -1100,7 +1111,7 @@ static void test_save_restore(void **state)
 {
 	struct vm *vm = *state, *vm2;
 	struct tdev *s = tdev_at(vm, "pci.0.3.0"), *s2;
-	uint64_t table = bar_of(vm, 3, MSIX_BAR), to = PCI_MMIO32_BASE + 0x300000, addr;
+	uint64_t table = bar_of(vm, 3, MSIX_BAR), to = MMIO32_BASE + 0x300000, addr;
 	uint32_t data;
 	size_t len, blen;
 	bool claimed;
@@ -1172,6 +1183,129 @@ static void test_restore_keeps_identity(void **state)
 	free(buf);
 }
 
+/* ---- the platform's chipset ---- */
+
+/*
+ * What OVMF does to the Q35 MCH and the ICH9 LPC bridge (PlatformPei, the
+ * timer library, the boot manager) and what it must read back.
+ */
+static void test_q35_chipset(void **state)
+{
+	struct vm *vm = *state;
+	struct device *hb = device_find(vm, "pci.0.0.0"), *lpc = device_find(vm, "pci.0.31.0");
+	size_t len;
+	uint8_t *buf;
+
+	/* MCH: no interrupt pin; PCIEXBAR says what ECAM decodes. */
+	assert_int_equal(cfg_read(vm, 0, 0, PCI_INTERRUPT_PIN, 1), 0);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0xB0000001);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x64, 4), 0);
+	/* PlatformPei: disable, high dword, then base 0xB0000000, 256 MiB, enabled. ECAM never moves. */
+	cfg_write(vm, 0, 0, 0x60, 4, 0);
+	cfg_write(vm, 0, 0, 0x64, 4, 0);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0);
+	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), HOSTBRIDGE_IDS);
+	cfg_write(vm, 0, 0, 0x60, 4, 0xB0000001);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0xB0000001);
+	assert_int_equal(mmio_read(vm, ecam(0, 31, 0, 0), 4, NULL), LPC_IDS);
+	/* Another base: stored, ECAM stays. */
+	cfg_write(vm, 0, 0, 0x60, 4, 0xE0000001);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0xE0000001);
+	assert_int_equal(mmio_read(vm, ecam(0, 0, 0, 0), 4, NULL), HOSTBRIDGE_IDS);
+	/* The VBE shim's read-modify-write of PAM1. */
+	cfg_write(vm, 0, 0, 0x91, 1, cfg_read(vm, 0, 0, 0x91, 1) | 3);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x91, 1), 3);
+
+	/* LPC: the PM block already enabled at 0x600, so OVMF keeps it; its timer is at PMBASE + 8. */
+	assert_int_equal(cfg_read(vm, 31, 0, 0x44, 1), 0x80);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0x601);
+	assert_int_equal((cfg_read(vm, 31, 0, 0x40, 4) & ~1u) + 8, PORT_ACPI_PM_TMR);
+	/* Bits 15:7 are the base; bit 0 reads 1 whatever is written. */
+	cfg_write(vm, 31, 0, 0x40, 4, 0xFFFFFFFF);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0xFF81);
+	cfg_write(vm, 31, 0, 0x40, 4, 0);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0x1);
+	cfg_write(vm, 31, 0, 0x44, 1, 0xFF);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x44, 1), 0x87);
+	/* PIRQ routing: disabled at power-on, the boot manager's values stick. */
+	assert_int_equal(cfg_read(vm, 31, 0, 0x60, 4), 0x80808080);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x68, 4), 0x80808080);
+	cfg_write(vm, 31, 0, 0x60, 4, 0x0B0B0A0A);
+	cfg_write(vm, 31, 0, 0x68, 4, 0x0B0B0A0A);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x60, 4), 0x0B0B0A0A);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x68, 4), 0x0B0B0A0A);
+	/* RCBA: OVMF's write is dropped, so no driver looks for chipset registers behind it. */
+	cfg_write(vm, 31, 0, 0xF0, 4, 0xFED1C001);
+	assert_int_equal(cfg_read(vm, 31, 0, 0xF0, 4), 0);
+
+	/* A snapshot carries the guest's values; a reset brings back the power-on ones. */
+	buf = save_device(vm, "pci.0.31.0", &len);
+	lpc->model->reset(lpc);
+	hb->model->reset(hb);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0x601);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x60, 4), 0x80808080);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0xB0000001);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x91, 1), 0);
+	assert_int_equal(restore_device(vm, "pci.0.31.0", buf, len), 0);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0x1);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x60, 4), 0x0B0B0A0A);
+	free(buf);
+}
+
+/* With `pcie` on q35 the capability stays clear of PCIEXBAR and PAM. */
+static void test_q35_pcie_hostbridge(void **state)
+{
+	static const char *const cfg[] = { "pci.0.0.0.device=hostbridge", "pci.0.0.0.pcie=true", NULL };
+	struct vm *vm = new_vm(cfg);
+	unsigned cap;
+
+	(void)state;
+	assert_int_equal(attach(vm), 0);
+	cap = pci_cap_find(pci_bus_function(pci_bus_of(vm), 0, 0), PCI_CAP_ID_EXP);
+	assert_true(cap >= 0xA0);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0xB0000001);
+	free_vm(vm);
+}
+
+/* A snapshot from before q35 restores into hyve's old layout: old ids, ECAM and window, no chipset registers. */
+static void test_legacy_platform(void **state)
+{
+	static const char *const cfg[] = { "pci.0.3.0.device=pcitest", "pci.0.31.0.device=lpc", NULL };
+	struct vm *vm = testvm_new_platform(4ULL << 30, "legacy");
+	bool claimed;
+
+	(void)state;
+	for (const char *const *c = cfg; *c; c++)
+		assert_int_equal(config_set_assignment(vm->cfg, *c), 0);
+	assert_int_equal(attach(vm), 0);
+	assert_int_equal(vm->mem.regions[0].size, 0xC0000000ULL);
+	assert_int_equal(cfg_read(vm, 0, 0, PCI_VENDOR_ID, 4), 0x12751275);
+	assert_int_equal(cfg_read(vm, 31, 0, PCI_VENDOR_ID, 4), 0x12761275);
+	assert_int_equal(mmio_read(vm, 0xE0000000ULL, 4, &claimed), 0x12751275);
+	assert_true(claimed);
+	mmio_read(vm, ECAM_BASE, 4, &claimed);
+	assert_false(claimed);
+	assert_int_equal(cfg_read(vm, 0, 0, 0x60, 4), 0);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0);
+	cfg_write(vm, 31, 0, 0x40, 4, 0xFFFFFFFF);
+	assert_int_equal(cfg_read(vm, 31, 0, 0x40, 4), 0);
+	assert_true(bar_of(vm, 3, 1) >= 0xC0000000ULL && bar_of(vm, 3, 1) < 0xE0000000ULL);
+	free_vm(vm);
+}
+
+/* The user's ids still win over the platform's. */
+static void test_hostbridge_ids_override(void **state)
+{
+	static const char *const cfg[] = { "pci.0.0.0.device=hostbridge", "pci.0.0.0.vendor=0x1234",
+					   "pci.0.0.0.devid=0x5678", NULL };
+	struct vm *vm = new_vm(cfg);
+
+	(void)state;
+	assert_int_equal(attach(vm), 0);
+	assert_int_equal(cfg_read(vm, 0, 0, PCI_VENDOR_ID, 4), 0x56781234);
+	free_vm(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1202,6 +1336,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_function_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_keeps_identity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_q35_chipset, setup, teardown),
+		cmocka_unit_test(test_q35_pcie_hostbridge),
+		cmocka_unit_test(test_legacy_platform),
+		cmocka_unit_test(test_hostbridge_ids_override),
 	};
 
 	log_set_level(LOG_ERROR);

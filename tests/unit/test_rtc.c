@@ -21,12 +21,17 @@
 #define REG_C 0x0C
 #define REG_D 0x0D
 
-static struct vm *new_rtc_vm(uint64_t mem)
+static struct vm *new_rtc_vm_on(uint64_t mem, const char *layout)
 {
-	struct vm *vm = testvm_new(mem);
+	struct vm *vm = testvm_new_platform(mem, layout);
 
 	assert_int_equal(device_model_find("rtc")->attach(vm), 0);
 	return vm;
+}
+
+static struct vm *new_rtc_vm(uint64_t mem)
+{
+	return new_rtc_vm_on(mem, NULL);
 }
 
 static int setup(void **state)
@@ -337,7 +342,12 @@ static void test_memory_bytes_above_4g(void **state)
 	struct vm *vm = new_rtc_vm(5ULL << 30);
 
 	(void)state;
-	/* 3 GiB below the PCI hole, 2 GiB above 4 GiB. */
+	/* q35: 2.75 GiB below ECAM at 0xB0000000, 2.25 GiB above 4 GiB. */
+	assert_int_equal(cmos_read(vm, 0x34) | cmos_read(vm, 0x35) << 8, 0xAF00);
+	assert_int_equal(cmos_read(vm, 0x5B) | cmos_read(vm, 0x5C) << 8 | cmos_read(vm, 0x5D) << 16, 2304 * 16);
+	testvm_free(vm);
+	/* The legacy layout: 3 GiB below the PCI hole, 2 GiB above 4 GiB. */
+	vm = new_rtc_vm_on(5ULL << 30, "legacy");
 	assert_int_equal(cmos_read(vm, 0x34) | cmos_read(vm, 0x35) << 8, (3072 - 16) * 16);
 	assert_int_equal(cmos_read(vm, 0x5B) | cmos_read(vm, 0x5C) << 8 | cmos_read(vm, 0x5D) << 16, 2048 * 16);
 	testvm_free(vm);

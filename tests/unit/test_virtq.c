@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/memory.h"
+#include "core/platform.h"
 #include "snapshot/state.h"
 #include "virtio/virtq.h"
 
@@ -79,7 +80,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	mem_layout(&f->mem, MEM_SIZE);
+	mem_layout(&f->mem, MEM_SIZE, platform_find("q35")->lowmem_limit);
 	assert_int_equal(mem_alloc(&f->mem, "test-virtq"), 0);
 	assert_int_equal(virtq_init(&f->vq, &f->mem, 0, QSIZE, on_error, f), 0);
 	f->layout = (struct virtq_layout){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA };

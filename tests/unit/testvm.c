@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/evloop.h"
+#include "core/platform.h"
 #include "core/vm.h"
 
 static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -157,6 +158,11 @@ static void stop_loop_thread(void)
 
 struct vm *testvm_new(uint64_t mem_size)
 {
+	return testvm_new_platform(mem_size, NULL);
+}
+
+struct vm *testvm_new_platform(uint64_t mem_size, const char *layout)
+{
 	struct vm *vm = calloc(1, sizeof(*vm));
 
 	if (!vm)
@@ -171,9 +177,12 @@ struct vm *testvm_new(uint64_t mem_size)
 	iobus_init(&vm->pio);
 	iobus_init(&vm->mmio);
 	vm->loop = evloop_new();
-	mem_layout(&vm->mem, mem_size);
-	if (!vm->cfg || !vm->loop)
+	if (!vm->cfg || !vm->loop || (layout && config_set(vm->cfg, PLATFORM_LAYOUT_KEY, layout) < 0))
 		abort();
+	vm->platform = platform_select(vm->cfg);
+	if (!vm->platform)
+		abort();
+	mem_layout(&vm->mem, mem_size, vm->platform->lowmem_limit);
 	testvm_clear_records();
 	return vm;
 }

@@ -15,8 +15,10 @@ struct vm;
 
 #define TESTVM_MAX_GSI 24
 
-/* A VM of `mem_size` bytes laid out as vm_create() would (no RAM is allocated). */
+/* A VM of `mem_size` bytes laid out as vm_create() would (no RAM is allocated), on the default platform. */
 struct vm *testvm_new(uint64_t mem_size);
+/* The same on the platform layout of that name (core/platform.h); NULL: as vm_create() picks it. */
+struct vm *testvm_new_platform(uint64_t mem_size, const char *layout);
 /* Destroys devices first, as vm_destroy() does. */
 void testvm_free(struct vm *vm);
 
