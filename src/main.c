@@ -17,6 +17,7 @@
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/platform.h"
 #include "core/sandbox.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
@@ -217,8 +218,10 @@ static int configure_and_run(struct config *cli)
 			return HYVE_EXIT_ERROR;
 		}
 	}
-	if (opt_bool(cfg, "config.dump", &dump) < 0) {
+	/* The platform layout is part of the resolved configuration (and of what --print-config shows). */
+	if (opt_bool(cfg, "config.dump", &dump) < 0 || !platform_select(cfg)) {
 		status = HYVE_EXIT_ERROR;
+		snapshot_close(snap);
 	} else if (dump) {
 		options_dump(cfg, stdout);
 		snapshot_close(snap);

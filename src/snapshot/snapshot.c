@@ -21,6 +21,7 @@
 #include "core/device.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/platform.h"
 #include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/vm.h"
@@ -377,6 +378,27 @@ static int read_omitted(struct snapshot_file *s, struct config *omitted)
  * The configuration the restore runs with: the file's, as far as the file
  * may choose (src/snapshot/trust.h), with the command line on top.
  */
+/*
+ * A snapshot restores into the platform layout it was taken with (RAM,
+ * ECAM and the chipset are under the running guest): the one it recorded,
+ * or "legacy" for a file from before the key. Recorded in cfg; another
+ * value from the command line is refused.
+ */
+static int keep_platform_layout(struct snapshot_file *s, const struct config *file, struct config *cfg)
+{
+	const char *taken = config_get(file, PLATFORM_LAYOUT_KEY), *asked = config_get(cfg, PLATFORM_LAYOUT_KEY);
+
+	if (!taken)
+		taken = "legacy";
+	if (asked && strcmp(asked, taken) != 0)
+		return set_error(s->err, sizeof(s->err),
+				 "%s=%s: the snapshot was taken with the %s layout and restores only with it",
+				 PLATFORM_LAYOUT_KEY, asked, taken);
+	if (config_set(cfg, PLATFORM_LAYOUT_KEY, taken) < 0)
+		return set_error(s->err, sizeof(s->err), "out of memory");
+	return 0;
+}
+
 static int build_config(struct snapshot_file *s, struct state_reader *m, struct config *cfg,
 			const struct config *cli)
 {
@@ -399,6 +421,8 @@ static int build_config(struct snapshot_file *s, struct state_reader *m, struct 
 	if (read_config(s, m, file) == 0 && read_omitted(s, omitted) == 0)
 		rc = snapshot_merge_config(file, omitted, cli ? cli : none, trusted ? NULL : why, cfg, s->err,
 					   sizeof(s->err));
+	if (rc == 0)
+		rc = keep_platform_layout(s, file, cfg);
 out:
 	config_free(file);
 	config_free(omitted);

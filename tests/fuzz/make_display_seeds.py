@@ -107,7 +107,7 @@ seeds = {
     "offsets": mode(640, 480, 5, 0xC1, 4000, 100, 3000) + fb(0xFFFF, b"\x11" * 64) + scan() + dispi(8, 65535) +
     dispi(9, 65535) + scan(),
     "pci": cfg(0x10, 0xD0000000) + cfg(0x04, 0x0000, 2) + fb(16, b"\x42" * 16) + cfg(0x04, 0x0002, 2) +
-    cfg(0x18, 0xFFFFFFFF) + cfg(0x18, 0xE0000000) + bar2(0, 0, 0, write=False) + scan(),
+    cfg(0x18, 0xFFFFFFFF) + cfg(0x18, 0xB0000000) + bar2(0, 0, 0, write=False) + scan(),
     "snapshot": mode(800, 600, 5, 0xC1) + fb(10, b"\x33" * 100) + text(160, hello) + attr(2, 0x15) +
     roundtrip([(40, 0x07), (120, 0xFF)]) + scan(),
     "restore": restore(cbor({"index": 4, "dispi": {"id": 0xB0C5, "xres": 640, "yres": 480, "bpp": 32,

@@ -78,3 +78,15 @@ def test_combined_image_with_vars(vars_copy):
 
 def test_bootrom_and_kernel_exclude_each_other(vars_copy):
     assert_one_line_error(run_hyve(firmware(CODE_4M, vars_copy, "--kernel", KERNEL)), "--kernel")
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["-s", "30,lpc"], ["slot 31", "pci.0.30.0"]),
+    (["-s", "31,hostbridge"], ["slot 31 holds 'hostbridge'"]),
+    (["-s", "0,hostbridge,devid=0x1237"], ["Q35 host bridge", "vendor or devid"]),
+    (["-o", "platform.layout=legacy"], ["platform.layout=q35", "legacy"]),
+])
+def test_platform_the_firmware_cannot_use(vars_copy, extra, fragments):
+    """OVMF recognises Q35 by the host bridge's id and reaches the PM block only through the LPC
+    bridge at 0:1f.0: a configuration that hides either is refused before the firmware runs."""
+    assert_one_line_error(run_hyve(firmware(CODE_4M, vars_copy, *extra)), "lpc.bootrom", *fragments)

@@ -1,5 +1,6 @@
 """The PCI bus: the stock kernel finds the host bridge and the LPC bridge
-through config mechanism #1 and ECAM, with the root bridge, windows and
+(the Q35 MCH and the ICH9 LPC bridge, as OVMF expects them) through config
+mechanism #1 and ECAM at 0xB0000000, with the root bridge, windows and
 interrupt routing the ACPI tables announce; bad slot configurations are
 refused before anything runs."""
 import re
@@ -34,8 +35,8 @@ def test_devices_listed(guest):
 
 
 @pytest.mark.parametrize("dev,vendor,device,klass", [
-    (HOSTBRIDGE, "0x1275", "0x1275", "0x060000"),
-    (LPC, "0x1275", "0x1276", "0x060100"),
+    (HOSTBRIDGE, "0x8086", "0x29c0", "0x060000"),
+    (LPC, "0x8086", "0x2918", "0x060100"),
 ])
 def test_ids_and_class(guest, dev, vendor, device, klass):
     assert sysfs(guest, dev, "vendor") == vendor
@@ -47,12 +48,41 @@ def test_ids_and_class(guest, dev, vendor, device, klass):
 def test_ecam_in_use(guest):
     rc, out = guest.run("dmesg | grep -i -E 'MMCONFIG|ECAM'")
     assert rc == 0, "no MMCONFIG messages"
-    assert re.search(r"MMCONFIG for domain 0000 \[bus 00-ff\] at \[mem 0xe0000000-0xefffffff\]", out), out
+    assert re.search(r"MMCONFIG for domain 0000 \[bus 00-ff\] at \[mem 0xb0000000-0xbfffffff\]", out), out
     # Reserved in the e820 map, so the kernel uses ECAM from its early PCI set-up on.
-    assert "MMCONFIG at [mem 0xe0000000-0xefffffff] reserved in E820" in out, out
+    assert "MMCONFIG at [mem 0xb0000000-0xbfffffff] reserved in E820" in out, out
     assert "not using MMCONFIG" not in out, out
     rc, out = guest.run("grep -i mmconfig /proc/iomem")
-    assert "e0000000-efffffff" in out, out
+    assert "b0000000-bfffffff" in out, out
+
+
+def config_bytes(g, dev, offset, count):
+    rc, out = g.run(f"od -A n -t x1 -j {offset} -N {count} /sys/bus/pci/devices/{dev}/config")
+    assert rc == 0, out
+    return out.split()
+
+
+def test_chipset_registers(guest):
+    # What OVMF reads: PCIEXBAR says ECAM is at 0xB0000000 (enabled, 256 MiB); the LPC bridge's PMBASE
+    # is 0x600 (the FADT's PM block) with ACPI_EN set; RCBA reads 0.
+    assert config_bytes(guest, HOSTBRIDGE, 0x60, 8) == ["01", "00", "00", "b0", "00", "00", "00", "00"]
+    assert config_bytes(guest, LPC, 0x40, 4) == ["01", "06", "00", "00"]
+    assert config_bytes(guest, LPC, 0x44, 1) == ["80"]
+    assert config_bytes(guest, LPC, 0xF0, 4) == ["00", "00", "00", "00"]
+
+
+def test_lowmem_ends_at_ecam(boot):
+    """RAM below 4 GiB ends at 0xB0000000, where ECAM begins, and the rest moves above 4 GiB
+    (3 GiB of RAM here: 2.75 GiB below, 256 MiB above)."""
+    g = boot("cmd", mem="3G", name="lowmem")
+    g.wait_for("HYVE-CMD-READY", timeout=180)
+    rc, out = g.run("dmesg | grep 'BIOS-e820:'")
+    assert "[mem 0x0000000000100000-0x00000000afffffff] usable" in out, out
+    assert "[mem 0x00000000b0000000-0x00000000bfffffff] reserved" in out, out
+    assert "[mem 0x0000000100000000-0x000000010fffffff] usable" in out, out
+    rc, out = g.run("grep 'System RAM' /proc/iomem")
+    assert "00100000-afffffff : System RAM" in out, out
+    assert "100000000-10fffffff : System RAM" in out, out
 
 
 def test_extended_config_space_through_ecam(guest):
@@ -75,10 +105,17 @@ def test_root_bridge_from_acpi(guest):
     for window in ("root bus resource [bus 00-ff]",
                    "root bus resource [io  0x0000-0x0cf7 window]",
                    "root bus resource [io  0x0d00-0xffff window]",
-                   "root bus resource [mem 0xc0000000-0xdfffffff window]",
-                   # 64-bit window: above RAM (256 MiB here), aligned to its 32 GiB size
-                   "root bus resource [mem 0x800000000-0xfffffffff window]"):
+                   "root bus resource [mem 0xc0000000-0xfbffffff window]"):
         assert window in out, (window, out)
+    # 64-bit window: from above RAM (256 MiB here), aligned to 32 GiB, to the end of the window OVMF
+    # would pick from this CPU: the classic 32 GiB, or up to a power of two within the physical
+    # address width (CPUID 0x80000008) when OVMF trusts it.
+    m = re.search(r"root bus resource \[mem 0x800000000-0x([0-9a-f]+) window\]", out)
+    assert m, out
+    end = int(m.group(1), 16) + 1
+    rc, info = guest.run("grep -m1 'address sizes' /proc/cpuinfo")
+    bits = int(re.search(r"(\d+) bits physical", info).group(1))
+    assert end == 0x1000000000 or (end & (end - 1) == 0 and 0x1000000000 < end <= 1 << bits), (hex(end), info)
 
 
 def test_no_pci_or_acpi_errors(guest):

@@ -65,6 +65,7 @@ def test_independent_decoder_reads_named_fields(suspended):
     m = rec["manifest"]["payload"]
     assert m["vcpus"] == 2
     assert m["config"]["name"] == "snap-src"
+    assert m["config"]["platform.layout"] == "q35"  # recorded, so the restore uses the same memory map
     assert m["memory"]["size"] == 256 << 20
     assert m["memory"]["regions"]["ram.0"] == {"gpa": 0, "size": 256 << 20}
     assert m["cpu"]["vendor"] in ("AuthenticAMD", "GenuineIntel")

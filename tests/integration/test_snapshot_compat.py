@@ -88,3 +88,20 @@ def test_fixture_1_1_restores_and_counter_continues(fixture_1_1):
     if os.path.exists(vnc):
         os.unlink(vnc)
     restore_counts_on(fixture_1_1, "-o", f"pci.0.5.0.unix={vnc}", "-o", f"pci.0.5.0.password={PASSWORD}")
+
+
+@pytest.mark.parametrize("version,args", [
+    ("1.0", []),
+    ("1.1", ["-o", "pci.0.5.0.unix=/tmp/compat-print.vnc", "-o", f"pci.0.5.0.password={PASSWORD}"]),
+])
+def test_fixtures_keep_the_legacy_layout(version, args, fixture_1_0, fixture_1_1):
+    """Snapshots from before platform.layout existed were taken with hyve's old memory map (RAM up to
+    3 GiB, ECAM at 0xE0000000, 1275:xxxx ids): they restore with it, and cannot be made to use another."""
+    snap = fixture_1_0 if version == "1.0" else fixture_1_1
+    argv = ["-r", snap, "-l", "com1,stdio", "-o", "control.socket=off", *args]
+    r = run_hyve([*argv, "--print-config", "compat"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "platform.layout=legacy" in r.stdout.splitlines(), r.stdout
+    r = run_hyve([*argv, "-o", "platform.layout=q35", "compat"], timeout=60)
+    assert r.returncode == 4 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "platform.layout=q35" in r.stderr and "legacy layout" in r.stderr, r.stderr

@@ -862,6 +862,49 @@ static void test_restore_refuses_malformed(void **state)
 	free(vars);
 }
 
+/* ---- the platform the firmware needs ---- */
+
+/* Firmware boot on a fresh test VM of `layout` with the extra settings: bootrom's attach() result. */
+static int attach_firmware(struct fx *f, const char *layout, const char *const *settings)
+{
+	if (f->vm)
+		testvm_free(f->vm);
+	memset(&testdevmem, 0, sizeof(testdevmem));
+	f->vm = testvm_new_platform(512ULL << 20, layout);
+	assert_int_equal(config_set(f->vm->cfg, "lpc.bootrom", CODE_4M), 0);
+	assert_int_equal(config_set(f->vm->cfg, "lpc.bootvars", f->vars), 0);
+	for (; settings && *settings; settings++)
+		assert_int_equal(config_set_assignment(f->vm->cfg, *settings), 0);
+	return device_model_find("bootrom")->attach(f->vm);
+}
+
+/*
+ * OVMF recognises Q35 by the host bridge's id and finds the PM block only
+ * through the LPC bridge at 0:1f.0: the LPC bridge is added there, and what
+ * would hide either is refused.
+ */
+static void test_firmware_platform(void **state)
+{
+	static const char *const lpc_at_31[] = { "pci.0.31.0.device=lpc", NULL };
+	static const char *const lpc_at_30[] = { "pci.0.30.0.device=lpc", NULL };
+	static const char *const other_at_31[] = { "pci.0.31.0.device=hostbridge", NULL };
+	static const char *const lpc_function[] = { "pci.0.31.0.device=lpc", "pci.0.31.2.device=lpc", NULL };
+	static const char *const bridge_ids[] = { "pci.0.0.0.device=hostbridge", "pci.0.0.0.devid=0x1237", NULL };
+	static const char *const other_bridge[] = { "pci.0.0.0.device=lpc", NULL };
+	struct fx *f = *state;
+
+	assert_int_equal(attach_firmware(f, NULL, NULL), 0);
+	assert_string_equal(config_get(f->vm->cfg, "pci.0.31.0.device"), "lpc");
+	assert_int_equal(attach_firmware(f, "q35", lpc_at_31), 0);
+	assert_int_equal(attach_firmware(f, "q35", lpc_at_30), -1);
+	assert_int_equal(attach_firmware(f, "q35", other_at_31), -1);
+	assert_int_equal(attach_firmware(f, "q35", lpc_function), -1);
+	assert_int_equal(attach_firmware(f, "q35", bridge_ids), -1);
+	assert_int_equal(attach_firmware(f, "q35", other_bridge), -1);
+	assert_int_equal(attach_firmware(f, "legacy", NULL), -1);
+	assert_null(config_get(f->vm->cfg, "pci.0.31.0.device"));
+}
+
 /* ---- the command line ---- */
 
 static enum cli_result parse(struct config *cfg, int argc, const char **argv)
@@ -944,6 +987,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_refuses_other_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_refuses_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firmware_platform, setup, teardown),
 		cmocka_unit_test(test_command_line),
 	};
 
