@@ -360,6 +360,11 @@ def test_tls_wait_two_vcpus_confined(workdir):
               + [name])
     try:
         wait_listening(g, port)
+        # The control socket opens after the display's listener: wait for it too.
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sock(name)):
+            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
+            time.sleep(0.2)
         assert vm_state(name) == "waiting"
         untrusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         untrusting.check_hostname = False
