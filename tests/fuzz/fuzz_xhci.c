@@ -11,12 +11,14 @@
  * driver start-up (DCBAA, command ring, event ring, run) with addresses
  * from the input so rings and contexts are reachable early, pointer and
  * key events (which complete interrupt transfers), HCRST, and snapshot
- * round trips. Invariants are checked with __builtin_trap().
+ * round trips. Invariants are checked with CHECK() (fuzz_input.h).
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fuzz_input.h"
 
 #include "core/input.h"
 #include "core/log.h"
@@ -30,8 +32,6 @@
 #define RAM1_SIZE 0x1000u
 #define MAX_OPS 512
 
-#define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
-
 static int fake_vm; /* the input router only uses the VM pointer as a key */
 #define VM ((struct vm *)&fake_vm)
 
@@ -44,24 +44,6 @@ static bool on_irq(void *opaque, bool raise)
 	if (raise)
 		irqs++;
 	return raise && (irqs & 1);
-}
-
-struct cursor {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint32_t take(struct cursor *c, unsigned bytes)
-{
-	uint32_t v = 0;
-
-	for (unsigned i = 0; i < bytes; i++) {
-		if (c->n) {
-			v |= (uint32_t)c->p[0] << (8 * i);
-			c->p++, c->n--;
-		}
-	}
-	return v;
 }
 
 static void mmio_write(struct xhci *x, pthread_mutex_t *lock, uint64_t off, uint64_t v, unsigned size)
@@ -170,8 +152,6 @@ static void run_op(struct xhci *x, pthread_mutex_t *lock, struct cursor *c)
 		break;
 	}
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -270,10 +270,7 @@ def test_unix_password_wait(workdir):
         os.unlink(path)
     g = fbuf_guest(name, f"unix={path},password=hyve-pw,wait")
     try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(path):
-            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
-            time.sleep(0.2)
+        wait_for_file(g, path)
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
         with pytest.raises(AuthFailed):
             RfbClient(path, password="wrong")
@@ -294,6 +291,14 @@ def test_unix_password_wait(workdir):
         g.kill()
 
 
+def wait_for_file(g, path, timeout=60):
+    """Until hyve has created path (a socket); fails with its output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
+        time.sleep(0.2)
+
+
 def vm_state(name):
     r = hyvectl(name, "status")
     assert r.returncode == 0, r.stderr
@@ -308,10 +313,7 @@ def test_wait_answers_signals(workdir):
     path = os.path.join(RUNDIR, "fbuf-wait-sig.vnc")  # not the control socket, RUNDIR/NAME.sock
     g = fbuf_guest(name, f"unix={path},wait")
     try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(sock(name)):
-            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
-            time.sleep(0.2)
+        wait_for_file(g, sock(name))
         assert vm_state(name) == "waiting"
         g.proc.send_signal(signal.SIGTERM)
         g.proc.send_signal(signal.SIGINT)
@@ -361,10 +363,7 @@ def test_tls_wait_two_vcpus_confined(workdir):
     try:
         wait_listening(g, port)
         # The control socket opens after the display's listener: wait for it too.
-        deadline = time.monotonic() + 60
-        while not os.path.exists(sock(name)):
-            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
-            time.sleep(0.2)
+        wait_for_file(g, sock(name))
         assert vm_state(name) == "waiting"
         untrusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         untrusting.check_hostname = False
