@@ -1,6 +1,9 @@
 /*
  * Checks the ACPI tables against the ACPI 6 layouts, reading raw bytes at
  * the specification's offsets rather than through acpi.c's structures.
+ * The tables are built for a VM (the recording stand-in, tests/unit/testvm.c)
+ * with real device models attached, whose DSDT entries come from the
+ * models themselves; ACPICA's iasl decodes and compiles AML independently.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, asprintf; the build defines it too */
@@ -18,11 +21,17 @@
 
 #include <cmocka.h>
 
+#include <linux/kvm.h>
+
 #include "boot/acpi.h"
 #include "boot/aml.h"
 #include "boot/layout.h"
+#include "core/config.h"
+#include "core/device.h"
 #include "core/memory.h"
 #include "core/platform.h"
+#include "core/vm.h"
+#include "testvm.h"
 
 #define MiB (1ULL << 20)
 
@@ -55,7 +64,7 @@
 #define FLAG_HW_REDUCED (1u << 20)
 
 struct fixture {
-	struct guest_memory mem;
+	struct vm *vm;
 	uint64_t rsdp;
 };
 
@@ -79,7 +88,7 @@ static uint8_t sum(const uint8_t *p, size_t len)
 
 static const uint8_t *at(const struct fixture *f, uint64_t gpa, uint64_t len)
 {
-	const uint8_t *p = mem_gpa_to_hva(&f->mem, gpa, len);
+	const uint8_t *p = mem_gpa_to_hva(&f->vm->mem, gpa, len);
 
 	assert_non_null(p);
 	/* Every table must lie in the firmware area the e820 map reserves. */
@@ -101,40 +110,68 @@ static const uint8_t *table(const struct fixture *f, uint64_t gpa, const char *s
 	return t;
 }
 
-/* The machine a VM on `layout` with `ram` bytes and ncpus vCPUs describes; classic 64-bit window unless given. */
-static struct acpi_machine machine(const struct guest_memory *mem, const char *layout, unsigned ncpus,
-				   uint64_t mmio64_end)
-{
-	const struct platform *p = platform_find(layout);
-	uint64_t classic = PCI_MMIO64_BASE(MEM_4G + mem_highmem_size(mem));
+/*
+ * What a VM is given besides the vCPUs: configuration settings (NULL-ended)
+ * made before every model's attach() runs, and a CPUID table (NULL: none,
+ * so the classic 64-bit PCI window).
+ */
+struct machine_spec {
+	const char *layout;
+	unsigned ncpus;
+	const char *const *settings;
+	struct kvm_cpuid2 *cpuid;
+};
 
-	assert_non_null(p);
-	return (struct acpi_machine){ .mem = mem, .platform = p, .ncpus = ncpus, .i8042 = true,
-				      .mmio64_end = mmio64_end ? mmio64_end : classic + PCI_MMIO64_SIZE };
+/* The serial ports a plain VM has here: com1 and com2, as the DSDT once listed unconditionally. */
+static const char *const two_ports[] = { "lpc.com1.path=file=/dev/null", "lpc.com2.path=file=/dev/null", NULL };
+
+/* A VM with its devices attached as hyve attaches them (devices_attach_all()), RAM allocated. */
+static struct vm *machine_vm(const struct machine_spec *spec, uint64_t ram)
+{
+	struct vm *vm = testvm_new_platform(ram, spec->layout);
+
+	vm->ncpus = spec->ncpus;
+	vm->cpuid = spec->cpuid;
+	for (const char *const *s = spec->settings; s && *s; s++)
+		assert_int_equal(config_set_assignment(vm->cfg, *s), 0);
+	assert_int_equal(devices_attach_all(vm), 0);
+	assert_int_equal(mem_alloc(&vm->mem, "test-acpi"), 0);
+	return vm;
 }
 
-static struct fixture *setup_machine(const char *layout, unsigned ncpus, uint64_t mmio64_end)
+static void free_machine_vm(struct vm *vm)
+{
+	mem_free(&vm->mem);
+	vm->cpuid = NULL; /* the spec's */
+	testvm_free(vm);
+}
+
+static struct fixture *setup_spec(const struct machine_spec *spec)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct acpi_machine m;
 
 	assert_non_null(f);
-	mem_layout(&f->mem, 256 * MiB, platform_find(layout)->lowmem_limit);
-	assert_int_equal(mem_alloc(&f->mem, "test-acpi"), 0);
-	m = machine(&f->mem, layout, ncpus, mmio64_end);
+	f->vm = machine_vm(spec, 256 * MiB);
+	acpi_machine_of(f->vm, &m);
 	assert_int_equal(acpi_build(&m, &f->rsdp), 0);
 	assert_int_equal(f->rsdp, LAYOUT_RSDP);
 	return f;
 }
 
+static struct fixture *setup_machine(const char *layout, unsigned ncpus)
+{
+	return setup_spec(&(struct machine_spec){ .layout = layout, .ncpus = ncpus, .settings = two_ports });
+}
+
 static struct fixture *setup_with(unsigned ncpus)
 {
-	return setup_machine("q35", ncpus, 0);
+	return setup_machine("q35", ncpus);
 }
 
 static void teardown_fixture(struct fixture *f)
 {
-	mem_free(&f->mem);
+	free_machine_vm(f->vm);
 	free(f);
 }
 
@@ -190,7 +227,7 @@ static void test_rsdp_and_roots(void **state)
 /* MCFG: one ECAM allocation, segment 0, buses 0-255 at the platform's base (OVMF's 0xB0000000 on q35). */
 static void check_mcfg(const char *layout, uint64_t ecam)
 {
-	struct fixture *f = setup_machine(layout, 1, 0);
+	struct fixture *f = setup_machine(layout, 1);
 	const uint8_t *m = find(f, "MCFG");
 
 	assert_int_equal(le(m + 4, 4), 60);
@@ -434,9 +471,10 @@ static void test_dsdt_contents(void **state)
  * minimum and maximum (after the 0x87/0x8A tag, length, three flag bytes
  * and the granularity), and the ECAM reservation, for each layout.
  */
-static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uint32_t max32, uint64_t mmio64_end)
+static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uint32_t max32, struct kvm_cpuid2 *cpuid,
+			  uint64_t mmio64_end)
 {
-	struct fixture *f = setup_machine(layout, 1, mmio64_end);
+	struct fixture *f = setup_spec(&(struct machine_spec){ .layout = layout, .ncpus = 1, .cpuid = cpuid });
 	const uint8_t *d = dsdt(f);
 	size_t len = le(d + 4, 4);
 	uint8_t dword[8], qword[24] = { 0 }, fixed[12] = { 0x86, 0x09, 0x00, 0x01 };
@@ -463,12 +501,35 @@ static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uin
 	teardown_fixture(f);
 }
 
+/*
+ * The CPUID leaves OVMF sizes its 64-bit PCI window from (platform.h):
+ * an Intel CPU with 1 GiB pages and phys_bits address bits.
+ */
+static struct kvm_cpuid2 *intel_cpuid(unsigned phys_bits)
+{
+	struct kvm_cpuid2 *t = calloc(1, sizeof(*t) + 3 * sizeof(t->entries[0]));
+
+	assert_non_null(t);
+	t->nent = 3;
+	/* "GenuineIntel" in EBX, EDX, ECX */
+	t->entries[0] = (struct kvm_cpuid_entry2){ .function = 0x80000000, .eax = 0x80000008, .ebx = 0x756E6547,
+						   .edx = 0x49656E69, .ecx = 0x6C65746E };
+	t->entries[1] = (struct kvm_cpuid_entry2){ .function = 0x80000001, .edx = 1u << 26 };
+	t->entries[2] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = phys_bits };
+	return t;
+}
+
 static void test_dsdt_windows(void **state)
 {
+	struct kvm_cpuid2 *cpu39 = intel_cpuid(39);
+
 	(void)state;
-	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
-	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, 1ULL << 39);
-	check_windows("legacy", 0xE0000000, 0xC0000000, 0xDFFFFFFF, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, NULL, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	/* OVMF trusts 39 bits and takes the top eighth of the space, [2^39 - 2^36, 2^39): announced up to 2^39. */
+	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, cpu39, 1ULL << 39);
+	/* The legacy layout keeps the classic window whatever the CPU says. */
+	check_windows("legacy", 0xE0000000, 0xC0000000, 0xDFFFFFFF, cpu39, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	free(cpu39);
 }
 
 /* iasl on PATH, or NULL. */
@@ -684,25 +745,24 @@ static void test_tables_fit(void **state)
 
 static void test_failures(void **state)
 {
-	struct guest_memory mem;
+	struct vm *vm;
 	struct acpi_machine m;
 	uint64_t rsdp = 0;
 
 	(void)state;
-	mem_layout(&mem, 64 * MiB, platform_find("q35")->lowmem_limit);
-	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	m = machine(&mem, "q35", 0, 0);
+	vm = machine_vm(&(struct machine_spec){ .layout = "q35", .ncpus = 1, .settings = two_ports }, 64 * MiB);
+	acpi_machine_of(vm, &m);
+	m.ncpus = 0;
 	assert_int_equal(acpi_build(&m, &rsdp), -1);
 	m.ncpus = ACPI_MAX_CPUS + 1;
 	assert_int_equal(acpi_build(&m, &rsdp), -1);
-	mem_free(&mem);
+	free_machine_vm(vm);
 
 	/* Too little RAM to hold the firmware area. */
-	mem_layout(&mem, 512 * 1024, platform_find("q35")->lowmem_limit);
-	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	m = machine(&mem, "q35", 1, 0);
+	vm = machine_vm(&(struct machine_spec){ .layout = "q35", .ncpus = 1 }, 512 * 1024);
+	acpi_machine_of(vm, &m);
 	assert_int_equal(acpi_build(&m, &rsdp), -1);
-	mem_free(&mem);
+	free_machine_vm(vm);
 }
 
 int main(void)
