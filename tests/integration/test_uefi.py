@@ -33,8 +33,8 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 POWERED_OFF = 1
 # Failure bounds, not waits: in the test host (TCG, one CPU) OVMF reaches the Shell in about
 # FIXME s and Linux's /init through systemd-boot in about FIXME s.
-FIRMWARE_TIMEOUT = 900
-LINUX_TIMEOUT = 1200
+FIRMWARE_TIMEOUT = 600
+LINUX_TIMEOUT = 900
 SCREEN_TIMEOUT = 120
 
 # EDK2's graphics console: glyphs of 8x19 pixels, text in the EFI palette.
