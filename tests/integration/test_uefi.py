@@ -14,6 +14,7 @@ OVMF_VARS_4M.fd) under hyve with the sandbox on, its screen over VNC and hyvectl
 Each OVMF boot costs minutes in the emulated test host, so the tests of one guest share it
 (module fixtures, tests in file order); each test still checks only its own claim.
 """
+import os
 import pathlib
 import shutil
 import socket
@@ -76,16 +77,20 @@ def vnc_picture(client):
     return Image.frombytes("RGB", (client.width, client.height), bytes(client.pixels), "raw", "BGRX")
 
 
-def wait_listening(g, port, timeout=120):
+def wait_listening(g, name, port, timeout=120):
+    """Until the (restored) hyve accepts VNC connections and has its control socket, which it
+    opens after the display's listener."""
     deadline = time.monotonic() + timeout
     while True:
         assert g.proc.poll() is None, f"hyve exited with {g.proc.poll()}: {g.stderr.decode(errors='replace')}"
         try:
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
+            if os.path.exists(sock(name)):
+                return
         except OSError:
-            assert time.monotonic() < deadline, f"nothing listens on {port}: {g.stderr.decode(errors='replace')}"
-            time.sleep(0.2)
+            pass
+        assert time.monotonic() < deadline, f"no VNC on {port} or no {sock(name)}: {g.stderr.decode(errors='replace')}"
+        time.sleep(0.2)
 
 
 def type_text(client, text):
@@ -207,7 +212,7 @@ def test_shell_snapshot_restores_picture_and_takes_keys(shell_vm):
     assert shell_banner_problem(before) is None, shell_banner_problem(before)
 
     g = shell_vm["guest"] = snapshot_and_restore(g, name, work / "shell.snap")
-    wait_listening(g, port)
+    wait_listening(g, name, port)
     after = screenshot(name, work / "after.png")
     assert after.tobytes() == before.tobytes(), "the restored screen differs (saved before.png, after.png)"
 
@@ -373,7 +378,7 @@ def test_snapshot_after_linux_booted_through_firmware(linux_vm):
     assert screenshot(name, work / "linux-before2.png").tobytes() == before.tobytes()
 
     g = linux_vm["guest"] = snapshot_and_restore(g, name, work / "linux.snap")
-    wait_listening(g, port)
+    wait_listening(g, name, port)
     assert screenshot(name, work / "linux-after.png").tobytes() == before.tobytes()
 
     # The restored guest answers on COM1 and takes keys over VNC on its console (tty1).
