@@ -11,9 +11,7 @@ OVMF_VARS_4M.fd) under hyve with the sandbox on, its screen over VNC and hyvectl
 Each OVMF boot costs minutes in the emulated test host, so the tests of one guest share it
 (module fixtures, tests in file order); each test still checks only its own claim.
 """
-import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -71,40 +69,6 @@ def screenshot_until(name, path, ok, timeout=SCREEN_TIMEOUT):
 def vnc_picture(client):
     client.update(incremental=False)
     return Image.frombytes("RGB", (client.width, client.height), bytes(client.pixels), "raw", "BGRX")
-
-
-def wait_listening(g, name, port, timeout=120):
-    """Until the (restored) hyve accepts VNC connections and has its control socket, which it
-    opens after the display's listener."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert g.proc.poll() is None, f"hyve exited with {g.proc.poll()}: {g.stderr.decode(errors='replace')}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            if os.path.exists(sock(name)):
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"no VNC on {port} or no {sock(name)}: {g.stderr.decode(errors='replace')}"
-        time.sleep(0.2)
-
-
-def type_text(client, text):
-    """Presses and releases one key per character (lower case, digits, space, '-', '.', Return
-    for a newline): X keysyms equal the ASCII codes for these."""
-    for ch in text:
-        keysym = KEY_RETURN if ch == "\n" else ord(ch)
-        assert ch == "\n" or ch in "abcdefghijklmnopqrstuvwxyz0123456789 -./", ch
-        client.key(keysym, 1)
-        client.key(keysym, 0)
-
-
-def snapshot_and_restore(g, name, snap):
-    """hyvectl snapshot --exit, then a new hyve restoring it; returns the restored guest."""
-    r = hyvectl(name, "snapshot", snap, "--exit")
-    assert r.returncode == 0, r.stderr
-    assert g.wait_exit(300) == POWERED_OFF, g.stderr.decode(errors="replace")
-    return Guest(["-r", snap, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
 
 
 # ---- the Shell's screen, as the test understands it ----
@@ -205,10 +169,6 @@ ENTRIES = [("hyve-a", "hyve first entry", f"{LINUX_OPTIONS} hyve.entry=first"),
            ("hyve-b", "hyve second entry", f"{LINUX_OPTIONS} hyve.entry=second")]
 # The menu waits for a key however long it takes; the first entry is preselected.
 LOADER_CONF = "timeout menu-force\ndefault hyve-a.conf\neditor no\n"
-# A variable the guest writes: attributes NV|BS|RT (7), then the data.
-VAR_GUID = "5c4a3e27-0b4c-4c5e-9e6d-6879766568ff"
-VAR_NAME = f"HyveTestVar-{VAR_GUID}"
-VAR_DATA = "hyve-variable-persists"
 
 
 def ip(*args, check=True):
