@@ -170,6 +170,9 @@ def test_iso_boots_through_firmware_and_grub(iso, tmp_path, sectorsize):
         assert lines[3] == str(sectorsize), out
         assert int(lines[4]) * 512 == iso.stat().st_size, out
         assert lines[5] == "CD001", out             # the ISO 9660 primary volume descriptor
+        # Linux found the firmware's framebuffer (GOP) for its console.
+        rc, out = g.run("dmesg | grep 'EFI VGA frame buffer device'")
+        assert rc == 0, out
         print(f"\nsectorsize={sectorsize}: GRUB's menu {t_menu:.1f} s after hyve started, "
               f"/init {t_init - t_menu:.1f} s after Enter")
     finally:
