@@ -20,7 +20,7 @@ VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 CMDLINE = "console=ttyS0 quiet hyve.test=cmd"
 ENTRY = "hyve UEFI ISO: Debian Linux"   # scripts/make-uefi-iso's first menu entry
 # Bounds for a broken run, never waited out. Under QEMU's TCG on the development machine the same
-# ISO showed GRUB's menu 8-11 s after start and /init 20 s after Enter; the test host (one
+# ISO showed GRUB's menu 8-11 s after start and /init 17-19 s after Enter; the test host (one
 # emulated CPU, nested KVM) is slower: the test prints its timings.
 FIRMWARE_TIMEOUT = 900
 LINUX_TIMEOUT = 900
