@@ -61,6 +61,7 @@
 #include "snapshot/state.h"
 #include "ui/rfb.h"
 #include "ui/vnc.h"
+#include "pixel_convert.h"
 #include "vga.h"
 
 /*
@@ -142,6 +143,12 @@ struct fbuf {
 	uint32_t *pixels;       /* VGA_WIDTH x VGA_HEIGHT x8r8g8b8 */
 	bool text_valid;        /* pixels show the text as of the last VNC render */
 	bool text_host_wrote;   /* hyve changed the text window (reset, restore) */
+	/* DISPI modes below 32 bpp, converted for VNC and screenshots */
+	uint32_t *converted;    /* x8r8g8b8, the mode's width x height */
+	size_t converted_size;
+	bool converted_valid;   /* converted shows the picture as of the last VNC render */
+	uint16_t converted_reg[DISPI_NREGS]; /* the DISPI registers it was converted with */
+	struct display_surface converted_out;
 };
 
 static struct device_model fbuf_model;
@@ -451,6 +458,88 @@ static void scanout_locked(struct fbuf *s, struct display_surface *out)
 	}
 }
 
+/* ---- modes below 32 bpp ---- */
+
+/* DISPI on in a mode that is converted for display (s->lock held). */
+static bool converted_shown(const struct fbuf *s)
+{
+	return (s->reg[DISPI_ENABLE] & ENABLE_ON) && pixel_convert_supported(s->reg[DISPI_BPP]);
+}
+
+/* The DAC as x8r8g8b8 (6-bit components unless the guest chose the 8-bit DAC). */
+static void dac_palette(const struct fbuf *s, uint32_t palette[256])
+{
+	bool dac8 = s->reg[DISPI_ENABLE] & ENABLE_8BIT_DAC;
+
+	for (unsigned i = 0; i < 256; i++) {
+		uint32_t rgb = 0;
+		for (unsigned c = 0; c < 3; c++) {
+			uint32_t v = s->vga.dac[i][c];
+			rgb = rgb << 8 | (dac8 ? v : (v << 2 | v >> 4));
+		}
+		palette[i] = rgb;
+	}
+}
+
+/*
+ * Converts the DISPI picture into s->converted and describes it in out
+ * (bpp 0 when the mode's rows do not lie in the framebuffer; s->lock held,
+ * so the registers checked are the registers used).
+ */
+static void convert_surface(struct fbuf *s, struct display_surface *out)
+{
+	struct display_surface src;
+	uint32_t palette[256];
+	uint64_t row;
+	size_t need;
+
+	scanout_locked(s, &src);
+	*out = (struct display_surface){ .width = src.width, .height = src.height };
+	row = (uint64_t)src.width * bytes_pp(src.bpp);
+	if (!src.width || !src.height || src.stride < row ||
+	    src.offset + (uint64_t)src.stride * (src.height - 1) + row > FB_SIZE)
+		return;
+	need = (size_t)src.width * src.height * 4;
+	if (need > s->converted_size) {
+		uint32_t *p = realloc(s->converted, need);
+		if (!p)
+			return;
+		s->converted = p;
+		s->converted_size = need;
+	}
+	dac_palette(s, palette);
+	pixel_convert(src.mem + src.offset, src.stride, src.bpp, src.width, src.height, palette, s->converted);
+	out->mem = (const uint8_t *)s->converted;
+	out->mem_size = need;
+	out->stride = src.width * 4;
+	out->bpp = 32;
+}
+
+/*
+ * The converted picture for VNC, redone only when the framebuffer's dirty
+ * log, a register write or hyve itself says it may have changed; then
+ * everything is compared (false), else nothing is (true, empty bitmap).
+ */
+static bool converted_scanout(struct fbuf *s, struct display_surface *out)
+{
+	uint64_t log[FB_SIZE / FB_PAGE / 64] = { 0 };
+	bool redraw = !s->converted_valid || s->host_wrote || vga_take_changed(&s->vga) ||
+		      memcmp(s->converted_reg, s->reg, sizeof(s->reg)) != 0;
+
+	if (!s->slot_mapped || vm_devmem_dirty_log(s->dev->vm, s->slot, log) < 0)
+		redraw = true;
+	for (size_t i = 0; i < sizeof(log) / sizeof(log[0]) && !redraw; i++)
+		redraw = log[i] != 0;
+	s->host_wrote = false;
+	if (redraw) {
+		convert_surface(s, &s->converted_out);
+		memcpy(s->converted_reg, s->reg, sizeof(s->reg));
+		s->converted_valid = true;
+	}
+	*out = s->converted_out;
+	return !redraw;
+}
+
 static bool fbuf_scanout(void *opaque, struct display_surface *out, uint64_t *dirty)
 {
 	struct fbuf *s = opaque;
@@ -463,6 +552,12 @@ static bool fbuf_scanout(void *opaque, struct display_surface *out, uint64_t *di
 		return logged;
 	}
 	s->text_valid = false;
+	if (converted_shown(s)) {
+		logged = converted_scanout(s, out);
+		pthread_mutex_unlock(&s->lock);
+		return logged;
+	}
+	s->converted_valid = false;
 	scanout_locked(s, out);
 	if (dirty && s->slot_mapped && vm_devmem_dirty_log(s->dev->vm, s->slot, dirty) < 0)
 		logged = false;
@@ -482,6 +577,9 @@ static void fbuf_surface(void *opaque, struct display_surface *out)
 		/* The VNC refresh's change tracking is left alone: it redraws on its own. */
 		render_text(s);
 		text_surface(s, out);
+	} else if (converted_shown(s)) {
+		/* Converted afresh; the VNC refresh still redraws from its own dirty log. */
+		convert_surface(s, out);
 	} else {
 		scanout_locked(s, out);
 	}
@@ -740,6 +838,7 @@ static void fbuf_destroy(struct device *dev)
 		munmap(s->text, VGA_TEXT_SIZE);
 	free(s->font);
 	free(s->pixels);
+	free(s->converted);
 	if (s->slot >= 0)
 		vm_devmem_slot_free(dev->vm, s->slot);
 	if (s->mem)

@@ -653,6 +653,67 @@ static uint32_t shot_pixel(struct vm *vm, unsigned x, unsigned y, uint32_t *w, u
 	return px;
 }
 
+/* Writes n bytes at framebuffer offset off through BAR0. */
+static void fb_write(struct fx *f, uint64_t off, const uint8_t *d, unsigned n)
+{
+	uint64_t bar0 = cfg_read(f->vm, PCI_BASE_ADDRESS_0, 4) & ~0xFull;
+
+	iobus_access(&f->vm->mmio, bar0 + off, (uint8_t *)d, n, true);
+}
+
+/*
+ * Modes below 32 bpp (GRUB's video_bochs chooses 24): screenshots and VNC
+ * show them converted, each pixel in its format's colour, at the mode's
+ * size and with the mode's stride; 8 bpp through the DAC.
+ */
+static void test_low_bpp_modes_shown(void **state)
+{
+	static const char *const opts[] = { "vga=io", NULL };
+	static const struct {
+		unsigned bpp;
+		uint8_t px[3];
+		uint32_t rgb;
+	} modes[] = {
+		{ 24, { 0x33, 0x66, 0x99 }, 0x996633 },     /* blue, green, red bytes */
+		{ 16, { 0x1F, 0xF8 }, 0xFF00FF },           /* 5:6:5 red + blue */
+		{ 16, { 0xE0, 0x07 }, 0x00FF00 },           /* all six green bits */
+		{ 15, { 0x00, 0x7C }, 0xFF0000 },           /* 5:5:5 red */
+		{ 15, { 0x10, 0x02 }, 0x008484 },           /* 0x0210: green 16, blue 16 */
+		{ 8, { 0x05 }, 0x0C30FF },                  /* DAC entry 5 = (3, 12, 63) of 63 */
+	};
+	int rc;
+	struct fx *f = fx_new(opts, &rc);
+	uint32_t w, h;
+	bool vnc;
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	vnc = access(VNCGRAB, X_OK) == 0;
+	if (vnc)
+		testvm_start_loop(f->vm);
+	outb(f->vm, 0x3C8, 5);
+	outb(f->vm, 0x3C9, 3);
+	outb(f->vm, 0x3C9, 12);
+	outb(f->vm, 0x3C9, 63);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		unsigned b = modes[i].bpp == 15 ? 2 : modes[i].bpp / 8;
+		dispi_out(f->vm, 4, 0);
+		dispi_out(f->vm, 3, (uint16_t)modes[i].bpp);
+		dispi_out(f->vm, 1, 640);
+		dispi_out(f->vm, 2, 480);
+		dispi_out(f->vm, 4, 0x41);
+		dispi_out(f->vm, 6, 700); /* a stride wider than the picture */
+		fb_write(f, (9 * 700 + 31) * b, modes[i].px, b);
+		assert_int_equal(shot_pixel(f->vm, 31, 9, &w, &h), modes[i].rgb);
+		assert_int_equal(w, 640);
+		assert_int_equal(h, 480);
+		assert_int_equal(shot_pixel(f->vm, 30, 9, &w, &h), 0);
+		if (vnc)
+			assert_int_equal(grab_until(f->sock, 31, 9, modes[i].rgb), modes[i].rgb);
+	}
+	fx_free(f);
+}
+
 /* Every pixel of cell (col, row) is the glyph drawn in fg on bg. */
 static void assert_cell(struct vm *vm, unsigned col, unsigned row, const uint8_t *glyph, uint32_t fg, uint32_t bg)
 {
@@ -944,6 +1005,7 @@ int main(void)
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_vnc_shows_framebuffer),
 		cmocka_unit_test(test_vnc_encodings_and_password),
+		cmocka_unit_test(test_low_bpp_modes_shown),
 		cmocka_unit_test(test_vnc_wait_holds_start),
 		cmocka_unit_test(test_vga_registers),
 		cmocka_unit_test(test_vga_off_ignores_ports),
