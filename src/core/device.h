@@ -58,6 +58,13 @@ struct device_model {
 	 * run again). Called on the event-loop thread, once per change.
 	 */
 	void (*run_state)(struct device *dev, bool running);
+	/*
+	 * Optional, for a PCI model that takes bootindex=: its OpenFirmware
+	 * node name ("scsi", "ethernet") and a node below it or NULL, for the
+	 * firmware's boot order (boot/bootorder.h).
+	 */
+	const char *ofw_name;
+	const char *ofw_child;
 	const struct device_model *next_registered;
 };
 

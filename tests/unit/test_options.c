@@ -493,9 +493,24 @@ static void reboot_policy(void **state)
 	m->out = NULL;
 }
 
+/* bootindex= on the models that have a boot path, a number up to 65535. */
+static void bootindex_option(void **state)
+{
+	(void)state;
+	assert_string_equal(VALIDATE("pci.0.4.0.device=virtio-blk", "pci.0.4.0.path=/d.img", "pci.0.4.0.bootindex=0",
+				     "pci.0.5.0.device=virtio-net", "pci.0.5.0.tap=tap0", "pci.0.5.0.bootindex=65535"),
+			    "");
+	assert_string_equal(VALIDATE("pci.0.4.0.device=virtio-blk", "pci.0.4.0.bootindex=65536"),
+			    "pci.0.4.0.bootindex=65536: expected a number from 0 to 65535 (the firmware's boot order: "
+			    "lower first (fw_cfg bootorder; firmware boot only))");
+	assert_string_equal(VALIDATE("pci.0.4.0.device=virtio-rnd", "pci.0.4.0.bootindex=1"),
+			    "pci.0.4.0.bootindex: unknown option of virtio-rnd");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bootindex_option),
 		cmocka_unit_test(reboot_policy),
 		cmocka_unit_test(known_keys_validate),
 		cmocka_unit_test(unknown_key_names_it_and_suggests),
