@@ -1,5 +1,6 @@
 #include "fw_cfg_files.h"
 #include "bootorder.h"
+#include "smbios.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,11 +76,28 @@ static int add_bootorder(struct vm *vm)
 	return rc;
 }
 
+static int add_smbios(struct vm *vm)
+{
+	struct smbios_machine m;
+	struct smbios_blobs b;
+	int rc;
+
+	smbios_machine_of(vm, &m);
+	if (smbios_build(&m, &b) < 0) {
+		log_error("cannot build the SMBIOS tables: out of memory");
+		return -1;
+	}
+	rc = fw_cfg_add_file(vm->fw_cfg, SMBIOS_FILE_TABLES, b.tables, b.tables_len) < 0 ||
+	     fw_cfg_add_file(vm->fw_cfg, SMBIOS_FILE_ANCHOR, b.anchor, sizeof(b.anchor)) < 0 ? -1 : 0;
+	smbios_blobs_free(&b);
+	return rc;
+}
+
 int fw_cfg_files_setup(struct vm *vm)
 {
 	if (!vm->fw_cfg) {
 		log_error("firmware boot without the fw_cfg device");
 		return -1;
 	}
-	return add_acpi(vm) < 0 || add_e820(vm) < 0 || add_bootorder(vm) < 0 ? -1 : 0;
+	return add_acpi(vm) < 0 || add_e820(vm) < 0 || add_bootorder(vm) < 0 || add_smbios(vm) < 0 ? -1 : 0;
 }
