@@ -102,7 +102,7 @@ static int prepare_restart_after_restore(struct vm *vm)
 	if (!vm->reset || opt_str(vm->cfg, "lpc.bootrom"))
 		return 0;
 	if (!opt_str(vm->cfg, "boot.kernel")) {
-		log_error("reboot=restart: this restored VM boots a kernel directly: give it with --kernel FILE to boot again");
+		log_error("reboot=restart: this restored VM boots a kernel directly and the snapshot names none it may use: give it with --kernel FILE");
 		return -1;
 	}
 	return linux_boot_open(vm);
