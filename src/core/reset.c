@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -196,6 +197,42 @@ static int load_vcpu(struct vcpu *vcpu, const struct saved_state *s, char *err, 
 }
 
 /*
+ * MSRs KVM leaves out of its index list (so out of the recorded state),
+ * whose power-on values the firmware relies on: the MTRRs disabled and
+ * cleared (OVMF programs them from scratch) and PAT at its default.
+ */
+#define MSR_MTRR_PHYS_FIRST 0x200 /* 8 base/mask pairs: KVM's MTRRcap VCNT */
+#define MSR_MTRR_PHYS_LAST 0x20f
+#define MSR_PAT 0x277
+#define PAT_POWER_ON 0x0007040600070406ULL
+#define MSR_MTRR_DEF_TYPE 0x2ff
+
+static const uint32_t fixed_mtrrs[] = { 0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f };
+
+static int reset_msrs(struct vcpu *vcpu, char *err, size_t errlen)
+{
+	enum { N = (MSR_MTRR_PHYS_LAST - MSR_MTRR_PHYS_FIRST + 1) + sizeof(fixed_mtrrs) / sizeof(fixed_mtrrs[0]) + 2 };
+	_Alignas(struct kvm_msrs) uint8_t buf[sizeof(struct kvm_msrs) + N * sizeof(struct kvm_msr_entry)];
+	struct kvm_msrs *m = (struct kvm_msrs *)buf;
+	unsigned n = 0;
+	int rc;
+
+	memset(buf, 0, sizeof(buf));
+	m->entries[n++].index = MSR_MTRR_DEF_TYPE; /* first: MTRRs off while the rest change */
+	for (uint32_t i = MSR_MTRR_PHYS_FIRST; i <= MSR_MTRR_PHYS_LAST; i++)
+		m->entries[n++].index = i;
+	for (size_t i = 0; i < sizeof(fixed_mtrrs) / sizeof(fixed_mtrrs[0]); i++)
+		m->entries[n++].index = fixed_mtrrs[i];
+	m->entries[n].index = MSR_PAT;
+	m->entries[n++].data = PAT_POWER_ON;
+	m->nmsrs = n;
+	rc = ioctl(vcpu->fd, KVM_SET_MSRS, m);
+	if (rc != (int)n)
+		return set_error(err, errlen, "vCPU %u: cannot reset MTRRs and PAT (%d of %u set)", vcpu->id, rc, n);
+	return 0;
+}
+
+/*
  * Devices first (they lower their interrupt lines and drop their MSI
  * routes), then the interrupt controllers and the PIT, then the vCPUs
  * (the BSP at the reset vector, the others waiting for INIT-SIPI), then
@@ -210,7 +247,8 @@ static int do_reset(struct vm_reset *rs, char *err, size_t errlen)
 	    load_vm(vm, kvm_state_restore_pit, &rs->pit, err, errlen) < 0)
 		return -1;
 	for (unsigned i = 0; i < vm->ncpus; i++)
-		if (load_vcpu(&vm->vcpus[i], &rs->vcpus[i], err, errlen) < 0)
+		if (load_vcpu(&vm->vcpus[i], &rs->vcpus[i], err, errlen) < 0 ||
+		    reset_msrs(&vm->vcpus[i], err, errlen) < 0)
 			return -1;
 	if (rs->boot_again && rs->boot_again(vm) < 0)
 		return set_error(err, errlen, "cannot load the boot again");
