@@ -89,9 +89,9 @@ def test_vnc_client_stays_connected_across_reset():
         reboot_and_wait(g)
         stride = 640 * 4
         rc, out = g.run("echo 0 > /sys/class/graphics/fbcon/cursor_blink; "
-                        f"dd if=/dev/zero bs={stride} count=16 2>/dev/null | tr '\\000' '\\377' | fbwrite 0")
+                        f"dd if=/dev/zero bs={stride} count=16 2>/dev/null | tr '\\000' '\\377' | fbwrite {300 * stride}")
         assert rc == 0, out
-        viewer.wait_until(lambda c: c.pixel(10, 10) == (255, 255, 255) and c.pixel(600, 12) == (255, 255, 255))
+        viewer.wait_until(lambda c: c.pixel(10, 305) == (255, 255, 255) and c.pixel(600, 312) == (255, 255, 255))
         viewer.close()
         g.send("poweroff -f\n")
         assert g.wait_exit(60) == POWERED_OFF
