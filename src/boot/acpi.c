@@ -330,50 +330,6 @@ static int build_facs(struct area *a, uint32_t *gpa)
 	return 0;
 }
 
-/* A legacy ISA device under \_SB with one fixed I/O range and one IRQ. */
-static void dsdt_isa_device(struct aml_buf *b, const char *name, const char *hid, unsigned uid,
-			    uint16_t port, uint8_t len, uint8_t irq)
-{
-	size_t dev = aml_device_begin(b, name);
-	aml_name(b, "_HID");
-	aml_eisaid(b, hid);
-	aml_name(b, "_UID");
-	aml_integer(b, uid);
-	aml_name(b, "_CRS");
-	size_t crs = aml_resource_begin(b);
-	aml_res_io(b, port, len);
-	aml_res_irq_noflags(b, irq);
-	aml_resource_end(b, crs);
-	aml_end(b, dev);
-}
-
-/*
- * The i8042's keyboard (data 0x60, command 0x64, IRQ 1) and mouse (IRQ 12)
- * ports: Linux finds them by probing anyway, Windows only through these.
- */
-static void dsdt_i8042(struct aml_buf *b)
-{
-	size_t dev = aml_device_begin(b, "KBD");
-	aml_name(b, "_HID");
-	aml_eisaid(b, "PNP0303");
-	aml_name(b, "_CRS");
-	size_t crs = aml_resource_begin(b);
-	aml_res_io(b, 0x60, 1);
-	aml_res_io(b, 0x64, 1);
-	aml_res_irq_noflags(b, 1);
-	aml_resource_end(b, crs);
-	aml_end(b, dev);
-
-	dev = aml_device_begin(b, "MOU");
-	aml_name(b, "_HID");
-	aml_eisaid(b, "PNP0F13");
-	aml_name(b, "_CRS");
-	crs = aml_resource_begin(b);
-	aml_res_irq_noflags(b, 12);
-	aml_resource_end(b, crs);
-	aml_end(b, dev);
-}
-
 /*
  * Processor devices let the OS bind its ACPI processor driver; each _UID
  * matches the ACPI processor UID of the vCPU's MADT entry.
@@ -393,129 +349,19 @@ static void dsdt_cpus(struct aml_buf *b, unsigned ncpus)
 	}
 }
 
-/* ---- the PCI root bridge (src/pci) ---- */
-
-/* Large resource descriptors: address space types and flags (ACPI 6.4.3.5). */
-#define RES_MEMORY32_FIXED 0x86
-#define RES_DWORD_ADDRESS 0x87
-#define RES_WORD_ADDRESS 0x88
-#define RES_QWORD_ADDRESS 0x8A
-#define ADDR_SPACE_MEMORY 0
-#define ADDR_SPACE_IO 1
-#define ADDR_SPACE_BUS 2
-#define ADDR_PRODUCER_FIXED 0x0C /* producer, positive decode, _MIF and _MAF set */
-#define ADDR_IO_ENTIRE_RANGE 0x03
-#define ADDR_MEM_READWRITE 0x01  /* non-cacheable: any BAR, prefetchable or not, may go there */
-#define PRT_SLOTS 32
-#define PRT_PINS 4
-
-/* A Word/DWord/QWord address space descriptor for [min, max] (width 2, 4 or 8 bytes). */
-static void res_address(struct aml_buf *b, unsigned width, uint8_t space, uint8_t type_flags, uint64_t min,
-			uint64_t max)
-{
-	uint8_t d[3 + 3 + 5 * 8] = { 0 };
-	unsigned len = 3 + 5 * width;
-
-	d[0] = width == 2 ? RES_WORD_ADDRESS : width == 4 ? RES_DWORD_ADDRESS : RES_QWORD_ADDRESS;
-	put_le(d + 1, len, 2);
-	d[3] = space;
-	d[4] = ADDR_PRODUCER_FIXED;
-	d[5] = type_flags;
-	/* granularity 0, then minimum, maximum, translation 0, length */
-	put_le(d + 6 + width, min, width);
-	put_le(d + 6 + 2 * width, max, width);
-	put_le(d + 6 + 4 * width, max - min + 1, width);
-	aml_bytes(b, d, 3 + len);
-}
-
-static void res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len)
-{
-	uint8_t d[12] = { RES_MEMORY32_FIXED, 9, 0, ADDR_MEM_READWRITE };
-
-	put_le(d + 4, base, 4);
-	put_le(d + 8, len, 4);
-	aml_bytes(b, d, sizeof(d));
-}
-
 /*
- * \_SB.PCI0: bus 0's root bridge, conventional PCI (PNP0A03; no device
- * has a PCI Express capability, so there is no _OSC to negotiate). Its
- * windows: all I/O ports but the configuration ports, the platform's
- * 32-bit window, and the 64-bit window from above RAM to m->mmio64_end. _PRT wires INTA-INTD of
- * every slot to GSIs 16-23 with the swizzle src/pci uses; a _PRT entry
- * with a GSI and no link device means level-triggered, active-low.
+ * \_SB holds the processors (vCPUs are not device models) and then
+ * whatever each device says about itself, in creation order: the ACPI PM
+ * device's \_S5, the RTC, the i8042, the UARTs, the PCI root bridge...
+ * Nothing here names a device.
  */
-static void dsdt_pci(struct aml_buf *b, const struct acpi_machine *m)
-{
-	const struct platform *p = m->platform;
-	uint64_t mmio64 = PCI_MMIO64_BASE(MEM_4G + mem_highmem_size(m->mem));
-
-	size_t dev = aml_device_begin(b, "PCI0");
-	aml_name(b, "_HID");
-	aml_eisaid(b, "PNP0A03");
-	aml_name(b, "_UID");
-	aml_integer(b, 0);
-	aml_name(b, "_SEG");
-	aml_integer(b, 0);
-	aml_name(b, "_BBN");
-	aml_integer(b, 0);
-	aml_name(b, "_CRS");
-	size_t crs = aml_resource_begin(b);
-	res_address(b, 2, ADDR_SPACE_BUS, 0, 0, PCI_ECAM_BUS_END);
-	aml_res_io(b, PORT_PCI_CONFIG_ADDRESS, 8);
-	res_address(b, 2, ADDR_SPACE_IO, ADDR_IO_ENTIRE_RANGE, 0, PORT_PCI_CONFIG_ADDRESS - 1);
-	res_address(b, 2, ADDR_SPACE_IO, ADDR_IO_ENTIRE_RANGE, PORT_PCI_CONFIG_ADDRESS + 8, PCI_IO_END - 1);
-	res_address(b, 4, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, p->mmio32_base, p->mmio32_end - 1);
-	res_address(b, 8, ADDR_SPACE_MEMORY, ADDR_MEM_READWRITE, mmio64, m->mmio64_end - 1);
-	aml_resource_end(b, crs);
-
-	aml_name(b, "_PRT");
-	size_t prt = aml_package_begin(b, PRT_SLOTS * PRT_PINS);
-	for (unsigned slot = 0; slot < PRT_SLOTS; slot++) {
-		for (unsigned pin = 0; pin < PRT_PINS; pin++) {
-			size_t e = aml_package_begin(b, 4);
-			aml_integer(b, ((uint64_t)slot << 16) | 0xFFFF); /* any function of the slot */
-			aml_integer(b, pin);                              /* 0 = INTA */
-			aml_integer(b, 0);                                /* no link device: the next field is a GSI */
-			aml_integer(b, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSIS);
-			aml_end(b, e);
-		}
-	}
-	aml_end(b, prt);
-	aml_end(b, dev);
-
-	/* The ECAM window is the motherboard's, so the OS trusts the MCFG table. */
-	dev = aml_device_begin(b, "MRES");
-	aml_name(b, "_HID");
-	aml_eisaid(b, "PNP0C02");
-	aml_name(b, "_UID");
-	aml_integer(b, 0);
-	aml_name(b, "_CRS");
-	crs = aml_resource_begin(b);
-	res_memory32_fixed(b, (uint32_t)p->ecam_base, (uint32_t)PCI_ECAM_SIZE);
-	aml_resource_end(b, crs);
-	aml_end(b, dev);
-}
-
 static void dsdt_body(struct aml_buf *b, const struct acpi_machine *m)
 {
-	/* \_S5: SLP_TYPa, SLP_TYPb and two reserved bytes. */
-	aml_name(b, "\\_S5");
-	size_t pkg = aml_package_begin(b, 4);
-	aml_integer(b, ACPI_S5_SLP_TYP);
-	aml_integer(b, ACPI_S5_SLP_TYP);
-	aml_integer(b, 0);
-	aml_integer(b, 0);
-	aml_end(b, pkg);
-
 	size_t sb = aml_scope_begin(b, "\\_SB");
 	dsdt_cpus(b, m->ncpus);
-	dsdt_isa_device(b, "COM1", "PNP0501", 1, 0x3F8, 8, 4);
-	dsdt_isa_device(b, "COM2", "PNP0501", 2, 0x2F8, 8, 3);
-	dsdt_isa_device(b, "RTC", "PNP0B00", 0, 0x70, 2, 8);
-	if (m->i8042)
-		dsdt_i8042(b);
-	dsdt_pci(b, m);
+	for (struct device *d = m->devices; d; d = d->next)
+		if (d->model->acpi_dsdt)
+			d->model->acpi_dsdt(d, b);
 	aml_end(b, sb);
 }
 
@@ -790,16 +636,11 @@ static int build_tables(struct area *a, const struct acpi_machine *m, uint32_t *
 
 void acpi_machine_of(struct vm *vm, struct acpi_machine *m)
 {
-	struct platform_cpu cpu = { .vendor = "" };
-
-	if (vm->cpuid)
-		platform_cpu_from_cpuid(vm->cpuid, &cpu);
 	*m = (struct acpi_machine){
 		.mem = &vm->mem,
 		.platform = vm->platform,
-		.mmio64_end = platform_mmio64_end(vm->platform, MEM_4G + mem_highmem_size(&vm->mem), &cpu),
 		.ncpus = vm->ncpus,
-		.i8042 = device_find(vm, "lpc.i8042") != NULL,
+		.devices = vm->devices,
 	};
 }
 

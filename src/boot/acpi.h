@@ -38,16 +38,16 @@ static inline uint8_t acpi_ioapic_id(unsigned ncpus)
 }
 
 /*
- * What the tables describe: RAM, the platform's ECAM and PCI windows, the
- * end of the 64-bit window (platform_mmio64_end()), the vCPUs, and
- * whether the i8042 keyboard controller's ports are there.
+ * What the tables describe: the platform (ECAM for the MCFG), the vCPUs,
+ * and the devices, each of which writes its own DSDT entry through its
+ * model's acpi_dsdt() (core/device.h). mem is where acpi_build() writes.
  */
+struct device;
 struct acpi_machine {
 	const struct guest_memory *mem;
 	const struct platform *platform;
-	uint64_t mmio64_end;
 	unsigned ncpus;
-	bool i8042;
+	struct device *devices; /* the VM's device list */
 };
 
 struct vm;

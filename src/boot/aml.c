@@ -27,6 +27,13 @@
 #define RES_END_TAG 0x79
 #define RES_IO_DECODE16 0x01
 
+/* Large resource descriptors (ACPI 6.4.3). */
+#define RES_MEMORY32_FIXED 0x86
+#define RES_DWORD_ADDRESS 0x87
+#define RES_WORD_ADDRESS 0x88
+#define RES_QWORD_ADDRESS 0x8A
+#define ADDR_PRODUCER_FIXED 0x0C /* producer, positive decode, _MIF and _MAF set */
+
 /* A PkgLength is at most 4 bytes and covers at most 2^28 - 1 bytes. */
 #define PKG_LENGTH_MAX ((1u << 28) - 1)
 
@@ -352,4 +359,51 @@ void aml_res_irq_noflags(struct aml_buf *b, uint8_t irq)
 	}
 	uint8_t d[3] = { RES_IRQ_NOFLAGS, (uint8_t)(1u << irq), (uint8_t)(1u << irq >> 8) };
 	aml_bytes(b, d, sizeof(d));
+}
+
+void aml_res_address(struct aml_buf *b, unsigned width, uint8_t space, uint8_t type_flags, uint64_t min,
+		     uint64_t max)
+{
+	uint8_t d[3 + 3 + 5 * 8] = { 0 };
+	unsigned len = 3 + 5 * width;
+
+	if ((width != 2 && width != 4 && width != 8) || max < min || (width < 8 && max >> (8 * width))) {
+		fail(b);
+		return;
+	}
+	d[0] = width == 2 ? RES_WORD_ADDRESS : width == 4 ? RES_DWORD_ADDRESS : RES_QWORD_ADDRESS;
+	put_le(d + 1, len, 2);
+	d[3] = space;
+	d[4] = ADDR_PRODUCER_FIXED;
+	d[5] = type_flags;
+	/* granularity 0, then minimum, maximum, translation 0, length */
+	put_le(d + 6 + width, min, width);
+	put_le(d + 6 + 2 * width, max, width);
+	put_le(d + 6 + 4 * width, max - min + 1, width);
+	aml_bytes(b, d, 3 + len);
+}
+
+void aml_res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len)
+{
+	uint8_t d[12] = { RES_MEMORY32_FIXED, 9, 0, AML_ADDR_MEM_READWRITE };
+
+	put_le(d + 4, base, 4);
+	put_le(d + 8, len, 4);
+	aml_bytes(b, d, sizeof(d));
+}
+
+void aml_isa_device(struct aml_buf *b, const char *name, const char *hid, unsigned uid, uint16_t port, uint8_t len,
+		    uint8_t irq)
+{
+	size_t dev = aml_device_begin(b, name);
+	aml_name(b, "_HID");
+	aml_eisaid(b, hid);
+	aml_name(b, "_UID");
+	aml_integer(b, uid);
+	aml_name(b, "_CRS");
+	size_t crs = aml_resource_begin(b);
+	aml_res_io(b, port, len);
+	aml_res_irq_noflags(b, irq);
+	aml_resource_end(b, crs);
+	aml_end(b, dev);
 }

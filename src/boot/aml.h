@@ -65,4 +65,28 @@ void aml_res_io(struct aml_buf *b, uint16_t base, uint8_t len);
 /* IRQNoFlags() { irq }: edge-triggered, active-high ISA interrupt. */
 void aml_res_irq_noflags(struct aml_buf *b, uint8_t irq);
 
+/*
+ * Word/DWord/QWord address space descriptor (width 2, 4 or 8 bytes) for
+ * [min, max] that a bridge produces: fixed minimum and maximum, positive
+ * decode, granularity and translation 0. type_flags is the descriptor's
+ * type-specific byte (AML_ADDR_IO_ENTIRE_RANGE, AML_ADDR_MEM_READWRITE).
+ */
+#define AML_ADDR_SPACE_MEMORY 0
+#define AML_ADDR_SPACE_IO 1
+#define AML_ADDR_SPACE_BUS 2
+#define AML_ADDR_IO_ENTIRE_RANGE 0x03
+#define AML_ADDR_MEM_READWRITE 0x01 /* non-cacheable, read-write */
+void aml_res_address(struct aml_buf *b, unsigned width, uint8_t space, uint8_t type_flags, uint64_t min,
+		     uint64_t max);
+/* Memory32Fixed(ReadWrite, base, len). */
+void aml_res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len);
+
+/*
+ * Device(name) { _HID EISAID(hid), _UID uid, _CRS { IO(port, len),
+ * IRQNoFlags(irq) } }: a legacy ISA device with one fixed I/O range and
+ * one interrupt (a UART, the RTC).
+ */
+void aml_isa_device(struct aml_buf *b, const char *name, const char *hid, unsigned uid, uint16_t port, uint8_t len,
+		    uint8_t irq);
+
 #endif

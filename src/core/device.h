@@ -7,7 +7,8 @@
  * initialises an instance from its declared options (dev_opt_*()) and
  * registers its I/O ranges; reset() returns it to power-on state; save() and
  * restore() move its full state to and from a snapshot section; destroy()
- * releases it.
+ * releases it. acpi_dsdt() describes it to the guest's OS in the DSDT, so
+ * adding a device never touches the ACPI table code.
  *
  * Pausing: vCPUs are the only callers of I/O handlers, but some models also
  * act on their own (timers, host input, I/O threads). run_state() tells
@@ -27,6 +28,7 @@ struct device;
 struct state_writer;
 struct state_reader;
 struct option_decl;
+struct aml_buf;
 
 struct device_model {
 	const char *name;        /* as used in configuration ("uart", "rtc", ...) */
@@ -65,6 +67,16 @@ struct device_model {
 	 */
 	const char *ofw_name;
 	const char *ofw_child;
+	/*
+	 * Optional: the instance's own entry in the DSDT (src/boot/aml.h), how
+	 * the guest's OS finds it. Called for every device, in creation order,
+	 * each time the ACPI tables are built (direct boot and fw_cfg alike),
+	 * inside Scope(\_SB): relative names land in \_SB, absolute ones
+	 * (\_S5) where they say. Encoding errors are sticky in the buffer,
+	 * which the table builder checks once at the end. Describe only what
+	 * the instance really decodes: the guest trusts it.
+	 */
+	void (*acpi_dsdt)(struct device *dev, struct aml_buf *b);
 	const struct device_model *next_registered;
 };
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "boot/aml.h"
 #include "boot/layout.h"
 #include "core/device.h"
 #include "core/log.h"
@@ -303,6 +304,23 @@ static int acpi_pm_restore(struct device *dev, struct state_reader *r, unsigned 
 	return 0;
 }
 
+/*
+ * \_S5 (SLP_TYPa, SLP_TYPb, two reserved bytes): the PM1_CNT sleep type
+ * this device takes as soft-off, which is how the OS powers the VM off.
+ * The fixed registers themselves are the FADT's.
+ */
+static void acpi_pm_acpi_dsdt(struct device *dev, struct aml_buf *b)
+{
+	(void)dev;
+	aml_name(b, "\\_S5");
+	size_t pkg = aml_package_begin(b, 4);
+	aml_integer(b, ACPI_S5_SLP_TYP);
+	aml_integer(b, ACPI_S5_SLP_TYP);
+	aml_integer(b, 0);
+	aml_integer(b, 0);
+	aml_end(b, pkg);
+}
+
 static struct device_model acpi_pm_model = {
 	.name = "acpi-pm",
 	.state_version = 1,
@@ -313,5 +331,6 @@ static struct device_model acpi_pm_model = {
 	.save = acpi_pm_save,
 	.restore = acpi_pm_restore,
 	.destroy = acpi_pm_destroy,
+	.acpi_dsdt = acpi_pm_acpi_dsdt,
 };
 DEVICE_MODEL(acpi_pm_model);

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "boot/aml.h"
 #include "core/config.h"
 #include "core/device.h"
 #include "core/input.h"
@@ -547,6 +548,35 @@ static int i8042_restore(struct device *dev, struct state_reader *r, unsigned ve
 	return rc;
 }
 
+/*
+ * The keyboard port (PNP0303: the data and command ports, IRQ 1) and the
+ * mouse port (PNP0F13: IRQ 12): Linux finds them by probing anyway,
+ * Windows only through these.
+ */
+static void i8042_acpi_dsdt(struct device *dev, struct aml_buf *b)
+{
+	(void)dev;
+	size_t kbd = aml_device_begin(b, "KBD");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0303");
+	aml_name(b, "_CRS");
+	size_t crs = aml_resource_begin(b);
+	aml_res_io(b, DATA_PORT, 1);
+	aml_res_io(b, CMD_PORT, 1);
+	aml_res_irq_noflags(b, KBD_IRQ);
+	aml_resource_end(b, crs);
+	aml_end(b, kbd);
+
+	size_t mou = aml_device_begin(b, "MOU");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0F13");
+	aml_name(b, "_CRS");
+	crs = aml_resource_begin(b);
+	aml_res_irq_noflags(b, AUX_IRQ);
+	aml_resource_end(b, crs);
+	aml_end(b, mou);
+}
+
 static struct device_model i8042_model = {
 	.name = "i8042",
 	.state_version = 1,
@@ -557,5 +587,6 @@ static struct device_model i8042_model = {
 	.save = i8042_save,
 	.restore = i8042_restore,
 	.destroy = i8042_destroy,
+	.acpi_dsdt = i8042_acpi_dsdt,
 };
 DEVICE_MODEL(i8042_model);

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "boot/aml.h"
 #include "core/device.h"
 #include "core/evloop.h"
 #include "core/log.h"
@@ -656,6 +657,13 @@ static void rtc_run_state(struct device *dev, bool running)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Device(RTC): the AT clock (PNP0B00), ports 0x70-0x71 and IRQ 8. */
+static void rtc_acpi_dsdt(struct device *dev, struct aml_buf *b)
+{
+	(void)dev;
+	aml_isa_device(b, "RTC", "PNP0B00", 0, RTC_PORT, 2, RTC_IRQ);
+}
+
 static struct device_model rtc_model = {
 	.name = "rtc",
 	.state_version = 1,
@@ -667,5 +675,6 @@ static struct device_model rtc_model = {
 	.restore = rtc_restore,
 	.destroy = rtc_destroy,
 	.run_state = rtc_run_state,
+	.acpi_dsdt = rtc_acpi_dsdt,
 };
 DEVICE_MODEL(rtc_model);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "boot/aml.h"
 #include "core/chardev.h"
 #include "core/config.h"
 #include "core/device.h"
@@ -582,6 +583,19 @@ static void uart_run_state(struct device *dev, bool running)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * Device(COMn): a 16550A (PNP0501) with _UID n, its eight ports and its
+ * IRQ, so the OS's serial driver takes the port from ACPI. Only the ports
+ * that exist are described.
+ */
+static void uart_acpi_dsdt(struct device *dev, struct aml_buf *b)
+{
+	const struct uart *s = dev->priv;
+	char name[5] = { 'C', 'O', 'M', s->name[3], 0 };
+
+	aml_isa_device(b, name, "PNP0501", (unsigned)(s->name[3] - '0'), s->base, UART_NREGS, (uint8_t)s->irq);
+}
+
 static const struct option_decl uart_options[] = {
 	{ .name = "path", .type = OPTION_CUSTOM, .flags = OPTION_HOST_BINDING, .validate = chardev_spec_check,
 	  .tcp_listener = chardev_spec_tcp_address, .cli_hint = "-l %s,...",
@@ -605,5 +619,6 @@ static struct device_model uart_model = {
 	.restore = uart_restore,
 	.destroy = uart_destroy,
 	.run_state = uart_run_state,
+	.acpi_dsdt = uart_acpi_dsdt,
 };
 DEVICE_MODEL(uart_model);

@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "boot/aml.h"
 #include "boot/layout.h"
 #include "core/config.h"
 #include "core/device.h"
@@ -1571,6 +1572,104 @@ static int pci_bus_attach(struct vm *vm)
 	return 0;
 }
 
+/* ---- the root bridge in the DSDT ---- */
+
+#define PRT_SLOTS 32
+#define PRT_PINS 4
+
+/*
+ * End (exclusive) of the 64-bit window announced: from where the bus
+ * places 64-bit BARs up to the end of the window the firmware may use
+ * (platform_mmio64_end()), so BARs either of them placed are inside it.
+ */
+static uint64_t announced_mmio64_end(const struct vm *vm)
+{
+	struct platform_cpu cpu = { .vendor = "" };
+
+	if (vm->cpuid)
+		platform_cpu_from_cpuid(vm->cpuid, &cpu);
+	return platform_mmio64_end(vm->platform, MEM_4G + mem_highmem_size(&vm->mem), &cpu);
+}
+
+/*
+ * _CRS: bus numbers 0-PCI_ECAM_BUS_END, the configuration ports, every
+ * other I/O port up to PCI_IO_END, the platform's 32-bit window and the
+ * 64-bit window above RAM.
+ */
+static void root_bridge_crs(struct aml_buf *b, const struct vm *vm)
+{
+	const struct platform *p = vm->platform;
+	uint64_t mmio64 = PCI_MMIO64_BASE(MEM_4G + mem_highmem_size(&vm->mem));
+
+	aml_name(b, "_CRS");
+	size_t crs = aml_resource_begin(b);
+	aml_res_address(b, 2, AML_ADDR_SPACE_BUS, 0, 0, PCI_ECAM_BUS_END);
+	aml_res_io(b, PORT_PCI_CONFIG_ADDRESS, 8);
+	aml_res_address(b, 2, AML_ADDR_SPACE_IO, AML_ADDR_IO_ENTIRE_RANGE, 0, PORT_PCI_CONFIG_ADDRESS - 1);
+	aml_res_address(b, 2, AML_ADDR_SPACE_IO, AML_ADDR_IO_ENTIRE_RANGE, PORT_PCI_CONFIG_ADDRESS + 8,
+			PCI_IO_END - 1);
+	aml_res_address(b, 4, AML_ADDR_SPACE_MEMORY, AML_ADDR_MEM_READWRITE, p->mmio32_base, p->mmio32_end - 1);
+	aml_res_address(b, 8, AML_ADDR_SPACE_MEMORY, AML_ADDR_MEM_READWRITE, mmio64, announced_mmio64_end(vm) - 1);
+	aml_resource_end(b, crs);
+}
+
+/*
+ * _PRT: INTA-INTD of every slot to the GSIs INTx is routed to here (see
+ * pci.h); an entry with a GSI and no link device means level-triggered,
+ * active-low.
+ */
+static void root_bridge_prt(struct aml_buf *b)
+{
+	aml_name(b, "_PRT");
+	size_t prt = aml_package_begin(b, PRT_SLOTS * PRT_PINS);
+	for (unsigned slot = 0; slot < PRT_SLOTS; slot++) {
+		for (unsigned pin = 0; pin < PRT_PINS; pin++) {
+			size_t e = aml_package_begin(b, 4);
+			aml_integer(b, ((uint64_t)slot << 16) | 0xFFFF); /* any function of the slot */
+			aml_integer(b, pin);                              /* 0 = INTA */
+			aml_integer(b, 0);                                /* no link device: the next field is a GSI */
+			aml_integer(b, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSIS);
+			aml_end(b, e);
+		}
+	}
+	aml_end(b, prt);
+}
+
+/*
+ * \_SB.PCI0: bus 0's root bridge, conventional PCI (PNP0A03; no function
+ * has a PCI Express capability, so there is no _OSC to negotiate), and
+ * MRES, a motherboard resource (PNP0C02) holding the ECAM window, without
+ * which the OS does not trust the MCFG table.
+ */
+static void pci_bus_acpi_dsdt(struct device *dev, struct aml_buf *b)
+{
+	const struct vm *vm = dev->vm;
+
+	size_t pci0 = aml_device_begin(b, "PCI0");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0A03");
+	aml_name(b, "_UID");
+	aml_integer(b, 0);
+	aml_name(b, "_SEG");
+	aml_integer(b, 0);
+	aml_name(b, "_BBN");
+	aml_integer(b, 0);
+	root_bridge_crs(b, vm);
+	root_bridge_prt(b);
+	aml_end(b, pci0);
+
+	size_t mres = aml_device_begin(b, "MRES");
+	aml_name(b, "_HID");
+	aml_eisaid(b, "PNP0C02");
+	aml_name(b, "_UID");
+	aml_integer(b, 0);
+	aml_name(b, "_CRS");
+	size_t crs = aml_resource_begin(b);
+	aml_res_memory32_fixed(b, (uint32_t)vm->platform->ecam_base, (uint32_t)PCI_ECAM_SIZE);
+	aml_resource_end(b, crs);
+	aml_end(b, mres);
+}
+
 /* After the platform devices (the reset register at 0xCF9 must already be there). */
 #define PCI_ATTACH_ORDER 50
 
@@ -1584,5 +1683,6 @@ static struct device_model pci_bus_model = {
 	.save = pci_bus_save,
 	.restore = pci_bus_restore,
 	.destroy = pci_bus_destroy,
+	.acpi_dsdt = pci_bus_acpi_dsdt,
 };
 DEVICE_MODEL(pci_bus_model);

@@ -295,22 +295,52 @@ static int set_msr(struct vcpu *vcpu, uint32_t index, uint64_t value)
 	return msr_ioctl(vcpu, KVM_SET_MSRS, index, &value);
 }
 
+/*
+ * KVM's MSR index list leaves out the MTRRs (QEMU saves them by name too), yet a
+ * firmware programs them once at boot and the OS keeps using that setting: a
+ * restored guest must find them as it left them, not at their reset value.
+ */
+static const uint32_t mtrr_msrs[] = {
+	0x2ff,						/* MTRRdefType */
+	0x250, 0x258, 0x259,				/* fixed: 64K, 16K ranges */
+	0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f, /* fixed: 4K ranges */
+	0x200, 0x201, 0x202, 0x203, 0x204, 0x205, 0x206, 0x207, /* variable: base/mask pairs */
+	0x208, 0x209, 0x20a, 0x20b, 0x20c, 0x20d, 0x20e, 0x20f,
+};
+
+static bool msr_listed(const struct kvm_msr_list *l, uint32_t index)
+{
+	for (unsigned j = 0; j < l->nmsrs; j++)
+		if (l->indices[j] == index)
+			return true;
+	return false;
+}
+
+static void save_msr(struct vcpu *vcpu, struct state_writer *w, uint32_t index)
+{
+	char key[16];
+	uint64_t v;
+
+	/* KVM lists MSRs this CPU model may lack; those that do not read back are not state. */
+	if (get_msr(vcpu, index, &v) < 0)
+		return;
+	snprintf(key, sizeof(key), "0x%08x", index);
+	state_put_u64(w, key, v);
+}
+
 static int save_msrs(struct vcpu *vcpu, struct state_writer *w, char *err, size_t errlen)
 {
 	struct kvm_msr_list *l = msr_index_list(vcpu->vm);
-	char key[16];
 
 	if (!l)
 		return set_error(err, errlen, "cannot list MSRs: %s", strerror(errno));
 	state_begin_map(w, "msrs");
-	for (unsigned i = 0; i < l->nmsrs; i++) {
-		uint64_t v;
-		/* KVM lists MSRs this CPU model may lack; those that do not read back are not state. */
-		if (msr_seen_before(l, i) || get_msr(vcpu, l->indices[i], &v) < 0)
-			continue;
-		snprintf(key, sizeof(key), "0x%08x", l->indices[i]);
-		state_put_u64(w, key, v);
-	}
+	for (unsigned i = 0; i < l->nmsrs; i++)
+		if (!msr_seen_before(l, i))
+			save_msr(vcpu, w, l->indices[i]);
+	for (size_t i = 0; i < sizeof(mtrr_msrs) / sizeof(mtrr_msrs[0]); i++)
+		if (!msr_listed(l, mtrr_msrs[i]))
+			save_msr(vcpu, w, mtrr_msrs[i]);
 	state_end_map(w);
 	free(l);
 	return 0;

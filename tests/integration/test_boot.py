@@ -69,6 +69,34 @@ def test_acpi_tables_found(guest2):
     assert out.strip() == "", out
 
 
+def pnp_devices(g):
+    """Linux's PNP devices (from the DSDT's entries) as {ID: [resources, ...]}, IDs upper-cased."""
+    rc, out = g.run("for d in /sys/bus/pnp/devices/*; do echo PNPDEV $(cat $d/id $d/resources); done")
+    assert rc == 0, out
+    found = {}
+    for line in out.upper().splitlines():
+        if line.startswith("PNPDEV "):
+            ident, _, res = line[len("PNPDEV "):].partition(" ")
+            found.setdefault(ident, []).append(res)
+    return found
+
+
+def test_dsdt_devices_found(guest2):
+    """Each device's DSDT entry reaches Linux: the one serial port given (com1; an absent
+    port is not announced), the RTC (which rtc_cmos then takes from PNP, not from its
+    platform-device fallback), the i8042 and the PCI root bridge."""
+    found = pnp_devices(guest2)
+    assert len(found.get("PNP0501", [])) == 1, found
+    assert "IO 0X3F8-0X3FF" in found["PNP0501"][0] and "IRQ 4" in found["PNP0501"][0], found
+    assert "IO 0X70-0X71" in found["PNP0B00"][0] and "IRQ 8" in found["PNP0B00"][0], found
+    assert "IO 0X60-0X60" in found["PNP0303"][0] and "IO 0X64-0X64" in found["PNP0303"][0], found
+    assert "IRQ 12" in found["PNP0F13"][0], found
+    assert "PNP0C02" in found, found
+    rc, out = guest2.run("dmesg | grep -E 'rtc_cmos|PCI Root Bridge'")
+    assert re.search(r"rtc_cmos 00:[0-9a-f]+: registered as rtc0", out), out
+    assert "PCI Root Bridge [PCI0]" in out, out
+
+
 def test_guest_poweroff_exits_1(guest2):
     guest2.send("poweroff -f\n")
     assert guest2.wait_exit(60) == POWERED_OFF

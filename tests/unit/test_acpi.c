@@ -1,6 +1,9 @@
 /*
  * Checks the ACPI tables against the ACPI 6 layouts, reading raw bytes at
  * the specification's offsets rather than through acpi.c's structures.
+ * The tables are built for a VM (the recording stand-in, tests/unit/testvm.c)
+ * with real device models attached, whose DSDT entries come from the
+ * models themselves; ACPICA's iasl decodes and compiles AML independently.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, asprintf; the build defines it too */
@@ -18,11 +21,17 @@
 
 #include <cmocka.h>
 
+#include <linux/kvm.h>
+
 #include "boot/acpi.h"
 #include "boot/aml.h"
 #include "boot/layout.h"
+#include "core/config.h"
+#include "core/device.h"
 #include "core/memory.h"
 #include "core/platform.h"
+#include "core/vm.h"
+#include "testvm.h"
 
 #define MiB (1ULL << 20)
 
@@ -55,7 +64,7 @@
 #define FLAG_HW_REDUCED (1u << 20)
 
 struct fixture {
-	struct guest_memory mem;
+	struct vm *vm;
 	uint64_t rsdp;
 };
 
@@ -79,7 +88,7 @@ static uint8_t sum(const uint8_t *p, size_t len)
 
 static const uint8_t *at(const struct fixture *f, uint64_t gpa, uint64_t len)
 {
-	const uint8_t *p = mem_gpa_to_hva(&f->mem, gpa, len);
+	const uint8_t *p = mem_gpa_to_hva(&f->vm->mem, gpa, len);
 
 	assert_non_null(p);
 	/* Every table must lie in the firmware area the e820 map reserves. */
@@ -101,40 +110,68 @@ static const uint8_t *table(const struct fixture *f, uint64_t gpa, const char *s
 	return t;
 }
 
-/* The machine a VM on `layout` with `ram` bytes and ncpus vCPUs describes; classic 64-bit window unless given. */
-static struct acpi_machine machine(const struct guest_memory *mem, const char *layout, unsigned ncpus,
-				   uint64_t mmio64_end)
-{
-	const struct platform *p = platform_find(layout);
-	uint64_t classic = PCI_MMIO64_BASE(MEM_4G + mem_highmem_size(mem));
+/*
+ * What a VM is given besides the vCPUs: configuration settings (NULL-ended)
+ * made before every model's attach() runs, and a CPUID table (NULL: none,
+ * so the classic 64-bit PCI window).
+ */
+struct machine_spec {
+	const char *layout;
+	unsigned ncpus;
+	const char *const *settings;
+	struct kvm_cpuid2 *cpuid;
+};
 
-	assert_non_null(p);
-	return (struct acpi_machine){ .mem = mem, .platform = p, .ncpus = ncpus, .i8042 = true,
-				      .mmio64_end = mmio64_end ? mmio64_end : classic + PCI_MMIO64_SIZE };
+/* The serial ports a plain VM has here: com1 and com2, as the DSDT once listed unconditionally. */
+static const char *const two_ports[] = { "lpc.com1.path=file=/dev/null", "lpc.com2.path=file=/dev/null", NULL };
+
+/* A VM with its devices attached as hyve attaches them (devices_attach_all()), RAM allocated. */
+static struct vm *machine_vm(const struct machine_spec *spec, uint64_t ram)
+{
+	struct vm *vm = testvm_new_platform(ram, spec->layout);
+
+	vm->ncpus = spec->ncpus;
+	vm->cpuid = spec->cpuid;
+	for (const char *const *s = spec->settings; s && *s; s++)
+		assert_int_equal(config_set_assignment(vm->cfg, *s), 0);
+	assert_int_equal(devices_attach_all(vm), 0);
+	assert_int_equal(mem_alloc(&vm->mem, "test-acpi"), 0);
+	return vm;
 }
 
-static struct fixture *setup_machine(const char *layout, unsigned ncpus, uint64_t mmio64_end)
+static void free_machine_vm(struct vm *vm)
+{
+	mem_free(&vm->mem);
+	vm->cpuid = NULL; /* the spec's */
+	testvm_free(vm);
+}
+
+static struct fixture *setup_spec(const struct machine_spec *spec)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct acpi_machine m;
 
 	assert_non_null(f);
-	mem_layout(&f->mem, 256 * MiB, platform_find(layout)->lowmem_limit);
-	assert_int_equal(mem_alloc(&f->mem, "test-acpi"), 0);
-	m = machine(&f->mem, layout, ncpus, mmio64_end);
+	f->vm = machine_vm(spec, 256 * MiB);
+	acpi_machine_of(f->vm, &m);
 	assert_int_equal(acpi_build(&m, &f->rsdp), 0);
 	assert_int_equal(f->rsdp, LAYOUT_RSDP);
 	return f;
 }
 
+static struct fixture *setup_machine(const char *layout, unsigned ncpus)
+{
+	return setup_spec(&(struct machine_spec){ .layout = layout, .ncpus = ncpus, .settings = two_ports });
+}
+
 static struct fixture *setup_with(unsigned ncpus)
 {
-	return setup_machine("q35", ncpus, 0);
+	return setup_machine("q35", ncpus);
 }
 
 static void teardown_fixture(struct fixture *f)
 {
-	mem_free(&f->mem);
+	free_machine_vm(f->vm);
 	free(f);
 }
 
@@ -190,7 +227,7 @@ static void test_rsdp_and_roots(void **state)
 /* MCFG: one ECAM allocation, segment 0, buses 0-255 at the platform's base (OVMF's 0xB0000000 on q35). */
 static void check_mcfg(const char *layout, uint64_t ecam)
 {
-	struct fixture *f = setup_machine(layout, 1, 0);
+	struct fixture *f = setup_machine(layout, 1);
 	const uint8_t *m = find(f, "MCFG");
 
 	assert_int_equal(le(m + 4, 4), 60);
@@ -434,9 +471,10 @@ static void test_dsdt_contents(void **state)
  * minimum and maximum (after the 0x87/0x8A tag, length, three flag bytes
  * and the granularity), and the ECAM reservation, for each layout.
  */
-static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uint32_t max32, uint64_t mmio64_end)
+static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uint32_t max32, struct kvm_cpuid2 *cpuid,
+			  uint64_t mmio64_end)
 {
-	struct fixture *f = setup_machine(layout, 1, mmio64_end);
+	struct fixture *f = setup_spec(&(struct machine_spec){ .layout = layout, .ncpus = 1, .cpuid = cpuid });
 	const uint8_t *d = dsdt(f);
 	size_t len = le(d + 4, 4);
 	uint8_t dword[8], qword[24] = { 0 }, fixed[12] = { 0x86, 0x09, 0x00, 0x01 };
@@ -463,12 +501,35 @@ static void check_windows(const char *layout, uint32_t ecam, uint32_t min32, uin
 	teardown_fixture(f);
 }
 
+/*
+ * The CPUID leaves OVMF sizes its 64-bit PCI window from (platform.h):
+ * an Intel CPU with 1 GiB pages and phys_bits address bits.
+ */
+static struct kvm_cpuid2 *intel_cpuid(unsigned phys_bits)
+{
+	struct kvm_cpuid2 *t = calloc(1, sizeof(*t) + 3 * sizeof(t->entries[0]));
+
+	assert_non_null(t);
+	t->nent = 3;
+	/* "GenuineIntel" in EBX, EDX, ECX */
+	t->entries[0] = (struct kvm_cpuid_entry2){ .function = 0x80000000, .eax = 0x80000008, .ebx = 0x756E6547,
+						   .edx = 0x49656E69, .ecx = 0x6C65746E };
+	t->entries[1] = (struct kvm_cpuid_entry2){ .function = 0x80000001, .edx = 1u << 26 };
+	t->entries[2] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = phys_bits };
+	return t;
+}
+
 static void test_dsdt_windows(void **state)
 {
+	struct kvm_cpuid2 *cpu39 = intel_cpuid(39);
+
 	(void)state;
-	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
-	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, 1ULL << 39);
-	check_windows("legacy", 0xE0000000, 0xC0000000, 0xDFFFFFFF, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, NULL, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	/* OVMF trusts 39 bits and takes the top eighth of the space, [2^39 - 2^36, 2^39): announced up to 2^39. */
+	check_windows("q35", 0xB0000000, 0xC0000000, 0xFBFFFFFF, cpu39, 1ULL << 39);
+	/* The legacy layout keeps the classic window whatever the CPU says. */
+	check_windows("legacy", 0xE0000000, 0xC0000000, 0xDFFFFFFF, cpu39, PCI_MMIO64_BASE(MEM_4G) + PCI_MMIO64_SIZE);
+	free(cpu39);
 }
 
 /* iasl on PATH, or NULL. */
@@ -569,6 +630,244 @@ static void test_dsdt_iasl(void **state)
 		iasl_round_trip(d, le(d + 4, 4), "EisaId (\"PNP0501\")");
 		teardown_fixture(f);
 	}
+}
+
+/* ---- each device's entry, against ASL compiled by iasl ---- */
+
+/*
+ * The AML iasl makes of ASL `body` (the objects of a DefinitionBlock),
+ * without the table header: what our DSDT must hold for those objects.
+ * -oa: no optimizations, so iasl keeps names and constants as written.
+ */
+static uint8_t *compile_asl(const char *body, size_t *len)
+{
+	char dir[] = "/tmp/hyve-asl-XXXXXX";
+	char *iasl = find_iasl(), *path;
+	size_t n;
+
+	if (!iasl)
+		fail_msg("iasl not found on PATH: install acpica-tools (scripts/install-deps)");
+	assert_non_null(mkdtemp(dir));
+	assert_true(asprintf(&path, "%s/entry.asl", dir) > 0);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "DefinitionBlock (\"\", \"DSDT\", 2, \"HYVE  \", \"ENTRY\", 1)\n{\n%s\n}\n", body);
+	assert_int_equal(fclose(fp), 0);
+	free(path);
+	run_iasl(dir, iasl, "-oa -p entry entry.asl");
+	const char *aml = slurp(dir, "entry.aml", &n);
+	assert_true(n > 36);
+	*len = n - 36;
+	uint8_t *out = malloc(*len);
+	assert_non_null(out);
+	memcpy(out, aml + 36, *len);
+	assert_true(asprintf(&path, "rm -rf '%s'", dir) > 0);
+	assert_int_equal(system(path), 0);
+	free(path);
+	free(iasl);
+	return out;
+}
+
+/* The DSDT holds exactly what iasl compiles `asl` to; `what` names it in the failure. */
+static void assert_entry(const uint8_t *d, const char *what, const char *asl)
+{
+	size_t n;
+	uint8_t *want = compile_asl(asl, &n);
+
+	if (!memmem(d + 36, le(d + 4, 4) - 36, want, n))
+		fail_msg("the DSDT lacks %s as iasl compiles it:\n%s", what, asl);
+	free(want);
+}
+
+static void assert_no_device(const uint8_t *d, const char *seg)
+{
+	/* A Device's name follows ExtOpPrefix, DeviceOp and a 1-byte PkgLength. */
+	size_t len = le(d + 4, 4);
+
+	for (const uint8_t *p = d + 36; (p = memmem(p, len - (size_t)(p - d), seg, 4)); p++)
+		if (p - d >= 39 && p[-3] == 0x5B && p[-2] == 0x82)
+			fail_msg("the DSDT has a device %.4s", seg);
+}
+
+static char *isa_asl(const char *name, const char *hid, const char *uid, unsigned port, unsigned len, unsigned irq)
+{
+	char *asl;
+
+	assert_true(asprintf(&asl,
+			     "Device (%s) { Name (_HID, EisaId (\"%s\")) Name (_UID, %s)\n"
+			     "  Name (_CRS, ResourceTemplate () { IO (Decode16, 0x%X, 0x%X, 0x01, 0x%02X, ) "
+			     "IRQNoFlags () {%u} }) }",
+			     name, hid, uid, port, port, len, irq) > 0);
+	return asl;
+}
+
+static void assert_isa_entry(const uint8_t *d, const char *name, const char *hid, const char *uid, unsigned port,
+			     unsigned len, unsigned irq)
+{
+	char *asl = isa_asl(name, hid, uid, port, len, irq);
+
+	assert_entry(d, name, asl);
+	free(asl);
+}
+
+static const char i8042_asl[] =
+	"Device (KBD) { Name (_HID, EisaId (\"PNP0303\"))\n"
+	"  Name (_CRS, ResourceTemplate () { IO (Decode16, 0x60, 0x60, 0x01, 0x01, ) "
+	"IO (Decode16, 0x64, 0x64, 0x01, 0x01, ) IRQNoFlags () {1} }) }\n"
+	"Device (MOU) { Name (_HID, EisaId (\"PNP0F13\")) Name (_CRS, ResourceTemplate () { IRQNoFlags () {12} }) }";
+
+static const char s5_asl[] = "Name (\\_S5, Package (0x04) { 0x05, 0x05, Zero, Zero })";
+
+/*
+ * PCI0 as ASL: the bus numbers, the configuration ports and the I/O
+ * around them, the 32-bit window [min32, max32] and the 64-bit one from
+ * the first 32 GiB boundary above RAM to max64, and a _PRT entry per slot
+ * and pin to GSI 16 + (slot + pin) % 8; then MRES holding ECAM.
+ */
+static char *pci_asl(uint32_t min32, uint32_t max32, uint64_t min64, uint64_t max64, uint32_t ecam)
+{
+	char *prt = NULL, *asl;
+	size_t prt_len = 0;
+	FILE *fp = open_memstream(&prt, &prt_len);
+
+	assert_non_null(fp);
+	for (unsigned slot = 0; slot < 32; slot++)
+		for (unsigned pin = 0; pin < 4; pin++)
+			fprintf(fp, "%sPackage (0x04) { 0x%X, %s, Zero, 0x%X }", slot || pin ? ", " : "",
+				slot << 16 | 0xFFFF, pin == 0 ? "Zero" : pin == 1 ? "One" : pin == 2 ? "0x02" : "0x03",
+				16 + (slot + pin) % 8);
+	assert_int_equal(fclose(fp), 0);
+	assert_true(asprintf(&asl,
+			     "Device (PCI0) { Name (_HID, EisaId (\"PNP0A03\")) Name (_UID, Zero) Name (_SEG, Zero)\n"
+			     "  Name (_BBN, Zero)\n"
+			     "  Name (_CRS, ResourceTemplate () {\n"
+			     "    WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, 0, 0xFF, 0, 0x100,,,)\n"
+			     "    IO (Decode16, 0x0CF8, 0x0CF8, 0x01, 0x08, )\n"
+			     "    WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, 0, 0x0CF7, 0, "
+			     "0x0CF8,,,, TypeStatic, DenseTranslation)\n"
+			     "    WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, 0x0D00, 0xFFFF, "
+			     "0, 0xF300,,,, TypeStatic, DenseTranslation)\n"
+			     "    DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, 0, "
+			     "0x%X, 0x%X, 0, 0x%X,,,, AddressRangeMemory, TypeStatic)\n"
+			     "    QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, 0, "
+			     "0x%llX, 0x%llX, 0, 0x%llX,,,, AddressRangeMemory, TypeStatic)\n"
+			     "  })\n"
+			     "  Name (_PRT, Package (0x80) { %s })\n"
+			     "}\n"
+			     "Device (MRES) { Name (_HID, EisaId (\"PNP0C02\")) Name (_UID, Zero)\n"
+			     "  Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, 0x%X, 0x10000000, ) }) }",
+			     min32, max32, max32 - min32 + 1, (unsigned long long)min64, (unsigned long long)max64,
+			     (unsigned long long)(max64 - min64 + 1), prt, ecam) > 0);
+	free(prt);
+	return asl;
+}
+
+/*
+ * The representative device set (the ACPI PM device, the RTC, the i8042,
+ * com1 and com2, the PCI bus) on each layout: every device's entry is in
+ * the DSDT exactly as iasl compiles its ASL, the processors are there, and
+ * every table's checksum holds (table() checks it on the way).
+ */
+static void check_device_entries(const char *layout, uint32_t ecam, uint32_t max32)
+{
+	struct fixture *f = setup_machine(layout, 2);
+	const uint8_t *d = dsdt(f);
+	uint64_t min64 = PCI_MMIO64_BASE(MEM_4G);
+	char *pci = pci_asl(0xC0000000, max32, min64, min64 + PCI_MMIO64_SIZE - 1, ecam);
+
+	find(f, "APIC");
+	find(f, "MCFG");
+	assert_entry(d, "\\_S5", s5_asl);
+	assert_isa_entry(d, "RTC", "PNP0B00", "Zero", 0x70, 2, 8);
+	assert_entry(d, "KBD and MOU", i8042_asl);
+	assert_isa_entry(d, "COM1", "PNP0501", "One", 0x3F8, 8, 4);
+	assert_isa_entry(d, "COM2", "PNP0501", "0x02", 0x2F8, 8, 3);
+	assert_entry(d, "PCI0 and MRES", pci);
+	assert_entry(d, "the processors",
+		     "Device (C000) { Name (_HID, \"ACPI0007\") Name (_UID, Zero) }\n"
+		     "Device (C001) { Name (_HID, \"ACPI0007\") Name (_UID, One) }");
+	assert_no_device(d, "COM3");
+	free(pci);
+	teardown_fixture(f);
+}
+
+static void test_dsdt_device_entries(void **state)
+{
+	(void)state;
+	check_device_entries("q35", 0xB0000000, 0xFBFFFFFF);
+	check_device_entries("legacy", 0xE0000000, 0xDFFFFFFF);
+}
+
+/* ---- the DSDT follows the devices ---- */
+
+/*
+ * A device model only this test knows: acpi.c has never heard of it, yet
+ * its entry is in the DSDT, because its model has an acpi_dsdt().
+ */
+static int probe_create(struct device *dev)
+{
+	(void)dev;
+	return 0;
+}
+
+static void probe_acpi_dsdt(struct device *dev, struct aml_buf *b)
+{
+	(void)dev;
+	size_t mark = aml_device_begin(b, "PRBE");
+	aml_name(b, "_HID");
+	aml_string(b, "HYV0001");
+	aml_end(b, mark);
+}
+
+static struct device_model probe_model = {
+	.name = "test-acpi-probe",
+	.create = probe_create,
+	.acpi_dsdt = probe_acpi_dsdt,
+};
+DEVICE_MODEL(probe_model)
+
+/*
+ * Only what exists is described: com1, com3 and com4 without com2, no
+ * i8042, and the test's own device; in the tables built for direct boot
+ * and in the ones firmware gets through fw_cfg alike.
+ */
+static void test_dsdt_follows_devices(void **state)
+{
+	static const char *const settings[] = { "lpc.com1.path=file=/dev/null", "lpc.com3.path=file=/dev/null",
+						"lpc.com4.path=file=/dev/null", "lpc.i8042=false", NULL };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct acpi_machine m;
+	struct acpi_blobs blobs;
+
+	(void)state;
+	assert_non_null(f);
+	f->vm = machine_vm(&(struct machine_spec){ .layout = "q35", .ncpus = 1, .settings = settings }, 256 * MiB);
+	assert_non_null(device_create(f->vm, &probe_model, "test.probe", "test.probe"));
+	acpi_machine_of(f->vm, &m);
+	assert_int_equal(acpi_build(&m, &f->rsdp), 0);
+	const uint8_t *d = dsdt(f);
+
+	assert_isa_entry(d, "COM1", "PNP0501", "One", 0x3F8, 8, 4);
+	assert_isa_entry(d, "COM3", "PNP0501", "0x03", 0x3E8, 8, 4);
+	assert_isa_entry(d, "COM4", "PNP0501", "0x04", 0x2E8, 8, 3);
+	assert_entry(d, "the test's device", "Device (PRBE) { Name (_HID, \"HYV0001\") }");
+	assert_isa_entry(d, "RTC", "PNP0B00", "Zero", 0x70, 2, 8);
+	assert_entry(d, "\\_S5", s5_asl);
+	assert_no_device(d, "COM2");
+	assert_no_device(d, "KBD_");
+	assert_no_device(d, "MOU_");
+	iasl_round_trip(d, le(d + 4, 4), "Device (PRBE)");
+
+	/* The firmware's copy (fw_cfg's etc/acpi/tables) holds the same DSDT. */
+	assert_int_equal(acpi_build_blobs(&m, &blobs), 0);
+	const uint8_t *bd = memmem(blobs.tables, blobs.tables_len, "DSDT", 4);
+	assert_non_null(bd);
+	assert_true((size_t)(bd - blobs.tables) + le(d + 4, 4) <= blobs.tables_len);
+	/* Only the checksum byte differs: the firmware computes it (table-loader ADD_CHECKSUM). */
+	assert_memory_equal(bd, d, 9);
+	assert_memory_equal(bd + 10, d + 10, le(d + 4, 4) - 10);
+	acpi_blobs_free(&blobs);
+	teardown_fixture(f);
 }
 
 /* Scope(\\ABCD) with a body of n zero bytes; returns the PkgLength's size in bytes. */
@@ -684,25 +983,24 @@ static void test_tables_fit(void **state)
 
 static void test_failures(void **state)
 {
-	struct guest_memory mem;
+	struct vm *vm;
 	struct acpi_machine m;
 	uint64_t rsdp = 0;
 
 	(void)state;
-	mem_layout(&mem, 64 * MiB, platform_find("q35")->lowmem_limit);
-	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	m = machine(&mem, "q35", 0, 0);
+	vm = machine_vm(&(struct machine_spec){ .layout = "q35", .ncpus = 1, .settings = two_ports }, 64 * MiB);
+	acpi_machine_of(vm, &m);
+	m.ncpus = 0;
 	assert_int_equal(acpi_build(&m, &rsdp), -1);
 	m.ncpus = ACPI_MAX_CPUS + 1;
 	assert_int_equal(acpi_build(&m, &rsdp), -1);
-	mem_free(&mem);
+	free_machine_vm(vm);
 
 	/* Too little RAM to hold the firmware area. */
-	mem_layout(&mem, 512 * 1024, platform_find("q35")->lowmem_limit);
-	assert_int_equal(mem_alloc(&mem, "test-acpi"), 0);
-	m = machine(&mem, "q35", 1, 0);
+	vm = machine_vm(&(struct machine_spec){ .layout = "q35", .ncpus = 1 }, 512 * 1024);
+	acpi_machine_of(vm, &m);
 	assert_int_equal(acpi_build(&m, &rsdp), -1);
-	mem_free(&mem);
+	free_machine_vm(vm);
 }
 
 int main(void)
@@ -719,6 +1017,8 @@ int main(void)
 		cmocka_unit_test(test_mcfg),
 		cmocka_unit_test(test_dsdt_windows),
 		cmocka_unit_test(test_dsdt_iasl),
+		cmocka_unit_test(test_dsdt_device_entries),
+		cmocka_unit_test(test_dsdt_follows_devices),
 		cmocka_unit_test(test_aml_pkg_length),
 		cmocka_unit_test(test_aml_names),
 		cmocka_unit_test(test_aml_data),

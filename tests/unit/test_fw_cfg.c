@@ -875,7 +875,10 @@ static const uint8_t *table_at(struct vm *vm, uint64_t gpa, const char *sig)
 	return t;
 }
 
-/* RSDP -> XSDT -> FADT -> DSDT and FACS; the RSDT lists what the XSDT lists. */
+/*
+ * RSDP -> XSDT -> FADT -> DSDT and FACS; the RSDT lists what the XSDT
+ * lists; the DSDT holds the attached devices' entries.
+ */
 static void check_chain(struct vm *vm, uint64_t rsdp_gpa)
 {
 	const uint8_t *rsdp = ram(vm, rsdp_gpa, 36);
@@ -904,7 +907,11 @@ static void check_chain(struct vm *vm, uint64_t rsdp_gpa)
 	assert_string_equal(sigs, "FACPAPICMCFG");
 	assert_non_null(fadt);
 	assert_int_equal(le(fadt + 40, 4), le(fadt + 140, 8)); /* DSDT and X_DSDT */
-	table_at(vm, le(fadt + 140, 8), "DSDT");
+	const uint8_t *dsdt = table_at(vm, le(fadt + 140, 8), "DSDT");
+	static const char *const devices[] = { "_S5_", "RTC_", "KBD_", "MOU_", "COM1", "PCI0", "MRES" };
+	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
+		if (!memmem(dsdt, le(dsdt + 4, 4), devices[i], 4))
+			fail_msg("no %s in the DSDT the firmware installed", devices[i]);
 	assert_memory_equal(ram(vm, le(fadt + 36, 4), 4), "FACS", 4);
 	assert_int_equal(le(ram(vm, le(fadt + 36, 4), 8) + 4, 4), 64);
 }
@@ -912,8 +919,12 @@ static void check_chain(struct vm *vm, uint64_t rsdp_gpa)
 static struct vm *firmware_vm(unsigned ncpus)
 {
 	struct vm *vm = new_vm(RAM, ncpus, true);
+	/* The platform devices with DSDT entries, as devices_attach_all() would attach them. */
+	static const char *const models[] = { "acpi-pm", "rtc", "i8042", "uart", "pci" };
 
-	assert_int_equal(device_model_find("i8042")->attach(vm), 0);
+	assert_int_equal(config_set(vm->cfg, "lpc.com1.path", "file=/dev/null"), 0);
+	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++)
+		assert_int_equal(device_model_find(models[i])->attach(vm), 0);
 	assert_int_equal(fw_cfg_files_setup(vm), 0);
 	return vm;
 }
