@@ -197,9 +197,12 @@ static int load_vcpu(struct vcpu *vcpu, const struct saved_state *s, char *err, 
 }
 
 /*
- * MSRs KVM leaves out of its index list (so out of the recorded state),
- * whose power-on values the firmware relies on: the MTRRs disabled and
- * cleared (OVMF programs them from scratch) and PAT at its default.
+ * MSRs whose power-on values the firmware relies on: the MTRRs disabled
+ * and cleared (OVMF programs them from scratch) and PAT at its default.
+ * The recorded state holds them too (kvm_state.c saves the MTRRs by name,
+ * as snapshots need them), but a reset must not depend on the record
+ * having been taken before anything programmed them: set them explicitly,
+ * after the record is loaded.
  */
 #define MSR_MTRR_PHYS_FIRST 0x200 /* 8 base/mask pairs: KVM's MTRRcap VCNT */
 #define MSR_MTRR_PHYS_LAST 0x20f
