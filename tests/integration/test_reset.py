@@ -62,6 +62,10 @@ def test_restart_through_reset_register_two_vcpus():
         assert boots_of(g) == 2
         rc, out = g.run("cat /tmp/marker 2>/dev/null || echo fresh-root; nproc; cat /sys/devices/system/cpu/online")
         assert rc == 0 and out.split() == ["fresh-root", "2", "0-1"], out
+        # Compared with the first boot, not required to be empty: inside the TCG test host every
+        # boot warns in fpu__init_system_xstate (xstate.c:606, XSAVE size mismatch) because
+        # QEMU 7.2's emulated SVM does not intercept XSETBV, so KVM never sees the guest's XCR0
+        # and its CPUID 0xD size stays that of XCR0=1. On hardware KVM intercepts XSETBV.
         new_warnings = kernel_warnings(g) - first_warnings
         if new_warnings:
             _, context = g.run(f"dmesg | grep -E -B 12 -A 20 '{WARNING_LINES}'")
