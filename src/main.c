@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/options.h"
 #include "core/platform.h"
+#include "core/reset.h"
 #include "core/sandbox.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
@@ -67,7 +68,6 @@ static int watch_signals(struct vm *vm, struct signal_watch *sw)
 	return 0;
 }
 
-/* A fresh boot from the kernel in the configuration. */
 /*
  * A fresh boot: the devices, then either a Linux kernel loaded directly or
  * firmware (lpc.bootrom), which finds what it needs in fw_cfg and starts
@@ -81,6 +81,38 @@ static int prepare_boot(struct vm *vm)
 	if (opt_str(vm->cfg, "lpc.bootrom"))
 		return fw_cfg_files_setup(vm);
 	return linux_boot_setup(vm);
+}
+
+/*
+ * After a guest reset with reboot=restart (core/reset.h), once devices and
+ * vCPUs are back in their power-on state: firmware needs nothing more (its
+ * code is read-only, fw_cfg's files do not change, the BSP starts at the
+ * reset vector); a direct boot loads kernel, initrd and tables again.
+ */
+static int boot_again(struct vm *vm)
+{
+	if (opt_str(vm->cfg, "lpc.bootrom"))
+		return 0;
+	return linux_boot_load(vm);
+}
+
+/* A restored VM that restarts in this process needs its kernel to boot again (firmware needs nothing). */
+static int prepare_restart_after_restore(struct vm *vm)
+{
+	if (!vm->reset || opt_str(vm->cfg, "lpc.bootrom"))
+		return 0;
+	if (!opt_str(vm->cfg, "boot.kernel")) {
+		log_error("reboot=restart: this restored VM boots a kernel directly and the snapshot names none it may use: give it with --kernel FILE");
+		return -1;
+	}
+	return linux_boot_open(vm);
+}
+
+static int attach_and_restore(struct vm *vm, struct snapshot_file *snap)
+{
+	if (devices_attach_all(vm) < 0 || snapshot_restore_vm(snap, vm) < 0)
+		return -1;
+	return prepare_restart_after_restore(vm);
 }
 
 /*
@@ -121,7 +153,10 @@ static int set_up_and_start(struct vm *vm, struct snapshot_file *snap, struct si
 
 	if (watch_signals(vm, sw) < 0)
 		return -1;
-	if (snap ? devices_attach_all(vm) < 0 || snapshot_restore_vm(snap, vm) < 0 : prepare_boot(vm) < 0)
+	/* The vCPUs' power-on state, before a boot or a restore changes it. */
+	if (reset_prepare(vm, boot_again) < 0)
+		return -1;
+	if (snap ? attach_and_restore(vm, snap) < 0 : prepare_boot(vm) < 0)
 		return -1;
 	if (control_start(vm, ctl) < 0)
 		return -1;

@@ -1,6 +1,9 @@
 #include "fw_cfg_files.h"
+#include "bootorder.h"
+#include "smbios.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "boot/acpi.h"
@@ -51,11 +54,50 @@ static int add_e820(struct vm *vm)
 	return fw_cfg_add_file(vm->fw_cfg, FW_CFG_FILE_E820, entries, mem->nregions * FW_CFG_E820_ENTRY_SIZE);
 }
 
+/* Only when some device has a bootindex: without the file OVMF keeps its own order. */
+static int add_bootorder(struct vm *vm)
+{
+	struct bootorder_entry *entries;
+	size_t n, len;
+	char err[256], *file;
+	int rc;
+
+	if (bootorder_collect(vm, &entries, &n, err, sizeof(err)) < 0 ||
+	    (n && bootorder_file(entries, n, &file, &len, err, sizeof(err)) < 0)) {
+		free(entries);
+		log_error("%s", err);
+		return -1;
+	}
+	free(entries);
+	if (!n)
+		return 0;
+	rc = fw_cfg_add_file(vm->fw_cfg, BOOTORDER_FILE, file, len);
+	free(file);
+	return rc;
+}
+
+static int add_smbios(struct vm *vm)
+{
+	struct smbios_machine m;
+	struct smbios_blobs b;
+	int rc;
+
+	smbios_machine_of(vm, &m);
+	if (smbios_build(&m, &b) < 0) {
+		log_error("cannot build the SMBIOS tables: out of memory");
+		return -1;
+	}
+	rc = fw_cfg_add_file(vm->fw_cfg, SMBIOS_FILE_TABLES, b.tables, b.tables_len) < 0 ||
+	     fw_cfg_add_file(vm->fw_cfg, SMBIOS_FILE_ANCHOR, b.anchor, sizeof(b.anchor)) < 0 ? -1 : 0;
+	smbios_blobs_free(&b);
+	return rc;
+}
+
 int fw_cfg_files_setup(struct vm *vm)
 {
 	if (!vm->fw_cfg) {
 		log_error("firmware boot without the fw_cfg device");
 		return -1;
 	}
-	return add_acpi(vm) < 0 || add_e820(vm) < 0 ? -1 : 0;
+	return add_acpi(vm) < 0 || add_e820(vm) < 0 || add_bootorder(vm) < 0 || add_smbios(vm) < 0 ? -1 : 0;
 }

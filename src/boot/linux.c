@@ -40,43 +40,63 @@
 #define EFER_LME 0x100ULL
 #define EFER_LMA 0x400ULL
 
-/* Reads a whole file; NULL after logging. `what` names it in errors. */
-static uint8_t *read_file(const char *path, const char *what, size_t *len)
+/*
+ * The kernel and initrd files, opened once. With reboot=restart they stay
+ * open (vm->linux_boot) so that a guest reset loads them again without
+ * opening anything: the event loop that does it may not (core/sandbox.c).
+ */
+struct linux_boot {
+	int kernel_fd, initrd_fd; /* initrd_fd -1: none */
+	const char *kernel, *initrd; /* paths, for messages */
+};
+
+static int open_image(const char *path, const char *what)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	uint8_t *buf = NULL;
-	size_t done = 0;
 
 	if (fd < 0) {
 		log_error("cannot open %s %s: %s", what, path, strerror(errno));
-		return NULL;
+		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		log_error("%s %s is not a regular file", what, path);
-		goto out;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads a whole open file from its start; NULL after logging. `what` names it in errors. */
+static uint8_t *read_file(int fd, const char *path, const char *what, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t done = 0;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("%s %s is not a regular file", what, path);
+		return NULL;
 	}
 	buf = malloc(st.st_size ? st.st_size : 1);
 	while (buf && done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, st.st_size - done);
+		ssize_t n = pread(fd, buf + done, st.st_size - done, (off_t)done);
 		if (n <= 0) {
 			log_error("cannot read %s %s: %s", what, path, n < 0 ? strerror(errno) : "file shrank");
 			free(buf);
-			buf = NULL;
-			break;
+			return NULL;
 		}
 		done += n;
 	}
 	*len = done;
-out:
-	close(fd);
 	return buf;
 }
 
-static int load_kernel(struct vm *vm, const char *path, struct boot_params *bp, uint64_t *kernel_end)
+static int load_kernel(struct vm *vm, const struct linux_boot *lb, struct boot_params *bp, uint64_t *kernel_end)
 {
+	const char *path = lb->kernel;
 	size_t len;
-	uint8_t *image = read_file(path, "kernel", &len), *dst;
+	uint8_t *image = read_file(lb->kernel_fd, path, "kernel", &len), *dst;
 	struct bzimage bz;
 	const char *why;
 	size_t header_len;
@@ -125,11 +145,12 @@ static int load_cmdline(struct vm *vm, const char *cmdline, struct boot_params *
 }
 
 /* Places the initrd as high as the kernel allows, below the PCI hole. */
-static int load_initrd(struct vm *vm, const char *path, struct boot_params *bp, uint64_t kernel_end)
+static int load_initrd(struct vm *vm, const struct linux_boot *lb, struct boot_params *bp, uint64_t kernel_end)
 {
+	const char *path = lb->initrd;
 	uint64_t top = mem_lowmem_size(&vm->mem), gpa;
 	size_t len;
-	uint8_t *data = read_file(path, "initrd", &len);
+	uint8_t *data = read_file(lb->initrd_fd, path, "initrd", &len);
 	void *dst;
 
 	if (!data)
@@ -279,22 +300,56 @@ static const struct option_decl boot_options[] = {
 };
 OPTIONS(boot_options)
 
-int linux_boot_setup(struct vm *vm)
+void linux_boot_free(struct vm *vm)
 {
-	const char *kernel = opt_str(vm->cfg, "boot.kernel");
-	const char *initrd = opt_str(vm->cfg, "boot.initrd");
+	struct linux_boot *lb = vm->linux_boot;
+
+	if (!lb)
+		return;
+	if (lb->kernel_fd >= 0)
+		close(lb->kernel_fd);
+	if (lb->initrd_fd >= 0)
+		close(lb->initrd_fd);
+	free(lb);
+	vm->linux_boot = NULL;
+}
+
+int linux_boot_open(struct vm *vm)
+{
+	struct linux_boot *lb;
+
+	if (!opt_str(vm->cfg, "boot.kernel")) {
+		log_error("no kernel to boot: give one with --kernel FILE (boot.kernel)");
+		return -1;
+	}
+	lb = calloc(1, sizeof(*lb));
+	if (!lb)
+		return -1;
+	lb->kernel = opt_str(vm->cfg, "boot.kernel");
+	lb->initrd = opt_str(vm->cfg, "boot.initrd");
+	lb->initrd_fd = -1;
+	vm->linux_boot = lb;
+	lb->kernel_fd = open_image(lb->kernel, "kernel");
+	if (lb->kernel_fd < 0)
+		return -1;
+	if (lb->initrd && (lb->initrd_fd = open_image(lb->initrd, "initrd")) < 0)
+		return -1;
+	return 0;
+}
+
+int linux_boot_load(struct vm *vm)
+{
+	const struct linux_boot *lb = vm->linux_boot;
 	const char *cmdline = opt_str(vm->cfg, "boot.cmdline");
 	struct boot_params *bp = mem_gpa_to_hva(&vm->mem, LAYOUT_BOOT_PARAMS, sizeof(*bp));
 	uint64_t kernel_end, rsdp;
 	struct acpi_machine machine;
 
-	if (!kernel) {
-		log_error("no kernel to boot: give one with --kernel FILE (boot.kernel)");
+	if (!lb)
 		return -1;
-	}
 	memset(bp, 0, sizeof(*bp));
-	if (load_kernel(vm, kernel, bp, &kernel_end) < 0 || load_cmdline(vm, cmdline, bp) < 0 ||
-	    (initrd && load_initrd(vm, initrd, bp, kernel_end) < 0))
+	if (load_kernel(vm, lb, bp, &kernel_end) < 0 || load_cmdline(vm, cmdline ? cmdline : "", bp) < 0 ||
+	    (lb->initrd_fd >= 0 && load_initrd(vm, lb, bp, kernel_end) < 0))
 		return -1;
 	bp->hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
 	bp->hdr.loadflags |= CAN_USE_HEAP;
@@ -313,4 +368,14 @@ int linux_boot_setup(struct vm *vm)
 		return -1;
 	}
 	return 0;
+}
+
+int linux_boot_setup(struct vm *vm)
+{
+	int rc = linux_boot_open(vm) < 0 ? -1 : linux_boot_load(vm);
+
+	/* Only a machine that restarts in this process loads them again. */
+	if (!vm->reset)
+		linux_boot_free(vm);
+	return rc;
 }

@@ -61,6 +61,13 @@ struct device_model {
 	 */
 	void (*run_state)(struct device *dev, bool running);
 	/*
+	 * Optional, for a PCI model that takes bootindex=: its OpenFirmware
+	 * node name ("scsi", "ethernet") and a node below it or NULL, for the
+	 * firmware's boot order (boot/bootorder.h).
+	 */
+	const char *ofw_name;
+	const char *ofw_child;
+	/*
 	 * Optional: the instance's own entry in the DSDT (src/boot/aml.h), how
 	 * the guest's OS finds it. Called for every device, in creation order,
 	 * each time the ACPI tables are built (direct boot and fw_cfg alike),

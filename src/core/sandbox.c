@@ -94,6 +94,7 @@ static struct {
 	gid_t gid;
 	pid_t pid;          /* tgkill() may only signal our own threads */
 	int selftest;       /* a kind, or -1 */
+	bool restarts;      /* reboot=restart: the event loop resets vCPUs and interrupt controllers */
 	struct sock_fprog prog[SANDBOX_KINDS];
 	const char *names[NAMED_SYSCALLS]; /* for the SIGSYS report, resolved before any filter */
 } sb = { .selftest = -1 };
@@ -357,6 +358,18 @@ static void allow_verifier(struct builder *b)
 	allow_drop_broadcast(b);
 }
 
+/*
+ * reboot=restart only (core/reset.h): a guest reset puts every vCPU, the
+ * in-kernel interrupt controllers and the PIT back to their power-on state
+ * from the event loop, and a direct boot sets the boot vCPU's registers
+ * again. Reads and writes of KVM state, nothing that opens or maps: without
+ * it, a guest reset ends the process instead and the loop needs none.
+ */
+static const unsigned long reset_ioctls[] = {
+	KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_MSRS, KVM_SET_VCPU_EVENTS, KVM_SET_DEBUGREGS,
+	KVM_SET_XSAVE, KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_SET_XCRS, KVM_SET_IRQCHIP, KVM_SET_PIT2,
+};
+
 static void allow_main(struct builder *b)
 {
 	static const int calls[] = {
@@ -380,6 +393,8 @@ static void allow_main(struct builder *b)
 	allow_new_files(b);
 	ALLOW_IOCTLS(b, device_ioctls);
 	ALLOW_IOCTLS(b, snapshot_ioctls);
+	if (sb.restarts)
+		ALLOW_IOCTLS(b, reset_ioctls);
 	/* the snapshot writer names itself */
 	allow_if(b, SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
 	allow_if(b, SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_GETFL));
@@ -547,6 +562,8 @@ int sandbox_prepare(const struct config *cfg)
 	sandbox_reset();
 	if (read_enable(cfg, &enable) < 0 || read_selftest(cfg) < 0)
 		return -1;
+	/* The key is declared and checked in core/reset.c. */
+	sb.restarts = config_get(cfg, "reboot") && strcmp(config_get(cfg, "reboot"), "restart") == 0;
 	if (user && resolve_user(user) < 0)
 		return -1;
 	if (sb.selftest >= 0 && !enable) {

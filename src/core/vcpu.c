@@ -129,8 +129,11 @@ static bool handle_exit(struct vcpu *vcpu)
 		vm_request_exit(vm, HYVE_EXIT_TRIPLEFAULT);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
-		vm_request_exit(vm, run->system_event.type == KVM_SYSTEM_EVENT_RESET ? HYVE_EXIT_REBOOT
-										     : HYVE_EXIT_POWEROFF);
+		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+			vm_request_reset(vm);
+			return true; /* parks until the reset is done (or the VM ends) */
+		}
+		vm_request_exit(vm, HYVE_EXIT_POWEROFF);
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		log_error("vCPU %u: entry failed, hardware reason 0x%llx", vcpu->id,
@@ -165,8 +168,10 @@ static void complete_pending_io(struct vcpu *vcpu)
 }
 
 /*
- * Parks the vCPU while the VM is paused, with its I/O completed so the saved
- * register state is whole. Returns false when the VM is exiting.
+ * Parks the vCPU while the VM is paused or a guest reset is pending, with
+ * its I/O completed so the saved register state is whole (and a reset's
+ * registers are not overwritten by an access KVM completes later).
+ * Returns false when the VM is exiting.
  */
 static bool wait_while_paused(struct vcpu *vcpu)
 {
@@ -174,13 +179,13 @@ static bool wait_while_paused(struct vcpu *vcpu)
 	bool running;
 
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state == VM_PAUSED) {
+	if (vm_vcpus_must_park_locked(vm)) {
 		pthread_mutex_unlock(&vm->lock);
 		complete_pending_io(vcpu);
 		pthread_mutex_lock(&vm->lock);
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);
-		while (vm->state == VM_PAUSED)
+		while (vm_vcpus_must_park_locked(vm))
 			pthread_cond_wait(&vm->cond, &vm->lock);
 		vm->vcpus_paused--;
 	}

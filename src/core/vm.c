@@ -18,6 +18,8 @@
 #include "log.h"
 #include "options.h"
 #include "platform.h"
+#include "reset.h"
+#include "boot/linux.h"
 #include "vcpu.h"
 
 /*
@@ -164,6 +166,8 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	haltwatch_stop(vm->haltwatch);
+	reset_free(vm);
+	linux_boot_free(vm);
 	devices_destroy_all(vm);
 	for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++)
 		if (vm->vcpus[i].vm)
@@ -269,6 +273,25 @@ void vm_request_exit(struct vm *vm, int status)
 	evloop_stop(vm->loop);
 }
 
+void vm_request_reset(struct vm *vm)
+{
+	bool notify;
+
+	if (!vm->reset) {
+		vm_request_exit(vm, HYVE_EXIT_REBOOT);
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	notify = vm->state != VM_EXITING && !vm->reset_pending;
+	if (vm->state != VM_EXITING)
+		vm->reset_pending = true;
+	pthread_mutex_unlock(&vm->lock);
+	/* The guest asked for a reset: no vCPU runs another instruction before it. */
+	kick_all(vm);
+	if (notify)
+		reset_notify(vm);
+}
+
 bool vm_is_exiting(struct vm *vm)
 {
 	bool exiting;
@@ -308,6 +331,9 @@ void vm_pause(struct vm *vm)
 		devices_set_running(vm, false);
 		input_set_running(vm, false);
 	}
+	/* A snapshot taken now sees the machine after a reset the guest asked for, not halfway. */
+	if (vm_state_is(vm, VM_PAUSED))
+		reset_run_pending(vm);
 }
 
 void vm_resume(struct vm *vm)
@@ -318,6 +344,7 @@ void vm_resume(struct vm *vm)
 	paused = vm->state == VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
 	if (paused) {
+		reset_run_pending(vm);
 		devices_set_running(vm, true);
 		input_set_running(vm, true);
 	}

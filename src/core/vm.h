@@ -26,6 +26,8 @@ struct irq_routing;
 struct haltwatch;
 struct fw_cfg;
 struct platform;
+struct vm_reset;
+struct linux_boot;
 
 #define VM_MAX_VCPUS 64
 
@@ -49,6 +51,8 @@ struct vm {
 	struct irq_routing *irq_routing; /* GSI routes and MSI GSIs (core/irq.h) */
 	struct haltwatch *haltwatch;     /* exit status 2 once the guest halted (core/haltwatch.h) */
 	struct fw_cfg *fw_cfg;           /* firmware configuration (dev/fw_cfg.h); NULL without a bootrom */
+	struct vm_reset *reset;          /* reboot=restart (core/reset.h); NULL: a guest reset ends hyve (status 0) */
+	struct linux_boot *linux_boot;   /* direct boot's kernel and initrd kept open to load again (boot/linux.h) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;         /* signalled on run-state and pause changes */
@@ -58,6 +62,7 @@ struct vm {
 	unsigned start_holds;        /* vm_hold_start() calls not yet released */
 	bool start_requested;        /* vm_start() ran; the vCPUs run once no hold is left */
 	bool vcpus_started;          /* the start gate is open: the vCPUs may run guest code */
+	bool reset_pending;          /* a guest reset waits for the event loop (core/reset.h); vCPUs park meanwhile */
 };
 
 /* Creates the KVM VM, memory and irqchip from cfg; NULL after logging. */
@@ -86,12 +91,23 @@ int vm_wait(struct vm *vm);
 /* Ends the VM with status (first caller wins); callable from any thread. */
 void vm_request_exit(struct vm *vm, int status);
 /*
+ * The guest reset the machine; callable from any thread. Without
+ * reboot=restart the VM ends with status 0; with it, the vCPUs park and
+ * the event loop restarts the machine (core/reset.h).
+ */
+void vm_request_reset(struct vm *vm);
+/*
  * Stops every vCPU outside KVM_RUN and waits until they are parked, then
  * tells the devices and the input router to hold still (device.h). Both
  * only on the event-loop thread (or before it runs).
  */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+/* Whether a vCPU must stay parked now; call with vm->lock held. */
+static inline bool vm_vcpus_must_park_locked(const struct vm *vm)
+{
+	return vm->state == VM_PAUSED || (vm->state == VM_RUNNING && vm->reset_pending);
+}
 bool vm_is_exiting(struct vm *vm);
 
 /* Whether the VM is in `state` now (inline: callers that stand in for vm.c in tests use it too). */

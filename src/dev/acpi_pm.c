@@ -178,7 +178,7 @@ static void reset_io(void *opaque, uint64_t offset, uint8_t *data, unsigned size
 		data[0] = s->rst;
 	pthread_mutex_unlock(&s->lock);
 	if (is_write && (data[0] & RST_CPU))
-		vm_request_exit(s->vm, HYVE_EXIT_REBOOT);
+		vm_request_reset(s->vm);
 }
 
 void acpi_pm_power_button(struct vm *vm)

@@ -298,7 +298,7 @@ static void finish_unlock(struct i8042 *s)
 	}
 	if (reset) {
 		log_info("i8042: reset pulse: rebooting");
-		vm_request_exit(s->vm, HYVE_EXIT_REBOOT);
+		vm_request_reset(s->vm);
 	}
 }
 

@@ -571,8 +571,15 @@ int kvm_state_save_vcpu(struct vcpu *vcpu, struct state_writer *w, char *err, si
 
 int kvm_state_restore_vcpu(struct vcpu *vcpu, struct state_reader *r, char *err, size_t errlen)
 {
+	if (restore_cpuid(vcpu, r, err, errlen) < 0)
+		return -1;
+	return kvm_state_load_vcpu(vcpu, r, err, errlen);
+}
+
+int kvm_state_load_vcpu(struct vcpu *vcpu, struct state_reader *r, char *err, size_t errlen)
+{
 	/* The order keeps pending interrupts and timers: see docs/snapshot-format.md. */
-	if (restore_cpuid(vcpu, r, err, errlen) < 0 || restore_mp_state(vcpu, r, err, errlen) < 0 ||
+	if (restore_mp_state(vcpu, r, err, errlen) < 0 ||
 	    restore_regs(vcpu, r, err, errlen) < 0 || restore_fpu(vcpu, r, err, errlen) < 0 ||
 	    restore_debugregs(vcpu, r, err, errlen) < 0 || restore_lapic(vcpu, r, err, errlen) < 0 ||
 	    restore_msrs(vcpu, r, err, errlen) < 0 || restore_events(vcpu, r, err, errlen) < 0)

@@ -35,6 +35,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "boot/bootorder.h"
 #include "core/options.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
@@ -456,6 +457,8 @@ static const struct option_decl blk_options[] = {
 	  .help = "logical sector size, a power of 2" },
 	{ .name = "serial", .type = OPTION_STRING, .validate = serial_length,
 	  .help = "the disk's serial (GET_ID), at most 20 characters (default: derived from the path)" },
+	{ .name = "bootindex", .type = OPTION_UINT, .max = BOOTORDER_MAX_INDEX,
+	  .help = "the firmware's boot order: lower first (fw_cfg bootorder; firmware boot only)" },
 	{ 0 },
 };
 
@@ -664,6 +667,9 @@ static struct device_model virtio_blk_model = {
 	.on_pci = true,
 	.options = blk_options,
 	.parse_slot_options = blk_parse_slot_options,
+	/* OpenFirmware names as OVMF's boot order parser expects them */
+	.ofw_name = "scsi",
+	.ofw_child = "disk@0,0",
 	.create = blk_create,
 	.reset = blk_reset,
 	.save = blk_save,

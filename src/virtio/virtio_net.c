@@ -38,6 +38,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "boot/bootorder.h"
 #include "core/options.h"
 #include "core/vm.h"
 #include "snapshot/state.h"
@@ -440,6 +441,8 @@ static const struct option_decl net_options[] = {
 	  .help = "the host tap device (-s SLOT,virtio-net,tap=NAME)" },
 	{ .name = "mac", .type = OPTION_CUSTOM, .validate = valid_mac,
 	  .help = "the guest's MAC address (default: derived from the VM name and slot)" },
+	{ .name = "bootindex", .type = OPTION_UINT, .max = BOOTORDER_MAX_INDEX,
+	  .help = "the firmware's boot order: lower first (fw_cfg bootorder; firmware boot only)" },
 	{ 0 },
 };
 
@@ -584,6 +587,9 @@ static struct device_model virtio_net_model = {
 	.on_pci = true,
 	.options = net_options,
 	.parse_slot_options = net_parse_slot_options,
+	/* OpenFirmware names as OVMF's boot order parser expects them */
+	.ofw_name = "ethernet",
+	.ofw_child = "ethernet-phy@0",
 	.create = net_create,
 	.reset = net_platform_reset,
 	.save = net_save,

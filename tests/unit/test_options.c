@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/options.h"
+#include "core/reset.h"
 #include "core/vm.h"
 #include "snapshot/trust.h"
 
@@ -73,7 +74,9 @@ static void unknown_key_names_it_and_suggests(void **state)
 	assert_string_equal(VALIDATE("lpc.com5.path=stdio"), "lpc.com5.path: unknown option");
 	assert_string_equal(VALIDATE("pci.0.03.0.device=fbuf"), "pci.0.03.0.device: unknown option");
 	/* A leaf where the tree has nodes. */
-	assert_string_equal(VALIDATE("boot=x"), "boot: unknown option");
+	assert_string_equal(VALIDATE("lpc=x"), "lpc: unknown option");
+	/* ... unless a leaf of that name is near: boot=x is one letter from reboot=. */
+	assert_string_equal(VALIDATE("boot=x"), "boot: unknown option (did you mean 'reboot'?)");
 }
 
 static void device_nodes(void **state)
@@ -465,9 +468,50 @@ static void file_configuration_is_validated(void **state)
 	m->out = NULL;
 }
 
+/* reboot: what a guest reset does is this process's choice (core/reset.h), never a snapshot file's. */
+static void reboot_policy(void **state)
+{
+	struct config *cfg = tree(LIST("cpus=1"));
+	struct merge *m;
+	(void)state;
+
+	assert_string_equal(VALIDATE("reboot=restart"), "");
+	assert_string_equal(VALIDATE("reboot=exit"), "");
+	assert_string_equal(VALIDATE("reboot=reboot"), "reboot=reboot: expected exit or restart");
+	assert_false(reset_restarts(cfg)); /* the default keeps bhyve's behaviour: exit with status 0 */
+	assert_int_equal(config_set(cfg, "reboot", "restart"), 0);
+	assert_true(reset_restarts(cfg));
+	config_free(cfg);
+	assert_true(options_flags(NULL, "reboot") & OPTION_PROCESS);
+	m = merge(LIST("cpus=2", "reboot=restart"), NONE, NONE, NULL);
+	assert_int_equal(m->rc, 0);
+	assert_null(config_get(m->out, "reboot"));
+	m = merge(LIST("cpus=2"), NONE, LIST("reboot=restart"), NULL);
+	assert_int_equal(m->rc, 0);
+	assert_string_equal(config_get(m->out, "reboot"), "restart");
+	config_free(m->out);
+	m->out = NULL;
+}
+
+/* bootindex= on the models that have a boot path, a number up to 65535. */
+static void bootindex_option(void **state)
+{
+	(void)state;
+	assert_string_equal(VALIDATE("pci.0.4.0.device=virtio-blk", "pci.0.4.0.path=/d.img", "pci.0.4.0.bootindex=0",
+				     "pci.0.5.0.device=virtio-net", "pci.0.5.0.tap=tap0", "pci.0.5.0.bootindex=65535"),
+			    "");
+	assert_string_equal(VALIDATE("pci.0.4.0.device=virtio-blk", "pci.0.4.0.bootindex=65536"),
+			    "pci.0.4.0.bootindex=65536: expected a number from 0 to 65535 (the firmware's boot order: "
+			    "lower first (fw_cfg bootorder; firmware boot only))");
+	assert_string_equal(VALIDATE("pci.0.4.0.device=virtio-rnd", "pci.0.4.0.bootindex=1"),
+			    "pci.0.4.0.bootindex: unknown option of virtio-rnd");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bootindex_option),
+		cmocka_unit_test(reboot_policy),
 		cmocka_unit_test(known_keys_validate),
 		cmocka_unit_test(unknown_key_names_it_and_suggests),
 		cmocka_unit_test(device_nodes),

@@ -232,6 +232,16 @@ static void vcpu_allowed(void)
 	child_exit(CHILD_OK);
 }
 
+/* With reboot=restart the loop puts vCPUs and interrupt controllers back to power-on state: those ioctls reach the kernel. */
+static void main_resets_kvm_state(void)
+{
+	if (ioctl(-1, KVM_SET_REGS, NULL) != -1 || errno != EBADF || ioctl(-1, KVM_SET_SREGS, NULL) != -1 ||
+	    ioctl(-1, KVM_SET_MP_STATE, NULL) != -1 || ioctl(-1, KVM_SET_IRQCHIP, NULL) != -1 ||
+	    ioctl(-1, KVM_SET_PIT2, NULL) != -1 || errno != EBADF)
+		child_exit(CHILD_UNEXPECTED);
+	child_exit(CHILD_OK);
+}
+
 static char new_file[64];
 
 /* The loop may create new files (snapshots, screenshots) and remove them, nothing else. */
@@ -350,6 +360,19 @@ static void main_creates_but_never_opens_files(void **state)
 	unlink(new_file);
 	expect_ok(run_child(defaults, SANDBOX_MAIN, main_new_file));
 	expect_trap(run_child(defaults, SANDBOX_MAIN, open_existing_file), "main", "openat");
+}
+
+static void main_sets_kvm_state_only_to_restart(void **state)
+{
+	static const char *const restart[] = { "reboot=restart", NULL };
+	static const char *const exit_on_reset[] = { "reboot=exit", NULL };
+	(void)state;
+
+	expect_ok(run_child(restart, SANDBOX_MAIN, main_resets_kvm_state));
+	expect_trap(run_child(defaults, SANDBOX_MAIN, main_resets_kvm_state), "main", "ioctl");
+	expect_trap(run_child(exit_on_reset, SANDBOX_MAIN, main_resets_kvm_state), "main", "ioctl");
+	/* vCPU threads never reset anything themselves */
+	expect_trap(run_child(restart, SANDBOX_VCPU, main_resets_kvm_state), "vcpu", "ioctl");
 }
 
 static void main_makes_threads_not_processes(void **state)
@@ -514,6 +537,7 @@ int main(void)
 		cmocka_unit_test(signals_stay_in_the_process),
 		cmocka_unit_test(main_creates_but_never_opens_files),
 		cmocka_unit_test(main_makes_threads_not_processes),
+		cmocka_unit_test(main_sets_kvm_state_only_to_restart),
 		cmocka_unit_test(snapshot_writer_stacks_on_main),
 		cmocka_unit_test(main_thread_exits_cleanly),
 		cmocka_unit_test(selftest_key_makes_the_kind_trap),

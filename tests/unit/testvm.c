@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/evloop.h"
+#include "core/log.h"
 #include "core/platform.h"
 #include "core/vm.h"
 
@@ -17,6 +18,7 @@ static pthread_cond_t rec_cond = PTHREAD_COND_INITIALIZER;
 static int irq_level[TESTVM_MAX_GSI];
 static unsigned irq_edges[TESTVM_MAX_GSI], irq_calls[TESTVM_MAX_GSI];
 static int exit_status = -1;
+static unsigned reset_requests;
 
 static pthread_t loop_thread;
 static bool loop_running;
@@ -45,6 +47,15 @@ void vm_request_exit(struct vm *vm, int status)
 	if (exit_status < 0)
 		exit_status = status;
 	pthread_mutex_unlock(&rec_lock);
+}
+
+/* As vm.c without reboot=restart: a reset ends the VM with status 0; counted as well. */
+void vm_request_reset(struct vm *vm)
+{
+	pthread_mutex_lock(&rec_lock);
+	reset_requests++;
+	pthread_mutex_unlock(&rec_lock);
+	vm_request_exit(vm, HYVE_EXIT_REBOOT);
 }
 
 /* The start hold as vm.c keeps it; tests read vm->start_holds (no vCPUs to start here). */
@@ -130,9 +141,20 @@ int testvm_exit_status(void)
 	return v;
 }
 
+unsigned testvm_reset_requests(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&rec_lock);
+	n = reset_requests;
+	pthread_mutex_unlock(&rec_lock);
+	return n;
+}
+
 void testvm_clear_records(void)
 {
 	pthread_mutex_lock(&rec_lock);
+	reset_requests = 0;
 	memset(irq_level, 0, sizeof(irq_level));
 	memset(irq_edges, 0, sizeof(irq_edges));
 	memset(irq_calls, 0, sizeof(irq_calls));

@@ -45,6 +45,8 @@ unsigned testvm_irq_calls(unsigned gsi);
 bool testvm_wait_irq(unsigned gsi, int level, int timeout_ms);
 /* First status passed to vm_request_exit(), or -1 when none was. */
 int testvm_exit_status(void);
+/* How many times vm_request_reset() was called. */
+unsigned testvm_reset_requests(void);
 /* Forgets all recorded calls. */
 void testvm_clear_records(void);
 
