@@ -143,9 +143,13 @@ struct fbuf {
 	uint32_t *pixels;       /* VGA_WIDTH x VGA_HEIGHT x8r8g8b8 */
 	bool text_valid;        /* pixels show the text as of the last VNC render */
 	bool text_host_wrote;   /* hyve changed the text window (reset, restore) */
-	/* DISPI modes below 32 bpp, converted for VNC and screenshots */
-	uint32_t *converted;    /* x8r8g8b8, the mode's width x height */
-	size_t converted_size;
+	/*
+	 * DISPI modes below 32 bpp, converted to x8r8g8b8 (the mode's width x
+	 * height): one buffer for VNC, which reads it after fbuf_scanout()
+	 * returns, and one for screenshots, so neither rewrites (or moves) the
+	 * picture the other is reading.
+	 */
+	struct rgb_buffer { uint32_t *px; size_t size; } converted, shot;
 	bool converted_valid;   /* converted shows the picture as of the last VNC render */
 	uint16_t converted_reg[DISPI_NREGS]; /* the DISPI registers it was converted with */
 	struct display_surface converted_out;
@@ -482,11 +486,11 @@ static void dac_palette(const struct fbuf *s, uint32_t palette[256])
 }
 
 /*
- * Converts the DISPI picture into s->converted and describes it in out
- * (bpp 0 when the mode's rows do not lie in the framebuffer; s->lock held,
- * so the registers checked are the registers used).
+ * Converts the DISPI picture into buf and describes it in out (bpp 0 when
+ * the mode's rows do not lie in the framebuffer; s->lock held, so the
+ * registers checked are the registers used).
  */
-static void convert_surface(struct fbuf *s, struct display_surface *out)
+static void convert_surface(struct fbuf *s, struct rgb_buffer *buf, struct display_surface *out)
 {
 	struct display_surface src;
 	uint32_t palette[256];
@@ -500,16 +504,16 @@ static void convert_surface(struct fbuf *s, struct display_surface *out)
 	    src.offset + (uint64_t)src.stride * (src.height - 1) + row > FB_SIZE)
 		return;
 	need = (size_t)src.width * src.height * 4;
-	if (need > s->converted_size) {
-		uint32_t *p = realloc(s->converted, need);
+	if (need > buf->size) {
+		uint32_t *p = realloc(buf->px, need);
 		if (!p)
 			return;
-		s->converted = p;
-		s->converted_size = need;
+		buf->px = p;
+		buf->size = need;
 	}
 	dac_palette(s, palette);
-	pixel_convert(src.mem + src.offset, src.stride, src.bpp, src.width, src.height, palette, s->converted);
-	out->mem = (const uint8_t *)s->converted;
+	pixel_convert(src.mem + src.offset, src.stride, src.bpp, src.width, src.height, palette, buf->px);
+	out->mem = (const uint8_t *)buf->px;
 	out->mem_size = need;
 	out->stride = src.width * 4;
 	out->bpp = 32;
@@ -532,7 +536,7 @@ static bool converted_scanout(struct fbuf *s, struct display_surface *out)
 		redraw = log[i] != 0;
 	s->host_wrote = false;
 	if (redraw) {
-		convert_surface(s, &s->converted_out);
+		convert_surface(s, &s->converted, &s->converted_out);
 		memcpy(s->converted_reg, s->reg, sizeof(s->reg));
 		s->converted_valid = true;
 	}
@@ -579,7 +583,7 @@ static void fbuf_surface(void *opaque, struct display_surface *out)
 		text_surface(s, out);
 	} else if (converted_shown(s)) {
 		/* Converted afresh; the VNC refresh still redraws from its own dirty log. */
-		convert_surface(s, out);
+		convert_surface(s, &s->shot, out);
 	} else {
 		scanout_locked(s, out);
 	}
@@ -838,7 +842,8 @@ static void fbuf_destroy(struct device *dev)
 		munmap(s->text, VGA_TEXT_SIZE);
 	free(s->font);
 	free(s->pixels);
-	free(s->converted);
+	free(s->converted.px);
+	free(s->shot.px);
 	if (s->slot >= 0)
 		vm_devmem_slot_free(dev->vm, s->slot);
 	if (s->mem)
