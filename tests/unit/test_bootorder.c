@@ -189,10 +189,6 @@ static void same_index_twice_is_refused(void **state)
 
 /* ---- through fw_cfg, from the devices' options ---- */
 
-#define P_SELECTOR 0x510
-#define P_DATA 0x511
-#define K_FILE_DIR 0x0019
-
 static char images[3][64]; /* IMAGE1..IMAGE3: a disk image each (images are locked by their user) */
 
 static struct vm *vm_with_disks(const char *const *settings)
@@ -233,41 +229,6 @@ static void free_vm(struct vm *vm)
 		unlink(images[i]);
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void read_port(struct vm *vm, void *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		((uint8_t *)buf)[i] = inb(vm, P_DATA);
-}
-
-/* The named file's contents by port I/O (NULL when the directory lacks it); *size set. */
-static char *fw_cfg_file(struct vm *vm, const char *name, uint32_t *size)
-{
-	uint8_t hdr[4], e[64];
-	char *data;
-	uint32_t n;
-
-	outw(vm, P_SELECTOR, K_FILE_DIR);
-	read_port(vm, hdr, 4);
-	n = be32(hdr);
-	for (uint32_t i = 0; i < n; i++) {
-		read_port(vm, e, sizeof(e));
-		if (strcmp((const char *)e + 8, name) != 0)
-			continue;
-		*size = be32(e);
-		data = calloc(1, *size + 1);
-		assert_non_null(data);
-		outw(vm, P_SELECTOR, (uint16_t)(e[4] << 8 | e[5]));
-		read_port(vm, data, *size);
-		return data;
-	}
-	return NULL;
-}
-
 static void devices_with_bootindex_reach_the_firmware(void **state)
 {
 	static const char *const settings[] = {
@@ -283,7 +244,7 @@ static void devices_with_bootindex_reach_the_firmware(void **state)
 
 	assert_int_equal(device_model_find("pci")->attach(vm), 0);
 	assert_int_equal(fw_cfg_files_setup(vm), 0);
-	file = fw_cfg_file(vm, "bootorder", &size);
+	file = testvm_fw_cfg_file(vm, "bootorder", &size);
 	assert_non_null(file);
 	/* slot 12 (index 1) first; slot 6 has no bootindex and the rng no boot path */
 	assert_int_equal(size, sizeof("/pci@i0cf8/scsi@c/disk@0,0\n/pci@i0cf8/scsi@4/disk@0,0"));
@@ -301,7 +262,7 @@ static void without_bootindex_there_is_no_file(void **state)
 
 	assert_int_equal(device_model_find("pci")->attach(vm), 0);
 	assert_int_equal(fw_cfg_files_setup(vm), 0);
-	assert_null(fw_cfg_file(vm, "bootorder", &size)); /* OVMF keeps its own order */
+	assert_null(testvm_fw_cfg_file(vm, "bootorder", &size)); /* OVMF keeps its own order */
 	free_vm(vm);
 }
 

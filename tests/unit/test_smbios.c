@@ -242,43 +242,6 @@ static void big_machine(void **state)
 
 /* ---- through fw_cfg ---- */
 
-#define P_SELECTOR 0x510
-#define P_DATA 0x511
-#define K_FILE_DIR 0x0019
-
-static void read_port(struct vm *vm, void *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		((uint8_t *)buf)[i] = inb(vm, P_DATA);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint8_t *fw_cfg_file(struct vm *vm, const char *name, uint32_t *size)
-{
-	uint8_t hdr[4], e[64], *data;
-	uint32_t n;
-
-	outw(vm, P_SELECTOR, K_FILE_DIR);
-	read_port(vm, hdr, 4);
-	n = be32(hdr);
-	for (uint32_t i = 0; i < n; i++) {
-		read_port(vm, e, sizeof(e));
-		if (strcmp((const char *)e + 8, name) != 0)
-			continue;
-		*size = be32(e);
-		data = malloc(*size);
-		assert_non_null(data);
-		outw(vm, P_SELECTOR, (uint16_t)(e[4] << 8 | e[5]));
-		read_port(vm, data, *size);
-		return data;
-	}
-	return NULL;
-}
-
 static void offered_through_fw_cfg(void **state)
 {
 	struct vm *vm = testvm_new(512ULL << 20);
@@ -292,8 +255,8 @@ static void offered_through_fw_cfg(void **state)
 	assert_int_equal(config_set(vm->cfg, "lpc.bootrom", "/usr/share/OVMF/OVMF_CODE_4M.fd"), 0);
 	assert_int_equal(device_model_find("fw-cfg")->attach(vm), 0);
 	assert_int_equal(fw_cfg_files_setup(vm), 0);
-	anchor = fw_cfg_file(vm, "etc/smbios/smbios-anchor", &anchor_size);
-	tables = fw_cfg_file(vm, "etc/smbios/smbios-tables", &tables_size);
+	anchor = testvm_fw_cfg_file(vm, "etc/smbios/smbios-anchor", &anchor_size);
+	tables = testvm_fw_cfg_file(vm, "etc/smbios/smbios-tables", &tables_size);
 	assert_non_null(anchor);
 	assert_non_null(tables);
 	/* What OVMF's DetectSmbiosVersionLib requires before it installs anything. */

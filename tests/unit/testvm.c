@@ -262,3 +262,44 @@ void testvm_in_string(struct vm *vm, uint16_t port, unsigned size, void *buf, ui
 {
 	iobus_access_string(&vm->pio, port, buf, size, count, false);
 }
+
+/* ---- fw_cfg through its ports ---- */
+
+#define FW_CFG_SELECTOR 0x510
+#define FW_CFG_DATA 0x511
+#define FW_CFG_FILE_DIR 0x0019
+
+static void fw_cfg_read(struct vm *vm, void *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		((uint8_t *)buf)[i] = inb(vm, FW_CFG_DATA);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void *testvm_fw_cfg_file(struct vm *vm, const char *name, uint32_t *size)
+{
+	uint8_t hdr[4], e[64]; /* an entry: size, selector, reserved, 56-byte name */
+	uint32_t n;
+
+	outw(vm, FW_CFG_SELECTOR, FW_CFG_FILE_DIR);
+	fw_cfg_read(vm, hdr, sizeof(hdr));
+	n = be32(hdr);
+	for (uint32_t i = 0; i < n; i++) {
+		char *data;
+
+		fw_cfg_read(vm, e, sizeof(e));
+		if (strncmp((const char *)e + 8, name, 56) != 0)
+			continue;
+		*size = be32(e);
+		if (!(data = calloc(1, (size_t)*size + 1)))
+			return NULL;
+		outw(vm, FW_CFG_SELECTOR, (uint16_t)(e[4] << 8 | e[5]));
+		fw_cfg_read(vm, data, *size);
+		return data;
+	}
+	return NULL;
+}

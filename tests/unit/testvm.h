@@ -37,6 +37,13 @@ void testvm_in_string(struct vm *vm, uint16_t port, unsigned size, void *buf, ui
 #define inw(vm, port) ((uint16_t)testvm_in(vm, port, 2))
 #define inl(vm, port) testvm_in(vm, port, 4)
 
+/*
+ * A fw_cfg file read as the firmware reads it, through the selector and data
+ * ports (0x510, 0x511): its contents plus a NUL (malloc'd) and *size, or NULL
+ * when the file directory has no such name.
+ */
+void *testvm_fw_cfg_file(struct vm *vm, const char *name, uint32_t *size);
+
 /* What vm_set_irq() was told: the line's level, rising edges and calls so far. */
 int testvm_irq_level(unsigned gsi);
 unsigned testvm_irq_edges(unsigned gsi);
