@@ -170,9 +170,11 @@ def run_hyve(args, timeout=30):
 # With HYVE_RESULTS set, every finished test appends "OUTCOME<TAB>NODEID" to that file as soon
 # as it ends, and tests already listed there are not run again. tests/run uses this to carry
 # on where a wedged test host stopped instead of losing everything that had finished before.
-# HYVE_RUNNING names a file holding the test that is running right now.
+# HYVE_RUNNING names a file holding the test that is running right now; HYVE_COLLECTED one
+# that receives every selected test's node id.
 _RESULTS = os.environ.get("HYVE_RESULTS")
 _RUNNING = os.environ.get("HYVE_RUNNING")
+_COLLECTED = os.environ.get("HYVE_COLLECTED")
 _outcomes = {}
 
 
@@ -192,6 +194,8 @@ def _recorded():
 
 
 def pytest_collection_modifyitems(config, items):
+    if _CLAIMS:
+        _longest_first(items)   # a stable sort: the usual order within a module
     if not _RESULTS:
         return
     done = _recorded()
@@ -199,6 +203,14 @@ def pytest_collection_modifyitems(config, items):
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if item.nodeid in done])
         items[:] = kept
+
+
+def pytest_collection_finish(session):
+    """Writes the selected tests (-k and the like applied) once, in the first test host of a
+    run, when none has finished yet: tests/run counts each one that never finished as failed."""
+    if _COLLECTED and not os.path.exists(_COLLECTED):
+        with open(_COLLECTED, "w") as f:
+            f.writelines(item.nodeid + "\n" for item in session.items)
 
 
 def pytest_runtest_logstart(nodeid, location):
@@ -220,3 +232,49 @@ def pytest_runtest_logreport(report):
     _outcomes[report.nodeid] = outcome
     if report.when == "teardown":
         _append_durably(_RESULTS, f"{outcome}\t{report.nodeid}\n")
+
+
+# ---- sharing the suite between test hosts (tests/run) ----
+# On a machine without hardware KVM each test host emulates one CPU on one core, so tests/run
+# starts one test host per core and they take test modules from one queue: with HYVE_CLAIMS
+# set (a folder both can write: the machine's own, shared over 9p), a module runs in the first
+# shard that creates HYVE_CLAIMS/<module> (mkdir is atomic on the machine's file system) and
+# the other shard passes over it. A module stays whole, so module-scoped guests start once.
+# A fresh test host that replaces a wedged one carries the same HYVE_SHARD: the modules its
+# shard claimed are still its own (their finished tests are already left out, see above).
+_CLAIMS = os.environ.get("HYVE_CLAIMS")
+_SHARD = os.environ.get("HYVE_SHARD", "1")
+_mine = {}
+# The longest modules go first, so that no shard starts one of them when the other is nearly done.
+_LONGEST_FIRST = ["test_virtio_net.py", "test_uefi_iso.py", "test_reset.py", "test_uefi.py",
+                  "test_uefi_testhost.py", "test_fbuf.py", "test_reset_firmware.py"]
+
+
+def _claim(module):
+    """True if this shard runs module: it claimed it now or, in an earlier test host, before."""
+    if module not in _mine:
+        folder = os.path.join(_CLAIMS, module.replace("/", "_"))
+        try:
+            os.mkdir(folder)
+            _append_durably(os.path.join(folder, "shard"), _SHARD + "\n")
+            _mine[module] = True
+        except FileExistsError:
+            try:
+                with open(os.path.join(folder, "shard")) as f:
+                    _mine[module] = f.read().strip() == _SHARD
+            except FileNotFoundError:   # claimed this instant by the other shard
+                _mine[module] = False
+    return _mine[module]
+
+
+def _longest_first(items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].rsplit("/", 1)[-1], len(rank)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Passes over (returns True: handled) the tests of a module the other shard runs."""
+    if _CLAIMS and not _claim(item.nodeid.split("::")[0]):
+        return True
+    return None

@@ -40,14 +40,19 @@ def wait_stderr(g, pattern, timeout=120):
 
 
 def threads(pid):
-    """{tid: (name, status fields)} of every thread of pid."""
+    """{tid: (name, status fields)} of every thread of pid. A thread that ends between the listing
+    and the read (after a restore, the RAM verifier ends when it has checked every page) is left
+    out: it carried its filter until then, or hyve would have died of it."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         fields = {}
-        with open(f"/proc/{pid}/task/{tid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    fields[key] = value.strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
         out[int(tid)] = (fields["Name"], fields)
     return out
 
