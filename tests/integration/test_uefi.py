@@ -2,17 +2,24 @@
 OVMF_VARS_4M.fd) under hyve with the sandbox on, its screen over VNC and hyvectl screenshot.
 
 - With no boot media the firmware starts its UEFI Shell: COM1 shows the prompt and the GOP
-  framebuffer shows the Shell's banner in the firmware's text layout and colours, the same
-  picture over VNC as through hyvectl screenshot.
+  framebuffer shows the Shell's banner in the firmware's text layout and colours; keys typed over
+  VNC reach the Shell; a snapshot taken at the prompt restores to the same picture and takes keys.
 - An EFI system partition built here (esp_image.py) holds Debian's systemd-boot, the stock kernel
   (an EFI stub) and the test initramfs: systemd-boot's menu waits (timeout menu-force) until
-  keys sent over VNC choose the second entry, whose command line Linux then runs with.
+  keys sent over VNC choose the second entry; Linux then runs on the firmware's framebuffer
+  (efifb) with ACPI tables that came from hyve through fw_cfg, a second virtio disk and
+  virtio-net; a snapshot after that restores the same picture and takes keys; a variable the
+  guest writes through efivarfs is in the VARS file and there when hyve starts again with it.
 
 Each OVMF boot costs minutes in the emulated test host, so the tests of one guest share it
 (module fixtures, tests in file order); each test still checks only its own claim.
 """
+import os
+import pathlib
 import shutil
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -69,6 +76,40 @@ def screenshot_until(name, path, ok, timeout=SCREEN_TIMEOUT):
 def vnc_picture(client):
     client.update(incremental=False)
     return Image.frombytes("RGB", (client.width, client.height), bytes(client.pixels), "raw", "BGRX")
+
+
+def wait_listening(g, name, port, timeout=120):
+    """Until the (restored) hyve accepts VNC connections and has its control socket, which it
+    opens after the display's listener."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert g.proc.poll() is None, f"hyve exited with {g.proc.poll()}: {g.stderr.decode(errors='replace')}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            if os.path.exists(sock(name)):
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"no VNC on {port} or no {sock(name)}: {g.stderr.decode(errors='replace')}"
+        time.sleep(0.2)
+
+
+def type_text(client, text):
+    """Presses and releases one key per character (lower case, digits, space, '-', '.', Return
+    for a newline): X keysyms equal the ASCII codes for these."""
+    for ch in text:
+        keysym = KEY_RETURN if ch == "\n" else ord(ch)
+        assert ch == "\n" or ch in "abcdefghijklmnopqrstuvwxyz0123456789 -./", ch
+        client.key(keysym, 1)
+        client.key(keysym, 0)
+
+
+def snapshot_and_restore(g, name, snap):
+    """hyvectl snapshot --exit, then a new hyve restoring it; returns the restored guest."""
+    r = hyvectl(name, "snapshot", snap, "--exit")
+    assert r.returncode == 0, r.stderr
+    assert g.wait_exit(300) == POWERED_OFF, g.stderr.decode(errors="replace")
+    return Guest(["-r", snap, "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
 
 
 # ---- the Shell's screen, as the test understands it ----
@@ -159,6 +200,38 @@ def test_ovmf_reaches_the_shell_on_serial_and_screen(shell_vm):
     shell_vm["shell_picture"] = img
 
 
+def shell_echo_problem(img, before_rows):
+    """The typed command and its output appear as new rows below the prompt."""
+    rows = text_rows(img)
+    return None if len(rows) >= before_rows + 2 else f"{len(rows)} rows of text"
+
+
+def test_shell_snapshot_restores_picture_and_takes_keys(shell_vm):
+    g, name, port, work = shell_vm["guest"], shell_vm["name"], shell_vm["port"], shell_vm["work"]
+    g.wait_for(r"Shell> ", FIRMWARE_TIMEOUT)
+    before = screenshot_until(name, work / "before.png", lambda i: shell_banner_problem(i) is None)
+    assert shell_banner_problem(before) is None, shell_banner_problem(before)
+
+    g = shell_vm["guest"] = snapshot_and_restore(g, name, work / "shell.snap")
+    wait_listening(g, name, port)
+    after = screenshot(name, work / "after.png")
+    assert after.tobytes() == before.tobytes(), "the restored screen differs (saved before.png, after.png)"
+
+    # Keys over VNC reach the restored Shell (PS/2 keyboard): it echoes them and runs the command.
+    client = RfbClient(("127.0.0.1", port))
+    try:
+        assert vnc_picture(client).tobytes() == before.tobytes()
+        start = len(g.output)
+        type_text(client, "echo hyve-typed-keys\n")
+        # The command's output: a line of its own (the echo of the typed line has "echo " before).
+        out = g.wait_for(r"\n(?:\x1b\[[0-9;]*[A-Za-z])*hyve-typed-keys", FIRMWARE_TIMEOUT, start)
+        g.wait_for(r"Shell> ", FIRMWARE_TIMEOUT, out.end())
+        img = screenshot_until(name, work / "typed.png", lambda i: shell_echo_problem(i, 6) is None)
+        assert shell_echo_problem(img, 6) is None, shell_echo_problem(img, 6)
+    finally:
+        client.close()
+
+
 # ---- Linux through systemd-boot ----
 
 TAP = "hyveuefi0"
@@ -169,6 +242,10 @@ ENTRIES = [("hyve-a", "hyve first entry", f"{LINUX_OPTIONS} hyve.entry=first"),
            ("hyve-b", "hyve second entry", f"{LINUX_OPTIONS} hyve.entry=second")]
 # The menu waits for a key however long it takes; the first entry is preselected.
 LOADER_CONF = "timeout menu-force\ndefault hyve-a.conf\neditor no\n"
+# A variable the guest writes: attributes NV|BS|RT (7), then the data.
+VAR_GUID = "5c4a3e27-0b4c-4c5e-9e6d-6879766568ff"
+VAR_NAME = f"HyveTestVar-{VAR_GUID}"
+VAR_DATA = "hyve-variable-persists"
 
 
 def ip(*args, check=True):
@@ -230,3 +307,122 @@ def linux_vm(tmp_path_factory):
 def test_vnc_keys_choose_the_systemd_boot_entry(linux_vm):
     cmdline = guest_ok(linux_vm["guest"], "cat /proc/cmdline")
     assert "hyve.entry=second" in cmdline and "hyve.entry=first" not in cmdline, cmdline
+
+
+def test_linux_runs_on_uefi_with_efifb_and_acpi_from_fw_cfg(linux_vm):
+    g, name, work = linux_vm["guest"], linux_vm["name"], linux_vm["work"]
+    assert guest_ok(g, "cat /sys/firmware/efi/fw_platform_size").strip() == "64"
+    listing = guest_ok(g, "ls /sys/firmware/efi").split()
+    assert "efivars" in listing and "systab" in listing, listing
+    # The console starts on the firmware's framebuffer (GOP), as efifb takes it over; Debian's
+    # kernel then binds bochs-drm to the display (fbuf is Bochs-compatible), as on QEMU's stdvga.
+    fb = guest_ok(g, "cat /proc/fb")
+    assert "EFI VGA" in fb or "bochs-drm" in fb, fb
+    assert "efifb" in guest_ok(g, "dmesg | grep -i efifb")
+    w, h = map(int, guest_ok(g, "cat /sys/class/graphics/fb0/virtual_size").strip().split(","))
+    assert "frame buffer" in guest_ok(g, "cat /sys/class/vtconsole/vtcon*/name")
+    # Text on the Linux console is on the VNC screen: bright yellow on blue in the top row.
+    text = "HYVE UEFI CONSOLE"
+    guest_ok(g, "echo 0 > /sys/class/graphics/fbcon/cursor_blink; "
+             f"printf '\\033[H\\033[2J\\033[?25l\\033[1;33;44m{text}\\033[0m' > /dev/tty1")
+
+    def console_ok(img):
+        cells = [[img.getpixel((c * 8 + x, y)) for y in range(16) for x in range(8)] for c in range(len(text))]
+        return img.size == (w, h) and all(
+            set(cell) <= {(0xFF, 0xFF, 0x55), (0x00, 0x00, 0xAA)} and
+            ((0xFF, 0xFF, 0x55) in cell) == (ch != " ") for cell, ch in zip(cells, text))
+
+    img = screenshot_until(name, work / "console.png", console_ok)
+    assert console_ok(img), f"the console text is not on the screen (saved {work / 'console.png'})"
+
+    # ACPI: the tables are hyve's (OEM ID HYVE), which the firmware can only have had through
+    # fw_cfg's table loader; the guest enumerated the devices hyve's DSDT describes.
+    oem = guest_ok(g, "dd if=/sys/firmware/acpi/tables/DSDT bs=1 skip=10 count=6 2>/dev/null")
+    assert oem.startswith("HYVE"), oem
+    hids = guest_ok(g, "cat /sys/bus/acpi/devices/*/hid").split()
+    for hid in ("PNP0501", "PNP0303", "PNP0B00", "PNP0A03"):
+        assert hid in hids, (hid, hids)
+    assert guest_ok(g, "cat /sys/bus/pnp/devices/*/id").count("PNP0501") >= 1
+
+
+def test_virtio_disk_and_net_after_firmware_boot(linux_vm):
+    g = linux_vm["guest"]
+    # vda is the ESP the firmware booted from, vdb the data disk.
+    sizes = guest_ok(g, "cat /sys/block/vda/size /sys/block/vdb/size").split()
+    assert int(sizes[1]) == (32 << 20) // 512, sizes
+    guest_ok(g, "mount -t ext4 /dev/vdb /mnt && echo written-after-uefi > /mnt/f && sync && umount /mnt "
+             "&& mount -t ext4 /dev/vdb /mnt && cat /mnt/f && umount /mnt")
+    ifname = guest_ok(g, "ls /sys/class/net | grep -v '^lo$' | head -n1").strip()
+    assert ifname, "no network interface in the guest"
+    assert guest_ok(g, f"cat /sys/class/net/{ifname}/address").strip() == MAC
+    guest_ok(g, f"ip link set {ifname} up && ip addr add {GUEST_IP}/24 dev {ifname}")
+    out = guest_ok(g, f"ping -c 3 -W 5 {HOST_IP}", timeout=60)
+    assert " 0% packet loss" in out, out
+    # The host accepts and reads while the guest's nc runs: busybox nc ends when the host closes.
+    received = []
+
+    def accept_one(srv):
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(120)
+            received.append(conn.recv(100))
+
+    with socket.socket() as srv:
+        srv.bind((HOST_IP, 0))
+        srv.listen(1)
+        srv.settimeout(120)
+        host = threading.Thread(target=accept_one, args=(srv,), daemon=True)
+        host.start()
+        guest_ok(g, f"echo hello-over-virtio-net | nc {HOST_IP} {srv.getsockname()[1]}")
+        host.join(180)
+    assert received and received[0].startswith(b"hello-over-virtio-net"), received
+
+
+def test_snapshot_after_linux_booted_through_firmware(linux_vm):
+    g, name, port, work = linux_vm["guest"], linux_vm["name"], linux_vm["port"], linux_vm["work"]
+    guest_ok(g, "echo 0 > /sys/class/graphics/fbcon/cursor_blink; "
+             "printf '\\033[H\\033[2J\\033[?25lbefore the snapshot\\n' > /dev/tty1")
+    time_lit = lambda img: sum(1 for y in range(16) for x in range(200) if img.getpixel((x, y)) != BLACK) > 50
+    before = screenshot_until(name, work / "linux-before.png", time_lit)
+    assert time_lit(before), "the console text did not reach the screen"
+    before = screenshot(name, work / "linux-before.png")   # settled: the same picture twice
+    assert screenshot(name, work / "linux-before2.png").tobytes() == before.tobytes()
+
+    g = linux_vm["guest"] = snapshot_and_restore(g, name, work / "linux.snap")
+    wait_listening(g, name, port)
+    assert screenshot(name, work / "linux-after.png").tobytes() == before.tobytes()
+
+    # The restored guest answers on COM1 and takes keys over VNC on its console (tty1).
+    guest_ok(g, "cat /dev/tty1 > /tmp/typed & echo reading")
+    client = RfbClient(("127.0.0.1", port))
+    try:
+        type_text(client, "typed over vnc\n")
+        deadline = time.monotonic() + SCREEN_TIMEOUT
+        while "typed over vnc" not in guest_ok(g, "cat /tmp/typed"):
+            assert time.monotonic() < deadline, "the keys typed over VNC did not reach tty1"
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def test_efi_variable_survives_a_new_hyve_with_the_same_vars(linux_vm):
+    g = linux_vm["guest"]
+    efivars = "/sys/firmware/efi/efivars"
+    guest_ok(g, f"grep -q efivarfs /proc/mounts || mount -t efivarfs efivarfs {efivars}")
+    guest_ok(g, f"printf '\\007\\000\\000\\000{VAR_DATA}' > {efivars}/{VAR_NAME}")
+    assert VAR_DATA in guest_ok(g, f"cat {efivars}/{VAR_NAME}")
+    g.send("poweroff -f\n")
+    assert g.wait_exit(300) == POWERED_OFF
+    # In the VARS file on the host: the name (UCS-2) and the data.
+    store = pathlib.Path(linux_vm["vars"]).read_bytes()
+    assert "HyveTestVar".encode("utf-16-le") in store and VAR_DATA.encode() in store
+
+    # A new hyve with the same VARS file: systemd-boot's menu again, Return over COM1 this time
+    # (the firmware's console input includes the serial terminal), the first entry boots.
+    g = linux_vm["guest"] = Guest(linux_vm["args"])
+    g.wait_for(ENTRIES[1][1], LINUX_TIMEOUT)
+    g.send("\r")
+    g.wait_for("HYVE-CMD-READY", LINUX_TIMEOUT)
+    assert "hyve.entry=first" in guest_ok(g, "cat /proc/cmdline")
+    guest_ok(g, f"grep -q efivarfs /proc/mounts || mount -t efivarfs efivarfs {efivars}")
+    assert VAR_DATA in guest_ok(g, f"cat {efivars}/{VAR_NAME}")
