@@ -292,16 +292,6 @@ void vm_request_reset(struct vm *vm)
 		reset_notify(vm);
 }
 
-bool vm_is_exiting(struct vm *vm)
-{
-	bool exiting;
-
-	pthread_mutex_lock(&vm->lock);
-	exiting = vm->state == VM_EXITING;
-	pthread_mutex_unlock(&vm->lock);
-	return exiting;
-}
-
 static unsigned started_vcpus(struct vm *vm)
 {
 	unsigned n = 0;

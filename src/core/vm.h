@@ -108,7 +108,6 @@ static inline bool vm_vcpus_must_park_locked(const struct vm *vm)
 {
 	return vm->state == VM_PAUSED || (vm->state == VM_RUNNING && vm->reset_pending);
 }
-bool vm_is_exiting(struct vm *vm);
 
 /* Whether the VM is in `state` now (inline: callers that stand in for vm.c in tests use it too). */
 static inline bool vm_state_is(struct vm *vm, enum vm_run_state state)

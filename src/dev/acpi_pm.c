@@ -279,13 +279,10 @@ static int acpi_pm_save(struct device *dev, struct state_writer *w)
 
 static int acpi_pm_restore(struct device *dev, struct state_reader *r, unsigned version)
 {
+	(void)version;
 	struct acpi_pm *s = dev->priv;
 	uint64_t sts, en, cnt, rst, tmr;
 
-	if (version != 1) {
-		log_error("acpi-pm: snapshot section version %u is not supported (1 is)", version);
-		return -1;
-	}
 	if (state_get_u64(r, "pm1_sts", &sts) < 0 || state_get_u64(r, "pm1_en", &en) < 0 ||
 	    state_get_u64(r, "pm1_cnt", &cnt) < 0) {
 		log_error("acpi-pm: snapshot section lacks pm1_sts, pm1_en or pm1_cnt");

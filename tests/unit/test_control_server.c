@@ -73,16 +73,6 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&rec.lock);
 }
 
-bool vm_is_exiting(struct vm *vm)
-{
-	bool exiting;
-
-	pthread_mutex_lock(&vm->lock);
-	exiting = vm->state == VM_EXITING;
-	pthread_mutex_unlock(&vm->lock);
-	return exiting;
-}
-
 void vm_request_exit(struct vm *vm, int status)
 {
 	pthread_mutex_lock(&vm->lock);

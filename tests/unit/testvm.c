@@ -74,12 +74,6 @@ void vm_release_start(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-bool vm_is_exiting(struct vm *vm)
-{
-	(void)vm;
-	return testvm_exit_status() >= 0;
-}
-
 int testvm_irq_level(unsigned gsi)
 {
 	int v;
