@@ -323,10 +323,7 @@ static void vga_pio_status_mono(void *opaque, uint64_t off, uint8_t *data, unsig
 	vga_pio(opaque, (uint16_t)(VGA_STATUS_MONO + off), data, size, is_write);
 }
 
-static const struct {
-	uint16_t port, len;
-	io_handler_fn fn;
-} vga_ranges[] = {
+static const struct iobus_claim vga_ranges[] = {
 	{ VGA_PORTS, VGA_NPORTS, vga_pio_main },
 	{ VGA_CRTC_MONO, 2, vga_pio_crtc_mono },
 	{ VGA_STATUS_MONO, 1, vga_pio_status_mono },
@@ -335,20 +332,16 @@ static const struct {
 
 static void vga_ports_unregister(struct fbuf *s)
 {
-	for (unsigned i = 0; s->have_vga_ports && i < N_VGA_RANGES; i++)
-		iobus_unregister(&s->dev->vm->pio, vga_ranges[i].port);
+	if (s->have_vga_ports)
+		iobus_unregister_all(&s->dev->vm->pio, vga_ranges, N_VGA_RANGES);
 	s->have_vga_ports = false;
 }
 
 static int vga_ports_register(struct fbuf *s)
 {
-	for (unsigned i = 0; i < N_VGA_RANGES; i++) {
-		if (iobus_register(&s->dev->vm->pio, vga_ranges[i].port, vga_ranges[i].len, vga_ranges[i].fn, s) < 0) {
-			for (unsigned j = 0; j < i; j++)
-				iobus_unregister(&s->dev->vm->pio, vga_ranges[j].port);
-			log_error("%s: the VGA ports 0x3b4-0x3df are taken (one fbuf with vga= per VM)", s->dev->id);
-			return -1;
-		}
+	if (iobus_register_all(&s->dev->vm->pio, vga_ranges, N_VGA_RANGES, s) < 0) {
+		log_error("%s: the VGA ports 0x3b4-0x3df are taken (one fbuf with vga= per VM)", s->dev->id);
+		return -1;
 	}
 	s->have_vga_ports = true;
 	return 0;

@@ -384,6 +384,12 @@ static void i8042_free(struct i8042 *s)
 	free(s);
 }
 
+static const struct iobus_claim i8042_ports[] = {
+	{ DATA_PORT, 1, data_io },
+	{ CMD_PORT, 1, cmd_io },
+};
+#define N_I8042_PORTS (sizeof(i8042_ports) / sizeof(i8042_ports[0]))
+
 static int i8042_create(struct device *dev)
 {
 	struct i8042 *s = calloc(1, sizeof(*s));
@@ -401,12 +407,7 @@ static int i8042_create(struct device *dev)
 	}
 	power_on(s);
 	ps2kbd_take_leds(s->kbd, &(unsigned){ 0 });
-	if (iobus_register(&dev->vm->pio, DATA_PORT, 1, data_io, s) < 0) {
-		i8042_free(s);
-		return -1;
-	}
-	if (iobus_register(&dev->vm->pio, CMD_PORT, 1, cmd_io, s) < 0) {
-		iobus_unregister(&dev->vm->pio, DATA_PORT);
+	if (iobus_register_all(&dev->vm->pio, i8042_ports, N_I8042_PORTS, s) < 0) {
 		i8042_free(s);
 		return -1;
 	}
@@ -420,8 +421,7 @@ static void i8042_destroy(struct device *dev)
 
 	if (!s)
 		return;
-	iobus_unregister(&dev->vm->pio, DATA_PORT);
-	iobus_unregister(&dev->vm->pio, CMD_PORT);
+	iobus_unregister_all(&dev->vm->pio, i8042_ports, N_I8042_PORTS);
 	i8042_free(s);
 	dev->priv = NULL;
 }
