@@ -31,6 +31,7 @@
 #include "control/control.h"
 #include "control/protocol.h"
 #include "core/config.h"
+#include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/vm.h"
@@ -181,11 +182,13 @@ static struct vm *new_vm(const char *name, const char *socket_spec)
 	v->vcpus_started = true;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
+	assert_int_equal(display_init(v), 0);
 	return v;
 }
 
 static void free_vm(struct vm *v)
 {
+	display_fini(v);
 	evloop_free(v->loop);
 	config_free(v->cfg);
 	free(v);

@@ -8,7 +8,9 @@
 
 #include "core/config.h"
 #include "core/device.h"
+#include "core/display.h"
 #include "core/evloop.h"
+#include "core/input.h"
 #include "core/log.h"
 #include "core/platform.h"
 #include "core/vm.h"
@@ -196,7 +198,7 @@ struct vm *testvm_new_platform(uint64_t mem_size, const char *layout)
 	if (!vm->cfg || !vm->loop || (layout && config_set(vm->cfg, PLATFORM_LAYOUT_KEY, layout) < 0))
 		abort();
 	vm->platform = platform_select(vm->cfg);
-	if (!vm->platform)
+	if (!vm->platform || display_init(vm) < 0 || input_init(vm) < 0 || vm_irq_routing_init(vm) < 0)
 		abort();
 	mem_layout(&vm->mem, mem_size, vm->platform->lowmem_limit);
 	testvm_clear_records();
@@ -223,6 +225,8 @@ void testvm_free(struct vm *vm)
 		stop_loop_thread();
 	devices_destroy_all(vm);
 	vm_irq_routing_free(vm);
+	input_fini(vm);
+	display_fini(vm);
 	evloop_free(vm->loop);
 	iobus_destroy(&vm->pio);
 	iobus_destroy(&vm->mmio);
