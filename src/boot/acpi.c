@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "aml.h"
+#include "checksum.h"
 #include "core/device.h"
 #include "core/log.h"
 #include "core/platform.h"
@@ -259,16 +260,6 @@ static void *area_alloc(struct area *a, size_t len, size_t align, uint32_t *gpa)
 	return a->hva + off;
 }
 
-static uint8_t checksum(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	for (size_t i = 0; i < len; i++)
-		sum = (uint8_t)(sum + b[i]);
-	return (uint8_t)-sum;
-}
-
 static void header_init(struct acpi_header *h, const char *sig, uint32_t len, uint8_t revision)
 {
 	memcpy(h->signature, sig, 4);
@@ -315,7 +306,7 @@ static void header_checksum(struct area *a, void *table)
 		loader_add_checksum(a->loader, ACPI_FILE_TABLES, at + offsetof(struct acpi_header, checksum), at,
 				    h->length);
 	else
-		h->checksum = checksum(table, h->length);
+		h->checksum = table_checksum(table, h->length);
 }
 
 static int build_facs(struct area *a, uint32_t *gpa)
@@ -597,8 +588,8 @@ static int build_rsdp(const struct guest_memory *mem, uint32_t xsdt, uint32_t rs
 		return -1;
 	}
 	rsdp_init(rsdp, xsdt, rsdt);
-	rsdp->checksum = checksum(rsdp, RSDP_V1_LENGTH);
-	rsdp->extended_checksum = checksum(rsdp, sizeof(*rsdp));
+	rsdp->checksum = table_checksum(rsdp, RSDP_V1_LENGTH);
+	rsdp->extended_checksum = table_checksum(rsdp, sizeof(*rsdp));
 	return 0;
 }
 

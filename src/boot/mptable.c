@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "acpi.h"
+#include "checksum.h"
 #include "core/log.h"
 #include "layout.h"
 
@@ -117,16 +118,6 @@ static void put(struct cursor *c, const void *entry, size_t len)
 	c->entries++;
 }
 
-static uint8_t checksum(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	for (size_t i = 0; i < len; i++)
-		sum = (uint8_t)(sum + b[i]);
-	return (uint8_t)-sum;
-}
-
 static size_t config_size(unsigned ncpus)
 {
 	return sizeof(struct mpc_header) + ncpus * sizeof(struct mpc_processor) + sizeof(struct mpc_bus) +
@@ -197,7 +188,7 @@ static void put_header(uint8_t *table, size_t len, uint16_t entries)
 	memcpy(h.oem_id, "HYVE    ", 8);
 	memcpy(h.product_id, "HYVE        ", 12);
 	memcpy(table, &h, sizeof(h));
-	table[offsetof(struct mpc_header, checksum)] = checksum(table, len);
+	table[offsetof(struct mpc_header, checksum)] = table_checksum(table, len);
 }
 
 static void put_floating_pointer(uint8_t *p, uint32_t config_gpa)
@@ -205,7 +196,7 @@ static void put_floating_pointer(uint8_t *p, uint32_t config_gpa)
 	struct mpf f = { .config_address = config_gpa, .length = 1, .spec_rev = MP_SPEC_REV };
 
 	memcpy(f.signature, "_MP_", 4);
-	f.checksum = checksum(&f, sizeof(f));
+	f.checksum = table_checksum(&f, sizeof(f));
 	memcpy(p, &f, sizeof(f));
 }
 

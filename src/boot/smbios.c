@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum.h"
 #include "core/memory.h"
 #include "core/vm.h"
 
@@ -240,8 +241,6 @@ static void end_of_table(struct tables *t)
 
 static void fill_anchor(uint8_t *a, size_t tables_len)
 {
-	uint8_t sum = 0;
-
 	memset(a, 0, SMBIOS_ANCHOR_SIZE);
 	memcpy(a, "_SM3_", 5);
 	a[6] = SMBIOS_ANCHOR_SIZE;  /* entry point length */
@@ -252,9 +251,7 @@ static void fill_anchor(uint8_t *a, size_t tables_len)
 	for (unsigned i = 0; i < 4; i++)
 		a[12 + i] = (uint8_t)(tables_len >> (8 * i)); /* table maximum size */
 	/* table address (16-23): 0, the firmware places the tables and writes its own entry point */
-	for (unsigned i = 0; i < SMBIOS_ANCHOR_SIZE; i++)
-		sum += a[i];
-	a[5] = (uint8_t)-sum;
+	a[5] = table_checksum(a, SMBIOS_ANCHOR_SIZE);
 }
 
 int smbios_build(const struct smbios_machine *m, struct smbios_blobs *out)

@@ -366,7 +366,7 @@ static void accept_event(void *opaque, uint32_t events)
 /* Common refusals; 0 when the VM can take a command now. */
 static int busy(struct control *ctl, char *err, size_t errlen)
 {
-	if (ctl->exiting || vm_is_exiting(ctl->vm)) {
+	if (ctl->exiting || vm_state_is(ctl->vm, VM_EXITING)) {
 		snprintf(err, errlen, "the VM is shutting down");
 		return -1;
 	}
@@ -462,7 +462,7 @@ static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err
 	 * is only safe while the loop runs (they are joined after it stops).
 	 */
 	vm_pause(ctl->vm);
-	if (vm_is_exiting(ctl->vm)) {
+	if (vm_state_is(ctl->vm, VM_EXITING)) {
 		snprintf(err, errlen, "the VM is shutting down");
 		return -1;
 	}

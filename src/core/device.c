@@ -23,6 +23,11 @@ void device_model_register(struct device_model *model)
 	*pp = model;
 }
 
+unsigned device_model_oldest_state_version(const struct device_model *model)
+{
+	return model->min_state_version ? model->min_state_version : model->state_version;
+}
+
 const struct device_model *device_model_find(const char *name)
 {
 	for (const struct device_model *m = registered; m; m = m->next_registered)

@@ -33,6 +33,8 @@ struct aml_buf;
 struct device_model {
 	const char *name;        /* as used in configuration ("uart", "rtc", ...) */
 	unsigned state_version;  /* version of the snapshot section save() writes */
+	/* Oldest section version restore() reads; 0: state_version only. */
+	unsigned min_state_version;
 	bool on_pci;             /* placed with -s SLOT,NAME; created by the PCI bus */
 	int attach_order;        /* attach() runs in increasing order */
 	/*
@@ -51,7 +53,11 @@ struct device_model {
 	void (*reset)(struct device *dev);
 	/* NULL save means the model cannot be snapshotted: snapshots are refused. */
 	int (*save)(struct device *dev, struct state_writer *w);
-	/* `version` is the section version found in the snapshot. */
+	/*
+	 * `version` is the section version found in the snapshot, already
+	 * checked by the snapshot reader to lie between min_state_version and
+	 * state_version.
+	 */
 	int (*restore)(struct device *dev, struct state_reader *r, unsigned version);
 	void (*destroy)(struct device *dev);
 	/*
@@ -92,6 +98,8 @@ struct device {
 void device_model_register(struct device_model *model);
 const struct device_model *device_model_find(const char *name);
 const struct device_model *device_model_first(void);
+/* The oldest snapshot section version the model's restore() reads. */
+unsigned device_model_oldest_state_version(const struct device_model *model);
 
 #define DEVICE_MODEL(var)                                                              \
 	static void __attribute__((constructor)) register_##var(void)                 \

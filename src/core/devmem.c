@@ -2,28 +2,27 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 #include "log.h"
 #include "vm.h"
 
-static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool slot_used[DEVMEM_MAX_SLOTS];
-
 int vm_devmem_slot_alloc(struct vm *vm)
 {
-	(void)vm;
-	pthread_mutex_lock(&slots_lock);
-	for (int i = 0; i < DEVMEM_MAX_SLOTS; i++) {
-		if (!slot_used[i]) {
-			slot_used[i] = true;
-			pthread_mutex_unlock(&slots_lock);
+	unsigned used = atomic_load(&vm->devmem_slots);
+
+	for (;;) {
+		int i = 0;
+
+		while (i < DEVMEM_MAX_SLOTS && (used & (1u << i)))
+			i++;
+		if (i == DEVMEM_MAX_SLOTS)
+			break;
+		if (atomic_compare_exchange_weak(&vm->devmem_slots, &used, used | (1u << i)))
 			return DEVMEM_SLOT_BASE + i;
-		}
 	}
-	pthread_mutex_unlock(&slots_lock);
 	log_error("no KVM memory slot left for device memory");
 	return -1;
 }
@@ -33,9 +32,7 @@ void vm_devmem_slot_free(struct vm *vm, int slot)
 	if (slot < DEVMEM_SLOT_BASE || slot >= DEVMEM_SLOT_BASE + DEVMEM_MAX_SLOTS)
 		return;
 	vm_unmap_device_memory(vm, slot);
-	pthread_mutex_lock(&slots_lock);
-	slot_used[slot - DEVMEM_SLOT_BASE] = false;
-	pthread_mutex_unlock(&slots_lock);
+	atomic_fetch_and(&vm->devmem_slots, ~(1u << (slot - DEVMEM_SLOT_BASE)));
 }
 
 static int set_slot(struct vm *vm, int slot, uint64_t gpa, void *hva, uint64_t size, uint32_t flags)

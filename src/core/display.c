@@ -5,59 +5,87 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "vm.h"
 
-/* Guards the provider; capture runs under it so the device cannot go away meanwhile. */
-static pthread_mutex_t display_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vm *provider_vm;
-static struct display_provider provider;
+/* A VM's display provider (at most one). Capture runs under the lock so the device cannot go away meanwhile. */
+struct display_registry {
+	pthread_mutex_t lock;
+	bool registered;
+	struct display_provider provider;
+};
+
+int display_init(struct vm *vm)
+{
+	struct display_registry *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -1;
+	pthread_mutex_init(&d->lock, NULL);
+	vm->display = d;
+	return 0;
+}
+
+void display_fini(struct vm *vm)
+{
+	struct display_registry *d = vm->display;
+
+	if (!d)
+		return;
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	vm->display = NULL;
+}
 
 int display_register(struct vm *vm, const struct display_provider *p)
 {
+	struct display_registry *d = vm->display;
 	int rc = 0;
 
-	pthread_mutex_lock(&display_lock);
-	if (provider_vm == vm) {
+	pthread_mutex_lock(&d->lock);
+	if (d->registered) {
 		log_error("only one display device is supported");
 		rc = -1;
 	} else {
-		provider_vm = vm;
-		provider = *p;
+		d->registered = true;
+		d->provider = *p;
 	}
-	pthread_mutex_unlock(&display_lock);
+	pthread_mutex_unlock(&d->lock);
 	return rc;
 }
 
 void display_unregister(struct vm *vm)
 {
-	pthread_mutex_lock(&display_lock);
-	if (provider_vm == vm) {
-		provider_vm = NULL;
-		provider = (struct display_provider){ 0 };
-	}
-	pthread_mutex_unlock(&display_lock);
+	struct display_registry *d = vm->display;
+
+	pthread_mutex_lock(&d->lock);
+	d->registered = false;
+	d->provider = (struct display_provider){ 0 };
+	pthread_mutex_unlock(&d->lock);
 }
 
 int display_screen(struct vm *vm, struct display_screen *out)
 {
+	struct display_registry *d = vm->display;
 	int rc = -1;
 
-	pthread_mutex_lock(&display_lock);
-	if (provider_vm == vm && provider.screen)
-		rc = provider.screen(provider.opaque, out);
-	pthread_mutex_unlock(&display_lock);
+	pthread_mutex_lock(&d->lock);
+	if (d->registered && d->provider.screen)
+		rc = d->provider.screen(d->provider.opaque, out);
+	pthread_mutex_unlock(&d->lock);
 	return rc;
 }
 
 bool display_vnc_stats(struct vm *vm, struct display_vnc_stats *out)
 {
+	struct display_registry *d = vm->display;
 	bool have = false;
 
-	pthread_mutex_lock(&display_lock);
-	if (provider_vm == vm && provider.vnc_stats) {
-		provider.vnc_stats(provider.opaque, out);
+	pthread_mutex_lock(&d->lock);
+	if (d->registered && d->provider.vnc_stats) {
+		d->provider.vnc_stats(d->provider.opaque, out);
 		have = true;
 	}
-	pthread_mutex_unlock(&display_lock);
+	pthread_mutex_unlock(&d->lock);
 	return have;
 }
 
@@ -81,15 +109,16 @@ static void to_rgb(const struct display_surface *s, uint8_t *rgb)
 
 int display_capture_rgb(struct vm *vm, uint8_t **rgb, uint32_t *w, uint32_t *h, char *err, size_t errlen)
 {
+	struct display_registry *d = vm->display;
 	struct display_surface s = { 0 };
 	int rc = -1;
 
-	pthread_mutex_lock(&display_lock);
-	if (provider_vm != vm || !provider.surface) {
+	pthread_mutex_lock(&d->lock);
+	if (!d->registered || !d->provider.surface) {
 		snprintf(err, errlen, "the VM has no display device");
 		goto out;
 	}
-	provider.surface(provider.opaque, &s);
+	d->provider.surface(d->provider.opaque, &s);
 	if (!surface_ok(&s)) {
 		snprintf(err, errlen, s.bpp && s.bpp != 32 ? "the guest's display mode (%u bits per pixel) cannot be captured"
 							   : "the display is off",
@@ -105,6 +134,6 @@ int display_capture_rgb(struct vm *vm, uint8_t **rgb, uint32_t *w, uint32_t *h, 
 	*h = s.height;
 	rc = 0;
 out:
-	pthread_mutex_unlock(&display_lock);
+	pthread_mutex_unlock(&d->lock);
 	return rc;
 }

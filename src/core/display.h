@@ -48,6 +48,9 @@ struct display_provider {
 	void (*vnc_stats)(void *opaque, struct display_vnc_stats *out);
 };
 
+/* The VM's display registry, created with the VM (vm_create) before any device; 0 or -1. */
+int display_init(struct vm *vm);
+void display_fini(struct vm *vm);
 /* One display per VM: a second registration fails (-1 after logging). */
 int display_register(struct vm *vm, const struct display_provider *p);
 void display_unregister(struct vm *vm);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "vm.h"
 
 /* An event that arrived while the VM was paused, delivered when it resumes. */
 struct held_event {
@@ -16,12 +17,10 @@ struct held_event {
 
 #define MAX_HELD 256
 
-/*
- * One router per VM, kept beside the VM rather than in it so that this
- * file stays free of KVM (unit tests use a bare struct vm pointer as key).
- */
+/* The VM's router (vm->input), created with the VM and kept for its life. */
 struct input_router {
-	struct vm *vm;
+	/* Recursive: a sink may report LEDs from inside its key callback. */
+	pthread_mutex_t lock;
 	struct input_sink *sinks;
 	uint32_t last_x, last_y;   /* screen position, for relative sinks */
 	bool have_last;
@@ -30,95 +29,56 @@ struct input_router {
 	unsigned nheld;
 	bool overflow_logged;
 	struct held_event held[MAX_HELD];
-	struct input_router *next;
 };
 
-/* Recursive: a sink may report LEDs from inside its key callback. */
-static pthread_mutex_t input_lock;
-static pthread_once_t input_once = PTHREAD_ONCE_INIT;
-static struct input_router *routers;
-
-static void init_lock(void)
+int input_init(struct vm *vm)
 {
+	struct input_router *r = calloc(1, sizeof(*r));
 	pthread_mutexattr_t a;
 
+	if (!r)
+		return -1;
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&input_lock, &a);
+	pthread_mutex_init(&r->lock, &a);
 	pthread_mutexattr_destroy(&a);
+	vm->input = r;
+	return 0;
 }
 
-static void lock(void)
+void input_fini(struct vm *vm)
 {
-	pthread_once(&input_once, init_lock);
-	pthread_mutex_lock(&input_lock);
-}
+	struct input_router *r = vm->input;
 
-static void unlock(void)
-{
-	pthread_mutex_unlock(&input_lock);
-}
-
-/* Caller holds the lock. create: allocate when missing (NULL if out of memory). */
-static struct input_router *router(struct vm *vm, bool create)
-{
-	struct input_router *r;
-
-	for (r = routers; r; r = r->next)
-		if (r->vm == vm)
-			return r;
-	if (!create || !(r = calloc(1, sizeof(*r))))
-		return NULL;
-	r->vm = vm;
-	r->next = routers;
-	routers = r;
-	return r;
-}
-
-static void drop_if_empty(struct input_router *r)
-{
-	struct input_router **pp;
-
-	if (r->sinks)
+	if (!r)
 		return;
-	for (pp = &routers; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
-			free(r);
-			return;
-		}
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+	vm->input = NULL;
 }
 
 void input_register(struct vm *vm, struct input_sink *sink)
 {
-	struct input_router *r;
+	struct input_router *r = vm->input;
 
-	lock();
-	if ((r = router(vm, true))) {
-		sink->next = r->sinks;
-		r->sinks = sink;
-		log_debug("input: %s registered", sink->name);
-	} else {
-		log_error("input: out of memory registering %s", sink->name);
-	}
-	unlock();
+	pthread_mutex_lock(&r->lock);
+	sink->next = r->sinks;
+	r->sinks = sink;
+	log_debug("input: %s registered", sink->name);
+	pthread_mutex_unlock(&r->lock);
 }
 
 void input_unregister(struct vm *vm, struct input_sink *sink)
 {
-	struct input_router *r;
-	struct input_sink **pp;
+	struct input_router *r = vm->input;
 
-	lock();
-	if ((r = router(vm, false))) {
-		for (pp = &r->sinks; *pp; pp = &(*pp)->next)
-			if (*pp == sink) {
-				*pp = sink->next;
-				break;
-			}
-		drop_if_empty(r);
-	}
-	unlock();
+	pthread_mutex_lock(&r->lock);
+	for (struct input_sink **pp = &r->sinks; *pp; pp = &(*pp)->next)
+		if (*pp == sink) {
+			*pp = sink->next;
+			break;
+		}
+	pthread_mutex_unlock(&r->lock);
 }
 
 static bool sink_active(const struct input_sink *s)
@@ -178,12 +138,12 @@ static void deliver_key(struct input_router *r, unsigned evdev_code, bool down)
 
 void input_key(struct vm *vm, unsigned evdev_code, bool down)
 {
-	struct input_router *r;
+	struct input_router *r = vm->input;
 
-	lock();
-	if ((r = router(vm, false)) && !hold(r, &(struct held_event){ .is_key = true, .code = evdev_code, .down = down }))
+	pthread_mutex_lock(&r->lock);
+	if (!hold(r, &(struct held_event){ .is_key = true, .code = evdev_code, .down = down }))
 		deliver_key(r, evdev_code, down);
-	unlock();
+	pthread_mutex_unlock(&r->lock);
 }
 
 static int32_t clamp_delta(int64_t d)
@@ -216,59 +176,55 @@ static void deliver_pointer(struct input_router *r, const struct held_event *e)
 void input_pointer(struct vm *vm, uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t buttons,
 		   int32_t wheel_v, int32_t wheel_h)
 {
-	struct input_router *r;
+	struct input_router *r = vm->input;
 	struct held_event ev = { .buttons = buttons, .w = w, .h = h, .wheel_v = wheel_v, .wheel_h = wheel_h };
 
 	if (w == 0 || h == 0)
 		return;
 	ev.x = x < w ? x : w - 1;
 	ev.y = y < h ? y : h - 1;
-	lock();
-	if ((r = router(vm, false)) && !hold(r, &ev))
+	pthread_mutex_lock(&r->lock);
+	if (!hold(r, &ev))
 		deliver_pointer(r, &ev);
-	unlock();
+	pthread_mutex_unlock(&r->lock);
 }
 
 void input_set_running(struct vm *vm, bool running)
 {
-	struct input_router *r;
+	struct input_router *r = vm->input;
 
-	lock();
-	if ((r = router(vm, false))) {
-		r->paused = !running;
-		for (unsigned i = 0; running && i < r->nheld; i++) {
-			const struct held_event *e = &r->held[i];
-			if (e->is_key)
-				deliver_key(r, e->code, e->down);
-			else
-				deliver_pointer(r, e);
-		}
-		if (running) {
-			r->nheld = 0;
-			r->overflow_logged = false;
-		}
+	pthread_mutex_lock(&r->lock);
+	r->paused = !running;
+	for (unsigned i = 0; running && i < r->nheld; i++) {
+		const struct held_event *e = &r->held[i];
+		if (e->is_key)
+			deliver_key(r, e->code, e->down);
+		else
+			deliver_pointer(r, e);
 	}
-	unlock();
+	if (running) {
+		r->nheld = 0;
+		r->overflow_logged = false;
+	}
+	pthread_mutex_unlock(&r->lock);
 }
 
 void input_set_leds(struct vm *vm, unsigned leds)
 {
-	struct input_router *r;
+	struct input_router *r = vm->input;
 
-	lock();
-	if ((r = router(vm, true)))
-		r->leds = leds;
-	unlock();
+	pthread_mutex_lock(&r->lock);
+	r->leds = leds;
+	pthread_mutex_unlock(&r->lock);
 }
 
 unsigned input_leds(struct vm *vm)
 {
-	struct input_router *r;
-	unsigned leds = 0;
+	struct input_router *r = vm->input;
+	unsigned leds;
 
-	lock();
-	if ((r = router(vm, false)))
-		leds = r->leds;
-	unlock();
+	pthread_mutex_lock(&r->lock);
+	leds = r->leds;
+	pthread_mutex_unlock(&r->lock);
 	return leds;
 }

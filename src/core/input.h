@@ -72,6 +72,9 @@ struct input_sink {
 	struct input_sink *next;  /* owned by the router */
 };
 
+/* The VM's input router, created with the VM (vm_create) before any device; 0 or -1. */
+int input_init(struct vm *vm);
+void input_fini(struct vm *vm);
 /* Registers/unregisters a sink (the struct stays owned by the caller). */
 void input_register(struct vm *vm, struct input_sink *sink);
 void input_unregister(struct vm *vm, struct input_sink *sink);

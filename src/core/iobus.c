@@ -81,6 +81,23 @@ int iobus_unregister(struct iobus *bus, uint64_t base)
 	return rc;
 }
 
+int iobus_register_all(struct iobus *bus, const struct iobus_claim *claims, size_t n, void *opaque)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (iobus_register(bus, claims[i].base, claims[i].len, claims[i].fn, opaque) < 0) {
+			iobus_unregister_all(bus, claims, i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void iobus_unregister_all(struct iobus *bus, const struct iobus_claim *claims, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		iobus_unregister(bus, claims[i].base);
+}
+
 bool iobus_access(struct iobus *bus, uint64_t addr, uint8_t *data, unsigned size, bool is_write)
 {
 	struct io_range r = { 0 };

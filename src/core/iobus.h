@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum io_space { IO_SPACE_PIO, IO_SPACE_MMIO };
@@ -36,6 +37,15 @@ void iobus_destroy(struct iobus *bus);
 int iobus_register(struct iobus *bus, uint64_t base, uint64_t len, io_handler_fn fn, void *opaque);
 /* Removes the range registered at exactly `base`; 0 or -1 when absent. */
 int iobus_unregister(struct iobus *bus, uint64_t base);
+
+/* One of the fixed port (or address) ranges a device claims, all with the same opaque. */
+struct iobus_claim {
+	uint64_t base, len;
+	io_handler_fn fn;
+};
+/* Registers all n ranges, or none: -1 (after logging) when one is taken. */
+int iobus_register_all(struct iobus *bus, const struct iobus_claim *claims, size_t n, void *opaque);
+void iobus_unregister_all(struct iobus *bus, const struct iobus_claim *claims, size_t n);
 /* Unclaimed reads return all ones and unclaimed writes are dropped, as on a PC. Returns whether claimed. */
 bool iobus_access(struct iobus *bus, uint64_t addr, uint8_t *data, unsigned size, bool is_write);
 /*

@@ -106,17 +106,9 @@ int vm_irq_routing_init(struct vm *vm)
 	return rc;
 }
 
-/* The VM's manager; a VM without KVM (tests) gets one on first use. */
+/* The VM's manager (vm_irq_routing_init: with the VM, with or without KVM). */
 static struct irq_routing *routing_of(struct vm *vm)
 {
-	static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
-
-	if (vm->vm_fd >= 0)
-		return vm->irq_routing;
-	pthread_mutex_lock(&create_lock);
-	if (!vm->irq_routing)
-		vm->irq_routing = routing_new();
-	pthread_mutex_unlock(&create_lock);
 	return vm->irq_routing;
 }
 

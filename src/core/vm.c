@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "device.h"
+#include "display.h"
 #include "boot/layout.h"
 #include "evloop.h"
 #include "haltwatch.h"
@@ -153,8 +154,8 @@ struct vm *vm_create(struct config *cfg)
 	iobus_init(&vm->pio);
 	iobus_init(&vm->mmio);
 	vm->loop = evloop_new();
-	if (!vm->loop || read_vm_shape(vm) < 0 || open_kvm(vm) < 0 || setup_platform(vm) < 0 ||
-	    setup_memory(vm) < 0 || create_vcpus(vm) < 0) {
+	if (!vm->loop || display_init(vm) < 0 || input_init(vm) < 0 || read_vm_shape(vm) < 0 || open_kvm(vm) < 0 ||
+	    setup_platform(vm) < 0 || setup_memory(vm) < 0 || create_vcpus(vm) < 0) {
 		vm_destroy(vm);
 		return NULL;
 	}
@@ -181,6 +182,8 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	evloop_free(vm->loop);
+	input_fini(vm);
+	display_fini(vm);
 	iobus_destroy(&vm->pio);
 	iobus_destroy(&vm->mmio);
 	free(vm);
@@ -290,16 +293,6 @@ void vm_request_reset(struct vm *vm)
 	kick_all(vm);
 	if (notify)
 		reset_notify(vm);
-}
-
-bool vm_is_exiting(struct vm *vm)
-{
-	bool exiting;
-
-	pthread_mutex_lock(&vm->lock);
-	exiting = vm->state == VM_EXITING;
-	pthread_mutex_unlock(&vm->lock);
-	return exiting;
 }
 
 static unsigned started_vcpus(struct vm *vm)

@@ -28,6 +28,8 @@ struct fw_cfg;
 struct platform;
 struct vm_reset;
 struct linux_boot;
+struct display_registry;
+struct input_router;
 
 #define VM_MAX_VCPUS 64
 
@@ -53,6 +55,9 @@ struct vm {
 	struct fw_cfg *fw_cfg;           /* firmware configuration (dev/fw_cfg.h); NULL without a bootrom */
 	struct vm_reset *reset;          /* reboot=restart (core/reset.h); NULL: a guest reset ends hyve (status 0) */
 	struct linux_boot *linux_boot;   /* direct boot's kernel and initrd kept open to load again (boot/linux.h) */
+	struct display_registry *display; /* the display device's provider (core/display.h) */
+	struct input_router *input;      /* keyboard and pointer sinks (core/input.h) */
+	atomic_uint devmem_slots;        /* KVM slots in use for device memory, a bit each (core/devmem.h) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;         /* signalled on run-state and pause changes */
@@ -108,7 +113,6 @@ static inline bool vm_vcpus_must_park_locked(const struct vm *vm)
 {
 	return vm->state == VM_PAUSED || (vm->state == VM_RUNNING && vm->reset_pending);
 }
-bool vm_is_exiting(struct vm *vm);
 
 /* Whether the VM is in `state` now (inline: callers that stand in for vm.c in tests use it too). */
 static inline bool vm_state_is(struct vm *vm, enum vm_run_state state)

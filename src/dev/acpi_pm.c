@@ -207,22 +207,13 @@ static void acpi_pm_reset(struct device *dev)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static const struct {
-	uint16_t port, len;
-	io_handler_fn fn;
-} regions[] = {
+static const struct iobus_claim regions[] = {
 	{ PORT_ACPI_PM1A_EVT, 4, evt_io },
 	{ PORT_ACPI_PM1A_CNT, 2, cnt_io },
 	{ PORT_ACPI_PM_TMR, 4, tmr_io },
 	{ PORT_RESET, 1, reset_io },
 };
 #define N_REGIONS (sizeof(regions) / sizeof(regions[0]))
-
-static void unregister_regions(struct vm *vm, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		iobus_unregister(&vm->pio, regions[i].port);
-}
 
 static int acpi_pm_create(struct device *dev)
 {
@@ -232,13 +223,10 @@ static int acpi_pm_create(struct device *dev)
 		return -1;
 	pthread_mutex_init(&s->lock, NULL);
 	s->vm = dev->vm;
-	for (unsigned i = 0; i < N_REGIONS; i++) {
-		if (iobus_register(&dev->vm->pio, regions[i].port, regions[i].len, regions[i].fn, s) < 0) {
-			unregister_regions(dev->vm, i);
-			pthread_mutex_destroy(&s->lock);
-			free(s);
-			return -1;
-		}
+	if (iobus_register_all(&dev->vm->pio, regions, N_REGIONS, s) < 0) {
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -1;
 	}
 	dev->priv = s;
 	return 0;
@@ -250,7 +238,7 @@ static void acpi_pm_destroy(struct device *dev)
 
 	if (!s)
 		return;
-	unregister_regions(dev->vm, N_REGIONS);
+	iobus_unregister_all(&dev->vm->pio, regions, N_REGIONS);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	dev->priv = NULL;
@@ -279,13 +267,10 @@ static int acpi_pm_save(struct device *dev, struct state_writer *w)
 
 static int acpi_pm_restore(struct device *dev, struct state_reader *r, unsigned version)
 {
+	(void)version;
 	struct acpi_pm *s = dev->priv;
 	uint64_t sts, en, cnt, rst, tmr;
 
-	if (version != 1) {
-		log_error("acpi-pm: snapshot section version %u is not supported (1 is)", version);
-		return -1;
-	}
 	if (state_get_u64(r, "pm1_sts", &sts) < 0 || state_get_u64(r, "pm1_en", &en) < 0 ||
 	    state_get_u64(r, "pm1_cnt", &cnt) < 0) {
 		log_error("acpi-pm: snapshot section lacks pm1_sts, pm1_en or pm1_cnt");

@@ -539,15 +539,11 @@ static int restore_locked(struct bootrom *s, struct state_reader *r, uint8_t *va
 
 static int bootrom_restore(struct device *dev, struct state_reader *r, unsigned version)
 {
+	(void)version;
 	struct bootrom *s = dev->priv;
 	uint8_t *vars;
 	int rc;
 
-	if (version != bootrom_model.state_version) {
-		log_error("%s: snapshot section version %u is not supported (%u is)", dev->id, version,
-			  bootrom_model.state_version);
-		return -1;
-	}
 	vars = malloc((size_t)s->img.vars_size);
 	if (!vars)
 		return -1;

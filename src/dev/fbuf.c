@@ -323,10 +323,7 @@ static void vga_pio_status_mono(void *opaque, uint64_t off, uint8_t *data, unsig
 	vga_pio(opaque, (uint16_t)(VGA_STATUS_MONO + off), data, size, is_write);
 }
 
-static const struct {
-	uint16_t port, len;
-	io_handler_fn fn;
-} vga_ranges[] = {
+static const struct iobus_claim vga_ranges[] = {
 	{ VGA_PORTS, VGA_NPORTS, vga_pio_main },
 	{ VGA_CRTC_MONO, 2, vga_pio_crtc_mono },
 	{ VGA_STATUS_MONO, 1, vga_pio_status_mono },
@@ -335,20 +332,16 @@ static const struct {
 
 static void vga_ports_unregister(struct fbuf *s)
 {
-	for (unsigned i = 0; s->have_vga_ports && i < N_VGA_RANGES; i++)
-		iobus_unregister(&s->dev->vm->pio, vga_ranges[i].port);
+	if (s->have_vga_ports)
+		iobus_unregister_all(&s->dev->vm->pio, vga_ranges, N_VGA_RANGES);
 	s->have_vga_ports = false;
 }
 
 static int vga_ports_register(struct fbuf *s)
 {
-	for (unsigned i = 0; i < N_VGA_RANGES; i++) {
-		if (iobus_register(&s->dev->vm->pio, vga_ranges[i].port, vga_ranges[i].len, vga_ranges[i].fn, s) < 0) {
-			for (unsigned j = 0; j < i; j++)
-				iobus_unregister(&s->dev->vm->pio, vga_ranges[j].port);
-			log_error("%s: the VGA ports 0x3b4-0x3df are taken (one fbuf with vga= per VM)", s->dev->id);
-			return -1;
-		}
+	if (iobus_register_all(&s->dev->vm->pio, vga_ranges, N_VGA_RANGES, s) < 0) {
+		log_error("%s: the VGA ports 0x3b4-0x3df are taken (one fbuf with vga= per VM)", s->dev->id);
+		return -1;
 	}
 	s->have_vga_ports = true;
 	return 0;
@@ -985,11 +978,7 @@ static int fbuf_restore(struct device *dev, struct state_reader *r, unsigned ver
 	size_t len = 0;
 	int rc = 0;
 
-	if (version < 1 || version > fbuf_model.state_version) {
-		log_error("%s: snapshot has fbuf state version %u, this hyve reads 1 to %u", dev->id, version,
-			  fbuf_model.state_version);
-		return -1;
-	}
+	(void)version; /* 1 and 2 read alike: what version 1 lacks (the "vga" map) keeps its power-on value */
 	if (pci_function_restore(&s->fn, r) < 0)
 		return -1;
 	sync_slot(s);
@@ -1023,6 +1012,7 @@ static int fbuf_restore(struct device *dev, struct state_reader *r, unsigned ver
 static struct device_model fbuf_model = {
 	.name = "fbuf",
 	.state_version = 2,
+	.min_state_version = 1,
 	.on_pci = true,
 	.options = fbuf_options,
 	.create = fbuf_create,

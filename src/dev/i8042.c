@@ -384,6 +384,12 @@ static void i8042_free(struct i8042 *s)
 	free(s);
 }
 
+static const struct iobus_claim i8042_ports[] = {
+	{ DATA_PORT, 1, data_io },
+	{ CMD_PORT, 1, cmd_io },
+};
+#define N_I8042_PORTS (sizeof(i8042_ports) / sizeof(i8042_ports[0]))
+
 static int i8042_create(struct device *dev)
 {
 	struct i8042 *s = calloc(1, sizeof(*s));
@@ -401,12 +407,7 @@ static int i8042_create(struct device *dev)
 	}
 	power_on(s);
 	ps2kbd_take_leds(s->kbd, &(unsigned){ 0 });
-	if (iobus_register(&dev->vm->pio, DATA_PORT, 1, data_io, s) < 0) {
-		i8042_free(s);
-		return -1;
-	}
-	if (iobus_register(&dev->vm->pio, CMD_PORT, 1, cmd_io, s) < 0) {
-		iobus_unregister(&dev->vm->pio, DATA_PORT);
+	if (iobus_register_all(&dev->vm->pio, i8042_ports, N_I8042_PORTS, s) < 0) {
 		i8042_free(s);
 		return -1;
 	}
@@ -420,8 +421,7 @@ static void i8042_destroy(struct device *dev)
 
 	if (!s)
 		return;
-	iobus_unregister(&dev->vm->pio, DATA_PORT);
-	iobus_unregister(&dev->vm->pio, CMD_PORT);
+	iobus_unregister_all(&dev->vm->pio, i8042_ports, N_I8042_PORTS);
 	i8042_free(s);
 	dev->priv = NULL;
 }
@@ -478,16 +478,6 @@ static int i8042_save(struct device *dev, struct state_writer *w)
 	return 0;
 }
 
-static int get_u8(struct state_reader *r, const char *key, uint8_t *out)
-{
-	uint64_t v;
-
-	if (state_get_u64(r, key, &v) < 0 || v > 0xFF)
-		return -1;
-	*out = (uint8_t)v;
-	return 0;
-}
-
 static int restore_child(struct state_reader *r, const char *key, void *dev,
 			 int (*fn)(void *dev, struct state_reader *r))
 {
@@ -512,10 +502,10 @@ static int mouse_restore(void *m, struct state_reader *r)
 
 static int read_state(struct i8042 *s, struct state_reader *r)
 {
-	if (state_get_bytes(r, "ram", s->ram, sizeof(s->ram)) < 0 || get_u8(r, "outport", &s->outport) < 0 ||
-	    get_u8(r, "out", &s->out) < 0 || state_get_bool(r, "out_full", &s->out_full) < 0 ||
+	if (state_get_bytes(r, "ram", s->ram, sizeof(s->ram)) < 0 || state_get_u8(r, "outport", 0xFF, &s->outport) < 0 ||
+	    state_get_u8(r, "out", 0xFF, &s->out) < 0 || state_get_bool(r, "out_full", &s->out_full) < 0 ||
 	    state_get_bool(r, "out_aux", &s->out_aux) < 0 || state_get_bool(r, "last_was_cmd", &s->last_was_cmd) < 0 ||
-	    get_u8(r, "pending", &s->pending) < 0 || state_get_bool(r, "xlate_break", &s->xlate_break) < 0)
+	    state_get_u8(r, "pending", 0xFF, &s->pending) < 0 || state_get_bool(r, "xlate_break", &s->xlate_break) < 0)
 		return -1;
 	if (s->pending && !takes_data(s->pending))
 		return -1;
@@ -530,10 +520,7 @@ static int i8042_restore(struct device *dev, struct state_reader *r, unsigned ve
 	struct i8042 *s = dev->priv;
 	int rc;
 
-	if (version != 1) {
-		log_error("i8042: snapshot section version %u is not supported (1 is)", version);
-		return -1;
-	}
+	(void)version;
 	pthread_mutex_lock(&s->lock);
 	rc = read_state(s, r);
 	if (rc < 0)

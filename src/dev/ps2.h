@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "snapshot/state.h"
+
 #define PS2_QUEUE_SIZE 256
 
 /* PS/2 protocol bytes both devices send. */
@@ -79,6 +81,18 @@ static inline void ps2_queue_load(struct ps2_queue *q, const uint8_t *in, size_t
 	ps2_queue_clear(q);
 	memcpy(q->buf, in, n < PS2_QUEUE_SIZE ? n : PS2_QUEUE_SIZE);
 	q->count = (unsigned)(n < PS2_QUEUE_SIZE ? n : PS2_QUEUE_SIZE);
+}
+
+/* The queue saved under key (any length up to the queue's size); -1 when missing or longer. */
+static inline int ps2_queue_restore(struct state_reader *r, const char *key, struct ps2_queue *q)
+{
+	uint8_t buf[PS2_QUEUE_SIZE];
+	size_t n;
+
+	if (state_get_bytes_var(r, key, buf, sizeof(buf), &n) < 0)
+		return -1;
+	ps2_queue_load(q, buf, n);
+	return 0;
 }
 
 #endif

@@ -458,36 +458,15 @@ void ps2kbd_save(struct ps2kbd *k, struct state_writer *w)
 	state_put_bool(w, "overrun", k->overrun);
 }
 
-static int get_byte(struct state_reader *r, const char *key, uint8_t max, uint8_t *out)
-{
-	uint64_t v;
-
-	if (state_get_u64(r, key, &v) < 0 || v > max)
-		return -1;
-	*out = (uint8_t)v;
-	return 0;
-}
-
-static int get_queue(struct state_reader *r, const char *key, struct ps2_queue *q)
-{
-	uint8_t buf[PS2_QUEUE_SIZE];
-	size_t n;
-
-	if (state_get_bytes_var(r, key, buf, sizeof(buf), &n) < 0)
-		return -1;
-	ps2_queue_load(q, buf, n);
-	return 0;
-}
-
 int ps2kbd_restore(struct ps2kbd *k, struct state_reader *r)
 {
 	uint8_t set, param;
 	bool scanning;
 
-	if (get_queue(r, "reply", &k->reply) < 0 || get_queue(r, "data", &k->data) < 0 ||
-	    state_get_bool(r, "scanning", &scanning) < 0 || get_byte(r, "set", 2, &set) < 0 || set < 1 ||
-	    get_byte(r, "param_cmd", 0xFF, &param) < 0 || get_byte(r, "leds", 7, &k->leds) < 0 ||
-	    get_byte(r, "typematic", 0x7F, &k->typematic) < 0 || get_byte(r, "last_sent", 0xFF, &k->last_sent) < 0 ||
+	if (ps2_queue_restore(r, "reply", &k->reply) < 0 || ps2_queue_restore(r, "data", &k->data) < 0 ||
+	    state_get_bool(r, "scanning", &scanning) < 0 || state_get_u8(r, "set", 2, &set) < 0 || set < 1 ||
+	    state_get_u8(r, "param_cmd", 0xFF, &param) < 0 || state_get_u8(r, "leds", 7, &k->leds) < 0 ||
+	    state_get_u8(r, "typematic", 0x7F, &k->typematic) < 0 || state_get_u8(r, "last_sent", 0xFF, &k->last_sent) < 0 ||
 	    state_get_bool(r, "overrun", &k->overrun) < 0)
 		return -1;
 	if (param != 0 && param != CMD_SET_LEDS && param != CMD_TYPEMATIC && param != CMD_SCANCODE_SET)

@@ -449,27 +449,6 @@ void ps2mouse_save(struct ps2mouse *m, struct state_writer *w)
 	state_put_i64(w, "acc_y", m->acc_y);
 }
 
-static int get_u8(struct state_reader *r, const char *key, uint8_t max, uint8_t *out)
-{
-	uint64_t v;
-
-	if (state_get_u64(r, key, &v) < 0 || v > max)
-		return -1;
-	*out = (uint8_t)v;
-	return 0;
-}
-
-static int get_queue(struct state_reader *r, const char *key, struct ps2_queue *q)
-{
-	uint8_t buf[PS2_QUEUE_SIZE];
-	size_t n;
-
-	if (state_get_bytes_var(r, key, buf, sizeof(buf), &n) < 0)
-		return -1;
-	ps2_queue_load(q, buf, n);
-	return 0;
-}
-
 static int get_acc(struct state_reader *r, const char *key, int32_t *out)
 {
 	int64_t v;
@@ -485,13 +464,13 @@ int ps2mouse_restore(struct ps2mouse *m, struct state_reader *r)
 	uint64_t buttons;
 	bool enabled;
 
-	if (get_queue(r, "reply", &m->reply) < 0 || get_queue(r, "data", &m->data) < 0 ||
+	if (ps2_queue_restore(r, "reply", &m->reply) < 0 || ps2_queue_restore(r, "data", &m->data) < 0 ||
 	    state_get_bool(r, "enabled", &enabled) < 0 || state_get_bool(r, "remote", &m->remote) < 0 ||
 	    state_get_bool(r, "wrap", &m->wrap) < 0 || state_get_bool(r, "scaling21", &m->scaling21) < 0 ||
-	    get_u8(r, "id", 4, &m->id) < 0 || (m->id != 0 && m->id != 3 && m->id != 4) ||
-	    get_u8(r, "rate", 0xFF, &m->rate) < 0 || get_u8(r, "resolution", 3, &m->resolution) < 0 ||
+	    state_get_u8(r, "id", 4, &m->id) < 0 || (m->id != 0 && m->id != 3 && m->id != 4) ||
+	    state_get_u8(r, "rate", 0xFF, &m->rate) < 0 || state_get_u8(r, "resolution", 3, &m->resolution) < 0 ||
 	    state_get_bytes(r, "rates", m->rates, sizeof(m->rates)) < 0 ||
-	    get_u8(r, "param_cmd", 0xFF, &m->param_cmd) < 0 || get_u8(r, "last_sent", 0xFF, &m->last_sent) < 0 ||
+	    state_get_u8(r, "param_cmd", 0xFF, &m->param_cmd) < 0 || state_get_u8(r, "last_sent", 0xFF, &m->last_sent) < 0 ||
 	    state_get_u64(r, "buttons", &buttons) < 0 || get_acc(r, "acc_x", &m->acc_x) < 0 ||
 	    get_acc(r, "acc_y", &m->acc_y) < 0)
 		return -1;

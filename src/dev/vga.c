@@ -300,35 +300,28 @@ void vga_save(const struct vga *v, struct state_writer *w)
 	state_end_map(w);
 }
 
-static void get_u8(struct state_reader *r, const char *key, uint8_t *out, unsigned max)
-{
-	uint64_t x;
-
-	if (state_get_u64(r, key, &x) == 0 && x <= max)
-		*out = (uint8_t)x;
-}
-
+/* Lenient: a field that is missing or out of range keeps its power-on value. */
 void vga_restore(struct vga *v, struct state_reader *r)
 {
 	vga_reset(v);
 	if (state_enter_map(r, "vga") < 0)
 		return;
-	get_u8(r, "misc", &v->misc, 0xFF);
-	get_u8(r, "feature", &v->feature, 0xFF);
-	get_u8(r, "seq_index", &v->seq_index, 0xFF);
+	(void)state_get_u8(r, "misc", 0xFF, &v->misc);
+	(void)state_get_u8(r, "feature", 0xFF, &v->feature);
+	(void)state_get_u8(r, "seq_index", 0xFF, &v->seq_index);
 	state_get_bytes(r, "seq", v->seq, sizeof(v->seq));
-	get_u8(r, "gc_index", &v->gc_index, 0xFF);
+	(void)state_get_u8(r, "gc_index", 0xFF, &v->gc_index);
 	state_get_bytes(r, "gc", v->gc, sizeof(v->gc));
-	get_u8(r, "attr_index", &v->attr_index, 0x3F);
+	(void)state_get_u8(r, "attr_index", 0x3F, &v->attr_index);
 	state_get_bool(r, "attr_data_next", &v->attr_data_next);
 	state_get_bytes(r, "attr", v->attr, sizeof(v->attr));
-	get_u8(r, "crtc_index", &v->crtc_index, 0xFF);
+	(void)state_get_u8(r, "crtc_index", 0xFF, &v->crtc_index);
 	state_get_bytes(r, "crtc", v->crtc, sizeof(v->crtc));
-	get_u8(r, "dac_mask", &v->dac_mask, 0xFF);
-	get_u8(r, "dac_read", &v->dac_read, 0xFF);
-	get_u8(r, "dac_write", &v->dac_write, 0xFF);
-	get_u8(r, "dac_step", &v->dac_step, 2);
-	get_u8(r, "dac_state", &v->dac_state, 0xFF);
+	(void)state_get_u8(r, "dac_mask", 0xFF, &v->dac_mask);
+	(void)state_get_u8(r, "dac_read", 0xFF, &v->dac_read);
+	(void)state_get_u8(r, "dac_write", 0xFF, &v->dac_write);
+	(void)state_get_u8(r, "dac_step", 2, &v->dac_step);
+	(void)state_get_u8(r, "dac_state", 0xFF, &v->dac_state);
 	state_get_bytes(r, "dac_latch", v->dac_latch, sizeof(v->dac_latch));
 	state_get_bytes(r, "dac", v->dac, sizeof(v->dac));
 	state_leave_map(r);

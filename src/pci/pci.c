@@ -1420,13 +1420,10 @@ static int pci_bus_save(struct device *dev, struct state_writer *w)
 
 static int pci_bus_restore(struct device *dev, struct state_reader *r, unsigned version)
 {
+	(void)version;
 	struct pci_bus *bus = dev->priv;
 	uint64_t addr = 0;
 
-	if (version != 1) {
-		log_error("pci: snapshot section version %u is not supported (1 is)", version);
-		return -1;
-	}
 	state_get_u64(r, "config_address", &addr);
 	pthread_mutex_lock(&bus->lock);
 	bus->config_address = (uint32_t)addr & CONFIG_ADDRESS_MASK;

@@ -643,6 +643,9 @@ static int restore_devices(struct snapshot_file *s, struct vm *vm)
 		if (rec->version > d->model->state_version)
 			return set_error(s->err, sizeof(s->err), "record %s: section version %u is newer than this hyve reads (%u)",
 				         name, rec->version, d->model->state_version);
+		if (rec->version < device_model_oldest_state_version(d->model))
+			return set_error(s->err, sizeof(s->err), "record %s: section version %u is older than this hyve reads (%u)",
+				         name, rec->version, device_model_oldest_state_version(d->model));
 		r = load_section(s, name);
 		if (!r)
 			return -1;

@@ -443,6 +443,16 @@ int state_get_u64(struct state_reader *r, const char *key, uint64_t *out)
 	return 0;
 }
 
+int state_get_u8(struct state_reader *r, const char *key, uint8_t max, uint8_t *out)
+{
+	uint64_t v;
+
+	if (state_get_u64(r, key, &v) < 0 || v > max)
+		return -1;
+	*out = (uint8_t)v;
+	return 0;
+}
+
 int state_get_i64(struct state_reader *r, const char *key, int64_t *out)
 {
 	cbor_item_t *v = lookup(r, key);

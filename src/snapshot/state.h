@@ -42,6 +42,8 @@ void state_reader_free(struct state_reader *r);
 /* 0 found, -1 missing or of another type (the caller picks a default or fails). */
 int state_get_u64(struct state_reader *r, const char *key, uint64_t *out);
 int state_get_i64(struct state_reader *r, const char *key, int64_t *out);
+/* An unsigned integer no larger than max (a register, an index): -1 when missing or larger. */
+int state_get_u8(struct state_reader *r, const char *key, uint8_t max, uint8_t *out);
 int state_get_bool(struct state_reader *r, const char *key, bool *out);
 /* Copies a string into out (NUL-terminated); -1 when missing or too long. */
 int state_get_str(struct state_reader *r, const char *key, char *out, size_t size);

@@ -641,14 +641,10 @@ static int blk_save(struct device *dev, struct state_writer *w)
 
 static int blk_restore(struct device *dev, struct state_reader *r, unsigned version)
 {
+	(void)version;
 	struct virtio_blk *s = dev->priv;
 	uint64_t cap, ss;
 
-	if (version != virtio_blk_model.state_version) {
-		log_error("%s: snapshot has virtio-blk state version %u, this hyve reads %u", dev->id, version,
-			  virtio_blk_model.state_version);
-		return -1;
-	}
 	if (state_get_u64(r, "capacity", &cap) == 0 && cap != s->size / SECTOR)
 		log_warn("%s: disk image %s has %llu sectors, the snapshot was taken with %llu", dev->id, s->path,
 			 (unsigned long long)(s->size / SECTOR), (unsigned long long)cap);

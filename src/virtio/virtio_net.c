@@ -554,14 +554,10 @@ static int net_save(struct device *dev, struct state_writer *w)
 
 static int net_restore(struct device *dev, struct state_reader *r, unsigned version)
 {
+	(void)version;
 	struct virtio_net *s = dev->priv;
 	uint8_t mac[6];
 
-	if (version != virtio_net_model.state_version) {
-		log_error("%s: snapshot has virtio-net state version %u, this hyve reads %u", dev->id, version,
-			  virtio_net_model.state_version);
-		return -1;
-	}
 	/* The guest knows its MAC: keep it even if the name-derived default would differ now. */
 	if (state_get_bytes(r, "mac", mac, sizeof(mac)) == 0) {
 		memcpy(s->mac, mac, sizeof(mac));

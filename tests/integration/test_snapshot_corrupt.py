@@ -1,6 +1,7 @@
 """A broken snapshot is refused with a one-line error naming the problem and
 status 4: truncation, bit flips in every record type, unknown records,
-a newer major version, a memory size that does not match."""
+a newer major version, a device section of a version hyve does not read,
+a memory size that does not match."""
 import os
 import struct
 import subprocess
@@ -118,6 +119,18 @@ def test_newer_major_version_refused(snap):
     rewrite_header(data, major=2)
     open(path, "wb").write(data)
     restore_fails(path, "newer")
+
+
+@pytest.mark.parametrize("version,word", [(2, "newer"), (0, "older")])
+def test_device_section_of_a_version_hyve_does_not_read(snap, version, word):
+    """The reader checks each device section's version against what that model reads (the UART:
+    version 1 only) before the device sees it."""
+    _, records = snapshot_file.read(snap["path"])
+    rec = next(r for r in records if r["name"] == "dev.lpc.com1")
+    rec["version"] = version
+    path = snap["dir"] / f"uart-version-{version}.snap"
+    snapshot_file.write(path, records, snap["path"])
+    restore_fails(path, f"record dev.lpc.com1: section version {version} is {word} than this hyve reads (1)")
 
 
 def insert_record(snap, name, flags, filename):

@@ -31,6 +31,7 @@
 #include "control/control.h"
 #include "control/protocol.h"
 #include "core/config.h"
+#include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/vm.h"
@@ -71,16 +72,6 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_lock(&rec.lock);
 	rec.resumes++;
 	pthread_mutex_unlock(&rec.lock);
-}
-
-bool vm_is_exiting(struct vm *vm)
-{
-	bool exiting;
-
-	pthread_mutex_lock(&vm->lock);
-	exiting = vm->state == VM_EXITING;
-	pthread_mutex_unlock(&vm->lock);
-	return exiting;
 }
 
 void vm_request_exit(struct vm *vm, int status)
@@ -191,11 +182,13 @@ static struct vm *new_vm(const char *name, const char *socket_spec)
 	v->vcpus_started = true;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
+	assert_int_equal(display_init(v), 0);
 	return v;
 }
 
 static void free_vm(struct vm *v)
 {
+	display_fini(v);
 	evloop_free(v->loop);
 	config_free(v->cfg);
 	free(v);

@@ -86,12 +86,39 @@ static void refuses_overlap_and_unregisters(void **state)
 	iobus_destroy(&bus);
 }
 
+static void registers_all_claims_or_none(void **state)
+{
+	struct iobus bus;
+	struct recorder a = { 0 }, taken = { 0 };
+	uint8_t data[1];
+	const struct iobus_claim claims[] = { { 0x60, 1, record }, { 0x64, 1, record }, { 0x70, 2, record } };
+	(void)state;
+
+	iobus_init(&bus);
+	assert_int_equal(iobus_register_all(&bus, claims, 3, &a), 0);
+	assert_true(iobus_access(&bus, 0x64, data, 1, false));
+	assert_true(iobus_access(&bus, 0x71, data, 1, false));
+	assert_int_equal(a.calls, 2);
+	iobus_unregister_all(&bus, claims, 3);
+	assert_false(iobus_access(&bus, 0x60, data, 1, false));
+
+	/* The third range is taken: the first two are not left behind. */
+	assert_int_equal(iobus_register(&bus, 0x71, 1, record, &taken), 0);
+	assert_int_equal(iobus_register_all(&bus, claims, 3, &a), -1);
+	assert_false(iobus_access(&bus, 0x60, data, 1, false));
+	assert_false(iobus_access(&bus, 0x64, data, 1, false));
+	assert_true(iobus_access(&bus, 0x71, data, 1, false));
+	assert_int_equal(taken.calls, 1);
+	iobus_destroy(&bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dispatches_by_range),
 		cmocka_unit_test(unclaimed_reads_all_ones),
 		cmocka_unit_test(refuses_overlap_and_unregisters),
+		cmocka_unit_test(registers_all_claims_or_none),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

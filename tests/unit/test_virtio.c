@@ -495,15 +495,8 @@ static void test_save_restore(void **state)
 	assert_true(wait_used(f, 2));
 	assert_int_equal(used(f)->ring[1].id, 0);
 
-	/* A section of another version is refused. */
-	w = state_writer_new();
-	assert_int_equal(dev->model->save(dev, w), 0);
-	assert_int_equal(state_writer_finish(w, &buf, &len), 0);
-	state_writer_free(w);
-	r = state_reader_new(buf, len);
-	assert_int_equal(dev->model->restore(dev, r, dev->model->state_version + 1), -1);
-	state_reader_free(r);
-	free(buf);
+	/* Only its one section version: the snapshot reader refuses others before restore(). */
+	assert_int_equal(device_model_oldest_state_version(dev->model), dev->model->state_version);
 }
 
 /* ---- virtio-blk ---- */

@@ -8,7 +8,9 @@
 
 #include "core/config.h"
 #include "core/device.h"
+#include "core/display.h"
 #include "core/evloop.h"
+#include "core/input.h"
 #include "core/log.h"
 #include "core/platform.h"
 #include "core/vm.h"
@@ -72,12 +74,6 @@ void vm_release_start(struct vm *vm)
 	if (vm->start_holds)
 		vm->start_holds--;
 	pthread_mutex_unlock(&vm->lock);
-}
-
-bool vm_is_exiting(struct vm *vm)
-{
-	(void)vm;
-	return testvm_exit_status() >= 0;
 }
 
 int testvm_irq_level(unsigned gsi)
@@ -202,7 +198,7 @@ struct vm *testvm_new_platform(uint64_t mem_size, const char *layout)
 	if (!vm->cfg || !vm->loop || (layout && config_set(vm->cfg, PLATFORM_LAYOUT_KEY, layout) < 0))
 		abort();
 	vm->platform = platform_select(vm->cfg);
-	if (!vm->platform)
+	if (!vm->platform || display_init(vm) < 0 || input_init(vm) < 0 || vm_irq_routing_init(vm) < 0)
 		abort();
 	mem_layout(&vm->mem, mem_size, vm->platform->lowmem_limit);
 	testvm_clear_records();
@@ -229,6 +225,8 @@ void testvm_free(struct vm *vm)
 		stop_loop_thread();
 	devices_destroy_all(vm);
 	vm_irq_routing_free(vm);
+	input_fini(vm);
+	display_fini(vm);
 	evloop_free(vm->loop);
 	iobus_destroy(&vm->pio);
 	iobus_destroy(&vm->mmio);
