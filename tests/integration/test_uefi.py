@@ -16,6 +16,7 @@ Each OVMF boot costs minutes in the emulated test host, so the tests of one gues
 """
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -102,6 +103,22 @@ def type_text(client, text):
         assert ch == "\n" or ch in "abcdefghijklmnopqrstuvwxyz0123456789 -./", ch
         client.key(keysym, 1)
         client.key(keysym, 0)
+
+
+ESCAPES = r"(?:\x1b\[[0-9;]*[A-Za-z])*"
+
+
+def type_into_firmware(client, g, text, start):
+    """Types text one key at a time, each after the firmware echoed the ones before on COM1, as a
+    person types. OVMF's PS/2 driver polls every 20 ms, reads every byte the controller has into
+    a queue of 32 and drops the oldest when it is full; hyve hands the controller the next byte
+    as soon as one is read, so a burst of more than 16 keys between two polls loses keys
+    (docs/hyve.md, "Known limitations"). Returns the offset of the echo."""
+    for i in range(len(text)):
+        type_text(client, text[i])
+        if text[i] != "\n":
+            start = g.wait_for(ESCAPES.join(map(re.escape, text[:i + 1])), FIRMWARE_TIMEOUT, start).start()
+    return start
 
 
 def snapshot_and_restore(g, name, snap):
@@ -221,8 +238,7 @@ def test_shell_snapshot_restores_picture_and_takes_keys(shell_vm):
     client = RfbClient(("127.0.0.1", port))
     try:
         assert vnc_picture(client).tobytes() == before.tobytes()
-        start = len(g.output)
-        type_text(client, "echo hyve-typed-keys\n")
+        start = type_into_firmware(client, g, "echo hyve-typed-keys\n", len(g.output))
         # The command's output: a line of its own (the echo of the typed line has "echo " before).
         out = g.wait_for(r"\n(?:\x1b\[[0-9;]*[A-Za-z])*hyve-typed-keys", FIRMWARE_TIMEOUT, start)
         g.wait_for(r"Shell> ", FIRMWARE_TIMEOUT, out.end())
@@ -378,8 +394,29 @@ def test_virtio_disk_and_net_after_firmware_boot(linux_vm):
     assert received and received[0].startswith(b"hello-over-virtio-net"), received
 
 
+def keys_reach_tty1(g, port, text, path):
+    """Types text over VNC while a reader in the guest copies its console (tty1, the foreground
+    VT) to path; returns None when the line arrived, else what the guest's input side shows."""
+    guest_ok(g, f"cat /dev/tty1 > {path} & echo $! > {path}.pid")
+    client = RfbClient(("127.0.0.1", port))
+    try:
+        type_text(client, text + "\n")
+        deadline = time.monotonic() + SCREEN_TIMEOUT
+        while text not in guest_ok(g, f"cat {path}"):
+            if time.monotonic() > deadline:
+                return guest_ok(g, f"cat {path}; grep -E 'i8042|CPU' /proc/interrupts; "
+                                   "cat /sys/class/tty/tty0/active; dmesg | grep -iE 'i8042|atkbd|serio' | tail")
+            time.sleep(0.5)
+    finally:
+        client.close()
+        g.run(f"kill $(cat {path}.pid); rm -f {path} {path}.pid")
+    return None
+
+
 def test_snapshot_after_linux_booted_through_firmware(linux_vm):
     g, name, port, work = linux_vm["guest"], linux_vm["name"], linux_vm["port"], linux_vm["work"]
+    problem = keys_reach_tty1(g, port, "typed before the snapshot", "/tmp/typed-before")
+    assert problem is None, f"keys typed over VNC did not reach tty1 before the snapshot: {problem}"
     guest_ok(g, "echo 0 > /sys/class/graphics/fbcon/cursor_blink; "
              "printf '\\033[H\\033[2J\\033[?25lbefore the snapshot\\n' > /dev/tty1")
     time_lit = lambda img: sum(1 for y in range(16) for x in range(200) if img.getpixel((x, y)) != BLACK) > 50
@@ -392,17 +429,9 @@ def test_snapshot_after_linux_booted_through_firmware(linux_vm):
     wait_listening(g, name, port)
     assert screenshot(name, work / "linux-after.png").tobytes() == before.tobytes()
 
-    # The restored guest answers on COM1 and takes keys over VNC on its console (tty1).
-    guest_ok(g, "cat /dev/tty1 > /tmp/typed & echo reading")
-    client = RfbClient(("127.0.0.1", port))
-    try:
-        type_text(client, "typed over vnc\n")
-        deadline = time.monotonic() + SCREEN_TIMEOUT
-        while "typed over vnc" not in guest_ok(g, "cat /tmp/typed"):
-            assert time.monotonic() < deadline, "the keys typed over VNC did not reach tty1"
-            time.sleep(0.5)
-    finally:
-        client.close()
+    # The restored guest answers on COM1 and takes keys over VNC on its console.
+    problem = keys_reach_tty1(g, port, "typed after the restore", "/tmp/typed-after")
+    assert problem is None, f"keys typed over VNC did not reach tty1 after the restore: {problem}"
 
 
 def test_efi_variable_survives_a_new_hyve_with_the_same_vars(linux_vm):

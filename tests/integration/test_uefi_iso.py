@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import INITRD, KERNEL, REPO, RUNDIR, Guest, hyvectl, sock
+from rfb_client import RfbClient
 
 CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -27,6 +28,7 @@ LINUX_TIMEOUT = 900
 SCREEN_TIMEOUT = 120
 # GRUB's gfxterm palette (the EGA colours): the highlighted entry is white on blue
 # (menu_color_highlight in scripts/make-uefi-iso), the frame and the other text light gray.
+KEY_RETURN = 0xFF0D
 BLUE, LIGHT_GRAY, WHITE = (0, 0, 0xA8), (0xA8, 0xA8, 0xA8), (0xFE, 0xFE, 0xFE)
 
 
@@ -113,6 +115,10 @@ def screenshot_until_menu(name, path):
         time.sleep(1)
 
 
+def vnc_path(name):
+    return os.path.join(RUNDIR, f"{name}.vnc")
+
+
 def start(name, iso, tmp_path, code=CODE, vars_=VARS, sectorsize=512):
     """hyve with the firmware (and a fresh copy of its variable store), the ISO as a read-only
     virtio disk in slot 3, the display in slot 5; serial on the Guest's pipes."""
@@ -122,9 +128,8 @@ def start(name, iso, tmp_path, code=CODE, vars_=VARS, sectorsize=512):
         shutil.copyfile(vars_, vars_copy)
         bootrom += f",{vars_copy}"
     os.makedirs(RUNDIR, exist_ok=True)
-    vnc = os.path.join(RUNDIR, f"{name}.vnc")
     return Guest(["-c", "1", "-m", "512M", "-l", bootrom, "-l", "com1,stdio",
-                  "-s", f"3,virtio-blk,{iso},ro,sectorsize={sectorsize}", "-s", f"5,fbuf,unix={vnc}",
+                  "-s", f"3,virtio-blk,{iso},ro,sectorsize={sectorsize}", "-s", f"5,fbuf,unix={vnc_path(name)}",
                   "-o", f"control.socket={sock(name)}", name])
 
 
@@ -190,5 +195,46 @@ def test_other_firmware_files_reach_grub(iso, tmp_path, code, vars_):
     try:
         wait_for_grub_menu(g, name, tmp_path)
         print(f"\n{code}: GRUB's menu {time.monotonic() - t0:.1f} s after hyve started")
+    finally:
+        g.kill()
+
+
+def wait_control_socket(g, name, timeout=300):
+    """Until the restored hyve has its control socket (opened after the display's listener)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(sock(name)):
+        assert g.proc.poll() is None, f"hyve exited with {g.proc.poll()}: {g.stderr.decode(errors='replace')}"
+        assert time.monotonic() < deadline, f"no {sock(name)}: {g.stderr.decode(errors='replace')}"
+        time.sleep(0.2)
+
+
+def test_snapshot_in_grubs_menu(iso, tmp_path):
+    """A snapshot taken while GRUB's menu waits for a key: the restored VM shows the same picture,
+    and Return typed over VNC (PS/2 keyboard, read by GRUB through the firmware's console) starts
+    the highlighted entry, so Linux comes up from the ISO."""
+    name = "uefi-iso-snapshot"
+    g = start(name, iso, tmp_path)
+    try:
+        wait_for_grub_menu(g, name, tmp_path)
+        before = screenshot_until_menu(name, tmp_path / "grub-before.png")
+        snap = tmp_path / "grub.snap"
+        r = hyvectl(name, "snapshot", str(snap), "--exit")
+        assert r.returncode == 0, r.stderr
+        assert g.wait_exit(300) == 1, g.stderr.decode(errors="replace")   # powered off
+        g = Guest(["-r", str(snap), "-l", "com1,stdio", "-o", f"control.socket={sock(name)}", name])
+        wait_control_socket(g, name)
+        after = screenshot_until_menu(name, tmp_path / "grub-after.png")
+        assert after.tobytes() == before.tobytes(), "the restored menu differs (grub-before.png, grub-after.png)"
+        client = RfbClient(vnc_path(name))
+        try:
+            start_at = len(g.output)
+            client.key(KEY_RETURN, 1)
+            client.key(KEY_RETURN, 0)
+            g.wait_for(r"GRUB: loading Linux from the ISO", 120, start_at)
+        finally:
+            client.close()
+        g.wait_for(r"HYVE-CMD-READY", LINUX_TIMEOUT)
+        rc, out = g.run("test -d /sys/firmware/efi && echo UEFI-BOOTED")
+        assert rc == 0 and "UEFI-BOOTED" in out, out
     finally:
         g.kill()
