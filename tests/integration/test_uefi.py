@@ -397,7 +397,9 @@ def test_virtio_disk_and_net_after_firmware_boot(linux_vm):
 def keys_reach_tty1(g, port, text, path):
     """Types text over VNC while a reader in the guest copies its console (tty1, the foreground
     VT) to path; returns None when the line arrived, else what the guest's input side shows."""
-    guest_ok(g, f"cat /dev/tty1 > {path} & echo $! > {path}.pid")
+    # Keys typed before the reader has tty1 open need not reach it: wait until it has.
+    guest_ok(g, f"cat /dev/tty1 > {path} & echo $! > {path}.pid; "
+                "until ls -l /proc/$!/fd 2>/dev/null | grep -q /dev/tty1; do sleep 0.1; done")
     client = RfbClient(("127.0.0.1", port))
     try:
         type_text(client, text + "\n")
@@ -405,7 +407,8 @@ def keys_reach_tty1(g, port, text, path):
         while text not in guest_ok(g, f"cat {path}"):
             if time.monotonic() > deadline:
                 return guest_ok(g, f"cat {path}; grep -E 'i8042|CPU' /proc/interrupts; "
-                                   "cat /sys/class/tty/tty0/active; dmesg | grep -iE 'i8042|atkbd|serio' | tail")
+                                   "cat /sys/class/tty/tty0/active; dmesg | grep -iE 'i8042|atkbd|serio' | tail; "
+                                   "grep -E 'Name|Handlers' /proc/bus/input/devices")
             time.sleep(0.5)
     finally:
         client.close()
