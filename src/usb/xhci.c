@@ -928,6 +928,13 @@ static bool control_td(struct xhci *x, struct usb_device *d, struct xfer *xf, co
 		/* The event pass moves nothing (data NULL) but counts what was sent, for residues. */
 		*xf = (struct xfer){ .sid = xf->sid, .dci = xf->dci, .events = true, .len = len };
 	}
+	/*
+	 * The device has taken the setup packet: its stage is complete, and a
+	 * Setup TRB with IOC gets its own event. UEFI's XhciDxe asks for one
+	 * and counts a control transfer done only when it has seen it.
+	 */
+	if (td->t[0].control & TRB_IOC)
+		transfer_event(x, td->at[0], CC_SUCCESS, 0, xf->sid, xf->dci, false);
 	if (d->control(d, &s, buf, &len) != USB_OK) {
 		unsigned i = stall_trb(td);
 		ep_halt(x, xf->sid, xf->dci, td->at[i], CC_STALL, TRB_TYPE(&td->t[i]) == TRB_DATA ? TRB_LEN(&td->t[i]) : 0);

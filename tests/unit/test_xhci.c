@@ -453,6 +453,37 @@ static void test_enumerate_tablet(void **state)
 	assert_int_equal(control(f, slot, 0x80, 6, 0x0100, 0, 18, d), 1);
 }
 
+/*
+ * A Setup TRB with IOC, as UEFI's XhciDxe queues every control transfer
+ * (Setup IOC, Data ISP|IOC, Status IOC): an event for each stage, in order,
+ * the Setup stage's first with nothing left to transfer.
+ */
+static void test_setup_stage_event(void **state)
+{
+	struct fx *f = *state;
+	uint64_t setup = 0x80 | 6u << 8 | 0x0100ull << 16 | 18ull << 48, at[3];
+	unsigned slot;
+	struct trb ev;
+
+	reset_port(f, 1);
+	slot = enable_slot(f);
+	assert_int_equal(address_device(f, slot, 1, EP0_RING), 1);
+	at[0] = ring_put(f, EP0_RING, &f->ep0_idx, &f->ep0_ccs, setup, 8, TYPE(2) | 1u << 6 | 1u << 5 | 3u << 16);
+	at[1] = ring_put(f, EP0_RING, &f->ep0_idx, &f->ep0_ccs, DATA, 18, TYPE(3) | 1u << 2 | 1u << 5 | 1u << 16);
+	at[2] = ring_put(f, EP0_RING, &f->ep0_idx, &f->ep0_ccs, 0, 0, TYPE(4) | 1u << 5);
+	wr(f, DB + 4 * slot, 1);
+	for (unsigned i = 0; i < 3; i++) {
+		ev = expect_event(f, 32);
+		assert_int_equal(ev.param, at[i]);
+		assert_int_equal(cc(&ev), 1);
+		assert_int_equal(ev.status & 0xffffff, 0);
+		assert_int_equal(ev.control >> 24, slot);
+		assert_int_equal((ev.control >> 16) & 0x1f, 1);
+	}
+	assert_false(next_event(f, &ev));
+	assert_int_equal(((uint8_t *)gpa(f, DATA))[0], 18);
+}
+
 static void test_tablet_report(void **state)
 {
 	struct fx *f = *state;
@@ -800,6 +831,7 @@ int main(void)
 		T(test_identity_and_capabilities),
 		T(test_startup_port_events_and_interrupt),
 		T(test_enumerate_tablet),
+		T(test_setup_stage_event),
 		T(test_tablet_report),
 		T(test_keyboard_keys_and_leds),
 		T(test_command_errors),
