@@ -4,6 +4,7 @@ OVMF_VARS_4M.fd) under hyve with the sandbox on, its screen over VNC and hyvectl
 - With no boot media the firmware starts its UEFI Shell: COM1 shows the prompt and the GOP
   framebuffer shows the Shell's banner in the firmware's text layout and colours; keys typed over
   VNC reach the Shell; a snapshot taken at the prompt restores to the same picture and takes keys.
+  Without an i8042, keys reach the Shell through xHCI's USB keyboard.
 - An EFI system partition built here (esp_image.py) holds Debian's systemd-boot, the stock kernel
   (an EFI stub) and the test initramfs: systemd-boot's menu waits (timeout menu-force) until
   keys sent over VNC choose the second entry; Linux then runs on the firmware's framebuffer
@@ -246,6 +247,25 @@ def test_shell_snapshot_restores_picture_and_takes_keys(shell_vm):
         assert shell_echo_problem(img, 6) is None, shell_echo_problem(img, 6)
     finally:
         client.close()
+
+
+def test_usb_keyboard_drives_the_shell(tmp_path):
+    """With no i8042 (lpc.i8042=false) the only keyboard is xHCI's USB boot keyboard: the
+    firmware's own USB stack (XhciDxe, UsbKbDxe) configures it, and keys typed over VNC reach
+    the Shell through it."""
+    name, port = "uefi-usbkbd", 5963
+    g = Guest(firmware_args(name, fresh_vars(tmp_path / "VARS.fd"), port, "-s", "6,xhci,kbd",
+                            "-o", "lpc.i8042=false"))
+    try:
+        g.wait_for(r"Shell> ", FIRMWARE_TIMEOUT)
+        client = RfbClient(("127.0.0.1", port))
+        try:
+            start = type_into_firmware(client, g, "echo usb-typed-keys\n", len(g.output))
+            g.wait_for(r"\n(?:\x1b\[[0-9;]*[A-Za-z])*usb-typed-keys", FIRMWARE_TIMEOUT, start)
+        finally:
+            client.close()
+    finally:
+        g.kill()
 
 
 # ---- Linux through systemd-boot ----
