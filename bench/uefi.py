@@ -92,6 +92,8 @@ def main():
         for run in range(args.runs):
             for name, argv in cmds.items():  # interleaved, so drift hits all alike
                 shutil.copyfile(VARS, vars_file)  # every boot is a first boot
+                for leftover in ("bench-uefi.vnc", "bench-uefi-qemu.vnc"):  # a killed VMM leaves its socket
+                    pathlib.Path(rundir, leftover).unlink(missing_ok=True)
                 times = time_to_marks(argv, args.timeout)
                 results.setdefault(name, []).append(times)
                 print(f"run {run + 1} {name}: " + ", ".join(f"{m} {t:.2f} s" for (m, _), t in zip(MARKS, times)),
