@@ -241,7 +241,7 @@ def test_shell_snapshot_restores_picture_and_takes_keys(shell_vm):
         assert vnc_picture(client).tobytes() == before.tobytes()
         start = type_into_firmware(client, g, "echo hyve-typed-keys\n", len(g.output))
         # The command's output: a line of its own (the echo of the typed line has "echo " before).
-        out = g.wait_for(r"\n(?:\x1b\[[0-9;]*[A-Za-z])*hyve-typed-keys", FIRMWARE_TIMEOUT, start)
+        out = g.wait_for("\n" + ESCAPES + "hyve-typed-keys", FIRMWARE_TIMEOUT, start)
         g.wait_for(r"Shell> ", FIRMWARE_TIMEOUT, out.end())
         img = screenshot_until(name, work / "typed.png", lambda i: shell_echo_problem(i, 6) is None)
         assert shell_echo_problem(img, 6) is None, shell_echo_problem(img, 6)
@@ -261,7 +261,7 @@ def test_usb_keyboard_drives_the_shell(tmp_path):
         client = RfbClient(("127.0.0.1", port))
         try:
             start = type_into_firmware(client, g, "echo usb-typed-keys\n", len(g.output))
-            g.wait_for(r"\n(?:\x1b\[[0-9;]*[A-Za-z])*usb-typed-keys", FIRMWARE_TIMEOUT, start)
+            g.wait_for("\n" + ESCAPES + "usb-typed-keys", FIRMWARE_TIMEOUT, start)
         finally:
             client.close()
     finally:
