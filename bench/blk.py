@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""bench/blk: in-guest virtio-blk throughput, hyve against QEMU, on the same
-raw disk, kernel and initramfs, interleaved runs on the same (real) KVM.
+"""bench/blk: in-guest disk throughput, hyve against QEMU, on the same raw
+disk, kernel and initramfs, interleaved runs on the same (real) KVM; the disk
+is a virtio-blk device (default) or, with --bus ahci, a SATA disk on an AHCI
+controller (QEMU: -device ahci -device ide-hd; hyve: -s 4,ahci-hd,DISK).
 
 Each guest runs bench/blk_helper (static, carried on the disk itself so both
-guests run the same binary) against /dev/vda with O_DIRECT:
+guests run the same binary) against the disk (/dev/vda, /dev/sda) with O_DIRECT:
   seqwrite  1 MiB writes + fdatasync,  seqread  1 MiB reads,
   randread  4 KiB reads at random 4 KiB-aligned offsets.
 QEMU: -drive file=DISK,if=none,id=d,format=raw,cache=none,aio=threads
@@ -82,15 +84,22 @@ def prepare_disk(path, helper, size_mib):
         os.fsync(f.fileno())
 
 
-def commands(hyve, kernel, initrd, disk, cache_mode):
+BUSES = {
+    # bus: (QEMU devices, hyve's -s model, the disk in the guest)
+    "virtio": (["-device", "virtio-blk-pci,drive=d"], "virtio-blk", "/dev/vda"),
+    "ahci": (["-device", "ahci,id=ahci", "-device", "ide-hd,drive=d,bus=ahci.0"], "ahci-hd", "/dev/sda"),
+}
+
+
+def commands(hyve, kernel, initrd, disk, cache_mode, bus):
+    qemu_dev, model, _ = BUSES[bus]
     qemu = ["-accel", "kvm", "-cpu", "host", "-m", "256", "-smp", "1", "-M", "pc",
             "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE,
-            "-drive", f"file={disk},if=none,id=d,format=raw,cache={cache_mode},aio=threads",
-            "-device", "virtio-blk-pci,drive=d"]
+            "-drive", f"file={disk},if=none,id=d,format=raw,cache={cache_mode},aio=threads"] + qemu_dev
     def hyve_args(opts):
         return ["-c", "1", "-m", "256M", "--kernel", kernel, "--initrd", initrd, "--cmdline", CMDLINE,
-                "-l", "com1,stdio", "-s", f"4,virtio-blk,{disk}{opts}", "bench-blk"]
+                "-l", "com1,stdio", "-s", f"4,{model},{disk}{opts}", "bench-blk"]
     cmds = {"hyve": (hyve, hyve_args(",nocache" if cache_mode == "none" else ""))}
     if cache_mode == "none":
         cmds["hyve buffered"] = (hyve, hyve_args(""))
@@ -98,18 +107,18 @@ def commands(hyve, kernel, initrd, disk, cache_mode):
     return cmds
 
 
-def run_guest(binary, args, helper_len, size_mib, nrand):
+def run_guest(binary, args, helper_len, size_mib, nrand, dev):
     g = Guest(args, binary=binary)
     try:
         g.wait_for("HYVE-CMD-READY", timeout=600)
         blocks = (helper_len + 4095) // 4096
-        rc, out = g.run(f"dd if=/dev/vda of=/tmp/h bs=4096 skip=1 count={blocks} 2>/dev/null && "
+        rc, out = g.run(f"dd if={dev} of=/tmp/h bs=4096 skip=1 count={blocks} 2>/dev/null && "
                         f"truncate -s {helper_len} /tmp/h && chmod +x /tmp/h && echo ok", timeout=300)
         assert rc == 0 and "ok" in out, out
         results = {}
         span = size_mib - 2 * DATA_OFF_MIB
         for mode, extra in (("seqwrite", ""), ("seqread", ""), ("randread", f" {nrand}")):
-            rc, out = g.run(f"/tmp/h {mode} /dev/vda {DATA_OFF_MIB} {span}{extra}", timeout=900)
+            rc, out = g.run(f"/tmp/h {mode} {dev} {DATA_OFF_MIB} {span}{extra}", timeout=900)
             line = [ln for ln in out.splitlines() if ln.startswith("RESULT")]
             assert rc == 0 and line, out
             _, _, nbytes, secs, mibs, iops = line[0].split()
@@ -130,6 +139,7 @@ def main():
     ap.add_argument("--size", type=int, default=160, help="disk MiB (the middle part is measured)")
     ap.add_argument("--rand", type=int, default=4000, help="random reads per run")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--bus", choices=sorted(BUSES), default="virtio", help="how the guest sees the disk")
     args = ap.parse_args()
 
     helper = build_helper()
@@ -144,19 +154,19 @@ def main():
         except OSError:
             cache_mode = "writeback"
     prepare_disk(disk, helper, args.size)
-    print(f"disk {disk} ({args.size} MiB), QEMU cache={cache_mode}, {args.runs} runs", file=sys.stderr)
+    print(f"disk {disk} ({args.size} MiB) on {args.bus}, QEMU cache={cache_mode}, {args.runs} runs", file=sys.stderr)
 
-    cmds = commands(args.hyve, args.kernel, args.initrd, disk, cache_mode)
+    cmds = commands(args.hyve, args.kernel, args.initrd, disk, cache_mode, args.bus)
     results = {}
     for run in range(args.runs):
         for name, (binary, argv) in cmds.items():  # interleaved, so drift hits both alike
-            r = run_guest(binary, argv, len(helper), args.size, args.rand)
+            r = run_guest(binary, argv, len(helper), args.size, args.rand, BUSES[args.bus][2])
             for mode, v in r.items():
                 results.setdefault(mode, {}).setdefault(name, []).append(v)
             print(f"run {run + 1} {name}: " + ", ".join(f"{m} {v:.1f}" for m, v in r.items()), file=sys.stderr)
 
     units = {"seqwrite": "MiB/s", "seqread": "MiB/s", "randread": "IOPS"}
-    print(f"QEMU cache={cache_mode}; hyve {'nocache (O_DIRECT)' if cache_mode == 'none' else 'buffered'}"
+    print(f"{args.bus} disk; QEMU cache={cache_mode}; hyve {'nocache (O_DIRECT)' if cache_mode == 'none' else 'buffered'}"
           + ("; 'hyve buffered' uses the host page cache" if cache_mode == "none" else ""))
     print("| test | VMM | median | runs | VMM / QEMU |")
     print("| --- | --- | --- | --- | --- |")

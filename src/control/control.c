@@ -10,6 +10,13 @@
  * Each client gets one reply per request line, in order. While a reply is
  * owed (a snapshot in progress) or too much output is queued, the client's
  * further requests wait in its buffer and in the socket.
+ *
+ * Descriptors (SCM_RIGHTS) come with cd-insert: hyve, confined, cannot open
+ * the image itself, so hyvectl opens it and sends the descriptor in the
+ * same sendmsg() as the request line. The kernel ends a read after the
+ * bytes a descriptor came with, so the descriptor belongs to the line that
+ * holds the read's last byte. One is kept per connection at a time, for
+ * that line; any other, and one its line does not use, is closed.
  */
 #include "control/control.h"
 
@@ -35,6 +42,7 @@
 #include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
+#include "core/media.h"
 #include "core/sandbox.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
@@ -46,6 +54,9 @@
 #define OUT_HIGH (64 * 1024)    /* no new requests are read while this much output waits */
 #define IN_CAP (CONTROL_LINE_MAX + 1) /* the longest line and its newline */
 #define EXIT_FLUSH_MS 2000      /* how long a reply may take to leave before the VM ends anyway */
+#define RX_FDS_MAX 4            /* descriptors taken from one read; the kernel closes those past it */
+
+_Static_assert(CONTROL_DRIVE_MAX == MEDIA_NAME_MAX - 1, "the protocol's drive names fit media_drive names");
 
 struct conn {
 	struct control *ctl;
@@ -58,6 +69,8 @@ struct conn {
 	bool eof;         /* the client has sent everything */
 	bool closing;     /* close once the output has left */
 	bool pending;     /* a snapshot reply is owed */
+	int rx_fd;        /* a descriptor that came with the input, or -1 */
+	size_t rx_fd_at;  /* offset in `in` of the last byte read with it: it belongs to that byte's line */
 	struct conn *next;
 };
 
@@ -107,6 +120,8 @@ static void close_conn(struct conn *c)
 		ctl->snap.conn = NULL;
 	evloop_del(ctl->vm->loop, c->fd);
 	close(c->fd);
+	if (c->rx_fd >= 0)
+		close(c->rx_fd);
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -188,7 +203,18 @@ static void update_watch(struct conn *c)
 		c->events = want;
 }
 
-static void handle_line(struct conn *c, const char *line, size_t len);
+static void handle_line(struct conn *c, const char *line, size_t len, int fd);
+
+/* The received descriptor if it belongs to the line at [start, start + used) of the input, else -1. */
+static int take_rx_fd(struct conn *c, size_t start, size_t used)
+{
+	int fd = c->rx_fd;
+
+	if (fd < 0 || c->rx_fd_at < start || c->rx_fd_at - start >= used)
+		return -1;
+	c->rx_fd = -1;
+	return fd;
+}
 
 /*
  * Answers the complete lines in the buffer while the client may be
@@ -214,14 +240,21 @@ static bool process(struct conn *c)
 		} else {
 			break;
 		}
-		handle_line(c, line, len);
+		handle_line(c, line, len, take_rx_fd(c, start, used));
 		start += used;
 	}
-	if (c->closing)
+	if (c->closing) {
 		start = c->inlen;
+		if (c->rx_fd >= 0) {
+			close(c->rx_fd);
+			c->rx_fd = -1;
+		}
+	}
 	if (start) {
 		memmove(c->in, c->in + start, c->inlen - start);
 		c->inlen -= start;
+		if (c->rx_fd >= 0)
+			c->rx_fd_at -= start; /* it belongs to a line after those answered */
 	}
 	if (ctl->exiting)
 		return true; /* the loop is stopping; control_stop() cleans up */
@@ -237,9 +270,40 @@ static bool process(struct conn *c)
 	return true;
 }
 
-/* Reads what is there (once per event, for fairness between clients). */
+/*
+ * Keeps the first descriptor of a read for the line its last byte is in
+ * (when none is kept yet) and closes the others.
+ */
+static void keep_rx_fds(struct conn *c, struct msghdr *msg, size_t last)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		size_t nfds;
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len < CMSG_LEN(0))
+			continue;
+		nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfds; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			if (c->rx_fd < 0) {
+				c->rx_fd = fd;
+				c->rx_fd_at = last;
+			} else {
+				close(fd);
+			}
+		}
+	}
+}
+
+/* Reads what is there (once per event, for fairness between clients), with any descriptors sent along. */
 static int read_input(struct conn *c)
 {
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(RX_FDS_MAX * sizeof(int))];
+	} control;
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
 	ssize_t n;
 
 	if (c->incap < IN_CAP && c->incap - c->inlen < 4096) {
@@ -255,10 +319,15 @@ static int read_input(struct conn *c)
 	}
 	if (c->inlen == c->incap)
 		return 0;
-	n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
-	if (n > 0)
+	iov.iov_base = c->in + c->inlen;
+	iov.iov_len = c->incap - c->inlen;
+	/* CLOEXEC at once: a descriptor must never reach a program hyve starts (none now, but cheap to keep so). */
+	n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n > 0) {
 		c->inlen += (size_t)n;
-	else if (n == 0)
+		/* With MSG_CTRUNC the kernel has closed the descriptors past RX_FDS_MAX; those here are ours. */
+		keep_rx_fds(c, &msg, c->inlen - 1);
+	} else if (n == 0)
 		c->eof = true;
 	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		return -1;
@@ -349,6 +418,7 @@ static void accept_event(void *opaque, uint32_t events)
 		}
 		c->ctl = ctl;
 		c->fd = fd;
+		c->rx_fd = -1;
 		c->events = EPOLLIN;
 		if (evloop_add(ctl->vm->loop, fd, EPOLLIN, conn_event, c) < 0) {
 			close(fd);
@@ -549,6 +619,21 @@ static int op_screenshot(void *opaque, const char *path, char *err, size_t errle
 	return screenshot_png(c->ctl->vm, path, err, errlen);
 }
 
+static int op_media_change(void *opaque, const char *name, int fd, const char *path, bool force, char *err,
+			   size_t errlen)
+{
+	struct conn *c = opaque;
+	struct media_drive *d;
+
+	/* Not while a snapshot is written: the medium is part of the saved state. */
+	if (busy(c->ctl, err, errlen) < 0)
+		return -1;
+	d = media_drive_find(c->ctl->vm, name, err, errlen);
+	if (!d)
+		return -1;
+	return d->change(d, fd, path, force, err, errlen);
+}
+
 static const struct control_ops vm_ops = {
 	.status = op_status,
 	.pause = op_pause,
@@ -557,14 +642,18 @@ static const struct control_ops vm_ops = {
 	.screenshot = op_screenshot,
 	.poweroff = op_poweroff,
 	.may_exit = op_may_exit,
+	.media_change = op_media_change,
 };
 
-static void handle_line(struct conn *c, const char *line, size_t len)
+/* fd: the descriptor that came with the line, or -1; closed here unless a drive kept it. */
+static void handle_line(struct conn *c, const char *line, size_t len, int fd)
 {
 	struct control *ctl = c->ctl;
 	struct control_result res;
 
-	control_handle_line(&vm_ops, c, line, len, ctl->reply, &res);
+	control_handle_line(&vm_ops, c, line, len, fd, ctl->reply, &res);
+	if (fd >= 0 && !res.fd_taken)
+		close(fd);
 	if (res.action == CONTROL_PENDING) {
 		c->pending = true;
 		ctl->snap.id = res.id;

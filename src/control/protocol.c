@@ -163,6 +163,7 @@ size_t control_reply_snapshot(const struct control_id *id, const char *path, con
 struct request {
 	const struct control_ops *ops;
 	void *opaque;
+	int fd; /* the descriptor that came with the line, or -1 */
 	struct json_object *obj;
 	struct control_result *res;
 	char *out;
@@ -327,6 +328,91 @@ static void do_screenshot(struct request *rq)
 	}
 }
 
+/* An optional boolean argument; NULL when it is absent or fine, else why not. */
+static const char *bool_argument(struct json_object *obj, const char *key, bool *value, const char *why)
+{
+	struct json_object *v;
+
+	*value = false;
+	if (!json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	if (!json_object_is_type(v, json_type_boolean))
+		return why;
+	*value = json_object_get_boolean(v);
+	return NULL;
+}
+
+/* Checks "drive" (a name media_drive_find() will judge); NULL when it is fine, else why not. */
+static const char *drive_argument(struct json_object *obj, const char *cmd, const char **drive)
+{
+	static char why[64];
+	struct json_object *v;
+	size_t len;
+
+	if (!json_object_object_get_ex(obj, "drive", &v)) {
+		snprintf(why, sizeof(why), "%s needs \"drive\"", cmd);
+		return why;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return "\"drive\" must be a string";
+	*drive = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (len == 0)
+		return "\"drive\" must not be empty";
+	if (len > CONTROL_DRIVE_MAX || strlen(*drive) != len)
+		return "\"drive\" must be a drive name such as 3:0, 3.1:0 or 0";
+	return NULL;
+}
+
+static void ok_medium(struct request *rq, const char *drive, const char *path)
+{
+	struct reply r;
+
+	reply_begin(&r, true, &rq->res->id);
+	reply_add_text(&r, "drive", drive, CONTROL_DRIVE_MAX);
+	if (path)
+		reply_add_text(&r, "medium", path, CONTROL_PATH_MAX);
+	else if (r.obj && json_object_object_add(r.obj, "medium", NULL) < 0)
+		r.failed = true;
+	rq->res->len = reply_end(&r, rq->out);
+}
+
+/* cd-insert (with the image's descriptor and path) and cd-eject (neither). */
+static void media_change(struct request *rq, const char *cmd, bool insert)
+{
+	const char *drive = NULL, *path = NULL, *why;
+	bool force;
+
+	why = drive_argument(rq->obj, cmd, &drive);
+	if (!why && insert)
+		why = path_argument(rq->obj, cmd, &path);
+	if (!why)
+		why = bool_argument(rq->obj, "force", &force, "\"force\" must be true or false");
+	if (!why && insert && rq->fd < 0)
+		why = "cd-insert needs the image's file descriptor sent with the request (SCM_RIGHTS), "
+		      "as hyvectl cd-insert does";
+	if (why) {
+		fail(rq, "%s", why);
+		return;
+	}
+	if (rq->ops->media_change(rq->opaque, drive, insert ? rq->fd : -1, path, force, rq->err, sizeof(rq->err)) < 0) {
+		fail_action(rq);
+		return;
+	}
+	rq->res->fd_taken = insert;
+	ok_medium(rq, drive, path);
+}
+
+static void do_cd_insert(struct request *rq)
+{
+	media_change(rq, "cd-insert", true);
+}
+
+static void do_cd_eject(struct request *rq)
+{
+	media_change(rq, "cd-eject", false);
+}
+
 static void do_poweroff(struct request *rq)
 {
 	if (rq->ops->poweroff(rq->opaque, rq->err, sizeof(rq->err)) < 0)
@@ -363,6 +449,8 @@ static void do_quit(struct request *rq)
 static const char *const no_args[] = { NULL };
 static const char *const snapshot_args[] = { "path", "exit", NULL };
 static const char *const screenshot_args[] = { "path", NULL };
+static const char *const cd_insert_args[] = { "drive", "path", "force", NULL };
+static const char *const cd_eject_args[] = { "drive", "force", NULL };
 
 static const struct command {
 	const char *name;
@@ -377,6 +465,8 @@ static const struct command {
 	{ "poweroff", do_poweroff, no_args },
 	{ "reset", do_reset, no_args },
 	{ "quit", do_quit, no_args },
+	{ "cd-insert", do_cd_insert, cd_insert_args },
+	{ "cd-eject", do_cd_eject, cd_eject_args },
 };
 
 static bool is_space(char c)
@@ -519,10 +609,10 @@ static bool parse(struct request *rq, const char *line, size_t len)
 	return true;
 }
 
-void control_handle_line(const struct control_ops *ops, void *opaque, const char *line, size_t len,
+void control_handle_line(const struct control_ops *ops, void *opaque, const char *line, size_t len, int fd,
 			 char *reply, struct control_result *res)
 {
-	struct request rq = { .ops = ops, .opaque = opaque, .res = res, .out = reply };
+	struct request rq = { .ops = ops, .opaque = opaque, .fd = fd, .res = res, .out = reply };
 
 	memset(res, 0, sizeof(*res));
 	res->action = CONTROL_KEEP;

@@ -24,8 +24,10 @@
 #define CONTROL_ERROR_MAX 1024
 /* Longest string "id". */
 #define CONTROL_ID_MAX 256
-/* Longest snapshot path, in bytes. */
+/* Longest snapshot, screenshot or medium path, in bytes. */
 #define CONTROL_PATH_MAX 4095
+/* Longest drive name ("3:0", "3.1:0", "0"): core/media.h's MEDIA_NAME_MAX less its NUL. */
+#define CONTROL_DRIVE_MAX 31
 
 /* A request's "id", echoed in its reply: none, an integer or a string. */
 struct control_id {
@@ -71,6 +73,14 @@ struct control_ops {
 	 * sending the reply (CONTROL_EXIT).
 	 */
 	int (*may_exit)(void *opaque, char *err, size_t errlen);
+	/*
+	 * Puts the image open on fd (read-only, `path` naming it) in the
+	 * removable media drive called `drive`, or ejects its medium when fd is
+	 * -1 (path NULL); force: even when the guest locked the medium in. On 0
+	 * the fd belongs to the drive; on -1 it is still the caller's.
+	 */
+	int (*media_change)(void *opaque, const char *drive, int fd, const char *path, bool force, char *err,
+			    size_t errlen);
 };
 
 /* What the server does with a handled line. */
@@ -86,6 +96,7 @@ struct control_result {
 	int exit_status;       /* CONTROL_EXIT: an enum hyve_exit value */
 	struct control_id id;  /* the request's id, for a deferred reply */
 	size_t len;            /* reply bytes, newline included; 0 when PENDING */
+	bool fd_taken;         /* the line's fd was handed to media_change(), which kept it */
 };
 
 /*
@@ -93,8 +104,13 @@ struct control_result {
  * ignored) of any bytes: parses and validates it, calls at most one action,
  * and writes the reply line into reply (CONTROL_REPLY_MAX bytes, NUL
  * terminated). Pure apart from the actions: no I/O, no global state.
+ *
+ * fd is the descriptor that came with the line (SCM_RIGHTS), or -1; only
+ * cd-insert uses one, and refuses to run without. The function never closes
+ * it: when res->fd_taken is set, media_change() kept it; otherwise the
+ * caller still owns it and closes it.
  */
-void control_handle_line(const struct control_ops *ops, void *opaque, const char *line, size_t len,
+void control_handle_line(const struct control_ops *ops, void *opaque, const char *line, size_t len, int fd,
 			 char *reply, struct control_result *res);
 
 /* Reply lines for deferred commands and for the server's own errors; return the length. */

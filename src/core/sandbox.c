@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/filter.h>
+#include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
@@ -377,6 +378,13 @@ static void allow_main(struct builder *b)
 		SCMP_SYS(poll), /* a reply that must leave before the VM ends */
 		SCMP_SYS(read), SCMP_SYS(close),
 		SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto), /* on sockets opened at set-up */
+		/*
+		 * cd-insert: the loop cannot open an existing image, so hyvectl opens it
+		 * and sends the descriptor over the control socket (recvmsg); the CD
+		 * drive takes the image's shared lock (flock) and size (fstat; glibc's
+		 * fstat is newfstatat, allowed below) as it inserts it.
+		 */
+		SCMP_SYS(recvmsg), SCMP_SYS(flock), SCMP_SYS(fstat),
 		SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime), /* VNC refresh, RTC pause and resume */
 		SCMP_SYS(getrandom),          /* VNC authentication challenges */
 		SCMP_SYS(geteuid), SCMP_SYS(getuid), /* the control socket's peer check */
@@ -399,6 +407,8 @@ static void allow_main(struct builder *b)
 	allow_if(b, SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
 	allow_if(b, SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_GETFL));
 	allow_if(b, SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_GETFD));
+	/* cd-insert of a host block device (a real drive's disc): its size */
+	allow_if(b, SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, BLKGETSIZE64));
 	allow_if2(b, SCMP_SYS(getsockopt), SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET), SCMP_A2(SCMP_CMP_EQ, SO_PEERCRED));
 	allow_if2(b, SCMP_SYS(setsockopt), SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP), SCMP_A2(SCMP_CMP_EQ, TCP_NODELAY));
 	/* threads only (CLONE_THREAD), never a new process; clone3's flags are out of a filter's reach, so glibc falls back to clone */

@@ -30,6 +30,7 @@ struct vm_reset;
 struct linux_boot;
 struct display_registry;
 struct input_router;
+struct media_drive;
 
 #define VM_MAX_VCPUS 64
 
@@ -57,6 +58,7 @@ struct vm {
 	struct linux_boot *linux_boot;   /* direct boot's kernel and initrd kept open to load again (boot/linux.h) */
 	struct display_registry *display; /* the display device's provider (core/display.h) */
 	struct input_router *input;      /* keyboard and pointer sinks (core/input.h) */
+	struct media_drive *media_drives; /* removable media drives by name, main thread only (core/media.h) */
 	atomic_uint devmem_slots;        /* KVM slots in use for device memory, a bit each (core/devmem.h) */
 
 	pthread_mutex_t lock;

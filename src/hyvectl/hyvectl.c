@@ -3,10 +3,11 @@
  * (docs/hyvectl.md), and describes snapshot files.
  *
  * Exit status: 0 done; 1 the VM refused the command (its message is
- * printed) or snapshot-info failed; 2 the VM could not be reached or did
+ * printed), snapshot-info failed or cd-insert's FILE cannot be opened; 2 the VM could not be reached or did
  * not answer properly; 64 bad usage.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -46,6 +48,11 @@ static void usage(FILE *out)
 		"  reset              end the VM at once with status 0, to be restarted (--force-reset)\n"
 		"  quit               end the VM at once with status 1 (--force-poweroff)\n"
 		"  screenshot FILE    write the display's current picture to FILE as PNG\n"
+		"  cd-insert DRIVE FILE [--force]\n"
+		"                     put the image FILE in CD drive DRIVE (SLOT:PORT, SLOT.FUNCTION:PORT or PORT)\n"
+		"  cd-eject DRIVE [--force]\n"
+		"                     take the medium out of CD drive DRIVE\n"
+		"                     --force: even when the guest has locked the medium in\n"
 		"  snapshot-info FILE describe a snapshot file, as JSON (no VM needed)\n"
 		"\n"
 		"options:\n"
@@ -53,7 +60,7 @@ static void usage(FILE *out)
 		"  --socket=PATH      the VM's control socket (its control.socket setting)\n"
 		"  --json             print the VM's whole reply\n"
 		"\n"
-		"exit status: 0 done, 1 refused (the reason is printed), 2 VM unreachable, 64 usage\n");
+		"exit status: 0 done, 1 refused (the reason is printed) or FILE unusable, 2 VM unreachable, 64 usage\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -73,7 +80,9 @@ struct args {
 	const char *socket;
 	const char *cmd;
 	const char *file;
+	const char *drive; /* cd-insert, cd-eject */
 	bool then_exit;
+	bool force;
 	bool json;
 };
 
@@ -90,12 +99,14 @@ static bool set_cmd(struct args *a, const char *cmd, const char *file, bool then
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	enum { OPT_VM = 256, OPT_SOCKET, OPT_JSON, OPT_EXIT, OPT_CHECKPOINT, OPT_SUSPEND, OPT_RESET, OPT_POWEROFF };
+	enum { OPT_VM = 256, OPT_SOCKET, OPT_JSON, OPT_EXIT, OPT_FORCE, OPT_CHECKPOINT, OPT_SUSPEND, OPT_RESET,
+	       OPT_POWEROFF };
 	static const struct option longopts[] = {
 		{ "vm", required_argument, NULL, OPT_VM },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "exit", no_argument, NULL, OPT_EXIT },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
 		{ "suspend", required_argument, NULL, OPT_SUSPEND },
 		{ "force-reset", no_argument, NULL, OPT_RESET },
@@ -104,7 +115,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const simple[] = { "status", "pause", "resume", "poweroff", "reset", "quit" };
-	bool exit_flag = false, known = false;
+	bool exit_flag = false, force_flag = false, known = false;
 	int opt, nargs;
 
 	opterr = 0;
@@ -122,6 +133,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_EXIT:
 			exit_flag = true;
+			break;
+		case OPT_FORCE:
+			force_flag = true;
 			break;
 		case OPT_CHECKPOINT:
 			ok = set_cmd(a, "snapshot", optarg, false);
@@ -156,6 +170,18 @@ static int parse_args(int argc, char **argv, struct args *a)
 				return usage_error("%s needs one FILE", cmd);
 			set_cmd(a, cmd, argv[optind + 1], false);
 			known = true;
+		} else if (strcmp(cmd, "cd-insert") == 0) {
+			if (nargs != 3)
+				return usage_error("cd-insert needs DRIVE and FILE");
+			set_cmd(a, cmd, argv[optind + 2], false);
+			a->drive = argv[optind + 1];
+			known = true;
+		} else if (strcmp(cmd, "cd-eject") == 0) {
+			if (nargs != 2)
+				return usage_error("cd-eject needs one DRIVE");
+			set_cmd(a, cmd, NULL, false);
+			a->drive = argv[optind + 1];
+			known = true;
 		}
 		for (size_t i = 0; !known && i < sizeof(simple) / sizeof(simple[0]); i++) {
 			if (strcmp(cmd, simple[i]) == 0) {
@@ -175,6 +201,13 @@ static int parse_args(int argc, char **argv, struct args *a)
 			return usage_error("--exit goes with snapshot only");
 		a->then_exit = true;
 	}
+	if (force_flag) {
+		if (!a->drive)
+			return usage_error("--force goes with cd-insert and cd-eject only");
+		a->force = true;
+	}
+	if (a->drive && !*a->drive)
+		return usage_error("empty %s DRIVE", a->cmd);
 	if (strcmp(a->cmd, "snapshot-info") == 0)
 		return 0;
 	if (!a->socket && !a->vm)
@@ -230,6 +263,10 @@ static char *request_line(const struct args *a)
 		if (a->then_exit)
 			json_object_object_add(req, "exit", json_object_new_boolean(true));
 	}
+	if (a->drive) {
+		json_object_object_add(req, "drive", json_object_new_string(a->drive));
+		json_object_object_add(req, "force", json_object_new_boolean(a->force));
+	}
 	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (text && asprintf(&line, "%s\n", text) < 0)
 		line = NULL;
@@ -259,14 +296,64 @@ static int connect_to(const char *path)
 	return fd;
 }
 
-static int send_all(int fd, const char *buf, size_t len)
+/*
+ * cd-insert's FILE, opened here because the confined VM cannot open it:
+ * read-only, and a file or block device (not blocking on a FIFO). -1 after
+ * a message.
+ */
+static int open_medium(const char *file)
 {
+	struct stat st;
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0) {
+		fprintf(stderr, "hyvectl: %s: %s\n", file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		fprintf(stderr, "hyvectl: %s: %s\n", file, strerror(errno));
+	} else if (S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "hyvectl: %s: is a directory, not a disc image\n", file);
+	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		fprintf(stderr, "hyvectl: %s: not a disc image (neither a file nor a block device)\n", file);
+	} else if (fcntl(fd, F_SETFL, 0) < 0) {
+		fprintf(stderr, "hyvectl: %s: %s\n", file, strerror(errno));
+	} else {
+		return fd;
+	}
+	close(fd);
+	return -1;
+}
+
+/* Sends the request line; pass_fd (-1: none) goes with its first bytes, as the VM expects (docs/hyvectl.md). */
+static int send_all(int fd, const char *buf, size_t len, int pass_fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+
 	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+		if (pass_fd >= 0) {
+			struct cmsghdr *cm;
+			memset(&control, 0, sizeof(control));
+			msg.msg_control = control.buf;
+			msg.msg_controllen = sizeof(control.buf);
+			cm = CMSG_FIRSTHDR(&msg);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+		}
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return -1;
+		pass_fd = -1; /* it went with the bytes sent */
 		buf += n;
 		len -= (size_t)n;
 	}
@@ -350,7 +437,7 @@ int main(int argc, char **argv)
 	char *default_path = NULL;
 	const char *path;
 	char *line, *reply;
-	int rc, fd;
+	int rc, fd, medium = -1, send_err;
 
 	log_set_prefix("hyvectl");
 	rc = parse_args(argc, argv, &a);
@@ -369,17 +456,30 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hyvectl: out of memory\n");
 		return EXIT_UNREACHABLE;
 	}
+	if (strcmp(a.cmd, "cd-insert") == 0) {
+		medium = open_medium(a.file);
+		if (medium < 0) {
+			free(line);
+			return EXIT_REFUSED;
+		}
+	}
 	fd = connect_to(path);
 	if (fd < 0) {
 		free(line);
+		if (medium >= 0)
+			close(medium);
 		return EXIT_UNREACHABLE;
 	}
-	if (send_all(fd, line, strlen(line)) < 0) {
-		int err = errno;
+	rc = send_all(fd, line, strlen(line), medium);
+	send_err = errno;
+	/* The VM has its own copy now (or none): ours is not needed either way. */
+	if (medium >= 0)
+		close(medium);
+	if (rc < 0) {
 		/* A VM that turns clients away (not its user, too many clients) has said why before closing. */
 		reply = read_reply(fd, path, true);
 		if (!reply) {
-			fprintf(stderr, "hyvectl: %s: cannot send the request: %s\n", path, strerror(err));
+			fprintf(stderr, "hyvectl: %s: cannot send the request: %s\n", path, strerror(send_err));
 			close(fd);
 			free(line);
 			return EXIT_UNREACHABLE;

@@ -7,31 +7,21 @@
  *   O_DIRECT, as bhyve's option), .sectorsize (logical block size,
  *   512..32768, power of 2), .serial (GET_ID; default derived from the path)
  *
- * One request queue, serviced on the device's I/O thread: reads and writes
- * go straight between guest buffers and the image with preadv/pwritev,
- * FLUSH is fdatasync, DISCARD punches holes, WRITE_ZEROES zeroes ranges
- * (fallocate, with a plain write as fallback). With nocache, reads and
- * writes whose buffers and offsets suit O_DIRECT use a second, O_DIRECT
- * descriptor (the kernel keeps it coherent with the page cache); others,
- * and images that refuse O_DIRECT, stay buffered. A read-only disk offers
+ * One request queue, serviced on the device's I/O thread, on the image
+ * layer of src/block/blockdev.h: reads and writes go straight between
+ * guest buffers and the image, FLUSH is fdatasync, DISCARD punches holes,
+ * WRITE_ZEROES zeroes ranges. A read-only disk offers
  * VIRTIO_BLK_F_RO and fails every modifying request with IOERR. Requests
  * complete before the next one starts, so a quiesced device has nothing
  * in flight (snapshots and resets need no request state).
  */
 #include <endian.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/falloc.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
+#include "block/blockdev.h"
 #include "core/config.h"
 #include "core/device.h"
 #include "core/log.h"
@@ -104,89 +94,16 @@ struct range_seg {
 
 struct virtio_blk {
 	struct virtio_dev vd;
-	int fd;
-	int dfd;                /* O_DIRECT descriptor (nocache), or -1 */
-	unsigned dio_align;     /* memory/offset/length alignment tried for O_DIRECT */
-	char path[4096];
-	bool ro;
-	bool nocache;
-	bool is_blockdev;
-	uint32_t sectorsize;
-	uint64_t size;          /* bytes usable: a whole number of logical blocks */
+	struct blockdev disk;
 	char serial[VIRTIO_BLK_ID_BYTES + 1];
 	struct blk_config cfg;
-	bool warned_io;         /* one host I/O error message per device */
 	struct iovec iov[VIRTQ_MAX_IOV];
 	struct iovec data[VIRTQ_MAX_IOV];
-	struct iovec spare[VIRTQ_MAX_IOV]; /* the data list again, for a buffered retry */
-	uint8_t *zeroes;        /* WRITE_ZEROES fallback buffer */
 };
 
 static struct device_model virtio_blk_model;
 
 /* ---- I/O ---- */
-
-static void io_error(struct virtio_blk *s, const char *what, int err)
-{
-	if (!s->warned_io)
-		log_warn("%s: %s on %s: %s (reported to the guest as an I/O error)", s->vd.dev->id, what, s->path,
-			 strerror(err));
-	s->warned_io = true;
-}
-
-/* Whole transfer of iov (advanced in place) at off through fd; 0 or an errno. */
-static int rw_fd(int fd, struct iovec *iov, unsigned n, off_t off, bool write)
-{
-	while (n) {
-		ssize_t r = write ? pwritev(fd, iov, (int)n, off) : preadv(fd, iov, (int)n, off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno;
-		}
-		if (r == 0)
-			return write ? EIO : 0; /* past the end of a shrunk image: leave the rest as is */
-		off += r;
-		while (n && (size_t)r >= iov->iov_len) {
-			r -= (ssize_t)iov->iov_len;
-			iov++, n--;
-		}
-		if (n) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= (size_t)r;
-		}
-	}
-	return 0;
-}
-
-static bool dio_suits(const struct virtio_blk *s, const struct iovec *iov, unsigned n, off_t off)
-{
-	uintptr_t a = (uintptr_t)off;
-
-	for (unsigned i = 0; i < n; i++)
-		a |= (uintptr_t)iov[i].iov_base | iov[i].iov_len;
-	return n && !(a & (s->dio_align - 1));
-}
-
-/* Transfers s->data[0..n): O_DIRECT when asked for and possible, else buffered. */
-static int rw_all(struct virtio_blk *s, unsigned n, off_t off, bool write)
-{
-	if (s->dfd >= 0 && dio_suits(s, s->data, n, off)) {
-		memcpy(s->spare, s->data, n * sizeof(*s->data));
-		int err = rw_fd(s->dfd, s->spare, n, off, write);
-		if (err != EINVAL)
-			return err;
-		/* The image wants coarser alignment (or none at all): retry buffered, adapt. */
-		if (s->dio_align < 4096) {
-			s->dio_align = 4096;
-		} else {
-			log_warn("%s: %s refuses O_DIRECT transfers; nocache is off", s->vd.dev->id, s->path);
-			close(s->dfd);
-			s->dfd = -1;
-		}
-	}
-	return rw_fd(s->fd, s->data, n, off, write);
-}
 
 /*
  * The data part of a request as its own iovec list: readable bytes after
@@ -216,17 +133,10 @@ static unsigned data_iov(struct virtio_blk *s, const struct virtq_chain *ch, boo
 	return n;
 }
 
+/* Inside the disk and aligned to its logical blocks (the guest was told blk_size). */
 static bool in_range(const struct virtio_blk *s, uint64_t sector, uint64_t bytes)
 {
-	uint64_t off;
-
-	if (sector > UINT64_MAX / SECTOR)
-		return false;
-	off = sector * SECTOR;
-	/* Logical-block alignment: the guest was told blk_size. */
-	if (off % s->sectorsize || bytes % s->sectorsize)
-		return false;
-	return off <= s->size && bytes <= s->size - off;
+	return sector <= UINT64_MAX / SECTOR && blockdev_in_range(&s->disk, sector * SECTOR, bytes);
 }
 
 static uint8_t do_rw(struct virtio_blk *s, const struct virtq_chain *ch, const struct req_header *h, bool write,
@@ -236,13 +146,13 @@ static uint8_t do_rw(struct virtio_blk *s, const struct virtq_chain *ch, const s
 	unsigned n = data_iov(s, ch, !write, &len);
 	int err;
 
-	if (write && s->ro)
+	if (write && s->disk.ro)
 		return VIRTIO_BLK_S_IOERR;
 	if (!in_range(s, h->sector, len))
 		return VIRTIO_BLK_S_IOERR;
-	err = rw_all(s, n, (off_t)(h->sector * SECTOR), write);
+	err = blockdev_rw(&s->disk, s->data, n, h->sector * SECTOR, write);
 	if (err) {
-		io_error(s, write ? "write" : "read", err);
+		blockdev_io_error(&s->disk, write ? "write" : "read", err);
 		return VIRTIO_BLK_S_IOERR;
 	}
 	if (!write)
@@ -250,29 +160,12 @@ static uint8_t do_rw(struct virtio_blk *s, const struct virtq_chain *ch, const s
 	return VIRTIO_BLK_S_OK;
 }
 
-static int zero_fill(struct virtio_blk *s, uint64_t off, uint64_t len)
-{
-	const size_t chunk = 1u << 20;
-
-	if (!s->zeroes && !(s->zeroes = calloc(1, chunk)))
-		return ENOMEM;
-	while (len) {
-		size_t l = len < chunk ? (size_t)len : chunk;
-		struct iovec iov = { .iov_base = s->zeroes, .iov_len = l };
-		int err = rw_fd(s->fd, &iov, 1, (off_t)off, true);
-		if (err)
-			return err;
-		off += l, len -= l;
-	}
-	return 0;
-}
-
 static uint8_t do_ranges(struct virtio_blk *s, const struct virtq_chain *ch, bool zeroes)
 {
 	uint64_t len = (uint64_t)ch->out_len - sizeof(struct req_header);
 	struct range_seg seg;
 
-	if (s->ro)
+	if (s->disk.ro)
 		return VIRTIO_BLK_S_IOERR;
 	if (len == 0 || len % sizeof(seg) || len / sizeof(seg) > BLK_MAX_RANGE_SEGS)
 		return VIRTIO_BLK_S_UNSUPP;
@@ -287,18 +180,13 @@ static uint8_t do_ranges(struct virtio_blk *s, const struct virtq_chain *ch, boo
 		if (!bytes)
 			continue;
 		if (!zeroes) {
-			/* Discard is advisory: a file system that cannot punch holes keeps the data. */
-			if (!s->is_blockdev)
-				fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)bytes);
+			blockdev_discard(&s->disk, off, bytes);
 			continue;
 		}
-		int mode = (flags & 1) ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-		if (s->is_blockdev || fallocate(s->fd, mode, (off_t)off, (off_t)bytes) < 0) {
-			int err = zero_fill(s, off, bytes);
-			if (err) {
-				io_error(s, "write zeroes", err);
-				return VIRTIO_BLK_S_IOERR;
-			}
+		int err = blockdev_write_zeroes(&s->disk, off, bytes, flags & 1);
+		if (err) {
+			blockdev_io_error(&s->disk, "write zeroes", err);
+			return VIRTIO_BLK_S_IOERR;
 		}
 	}
 	return VIRTIO_BLK_S_OK;
@@ -310,6 +198,7 @@ static int handle_request(struct virtio_dev *vd, unsigned q, struct virtq_chain 
 	struct req_header h;
 	uint32_t written = 0;
 	uint8_t status;
+	int err;
 
 	(void)q;
 	/* Without a header and a status byte the request cannot even be refused. */
@@ -330,8 +219,8 @@ static int handle_request(struct virtio_dev *vd, unsigned q, struct virtq_chain 
 		break;
 	case VIRTIO_BLK_T_FLUSH:
 		status = VIRTIO_BLK_S_OK;
-		if (!s->ro && fdatasync(s->fd) < 0) {
-			io_error(s, "flush", errno);
+		if ((err = blockdev_flush(&s->disk)) != 0) {
+			blockdev_io_error(&s->disk, "flush", err);
 			status = VIRTIO_BLK_S_IOERR;
 		}
 		break;
@@ -371,67 +260,6 @@ static int blk_parse_slot_options(struct config *cfg, const char *prefix, const 
 	return virtio_parse_slot_options(cfg, prefix, opts, "path");
 }
 
-/* GET_ID default: stable for a path, different for different paths (FNV-1a of the absolute path). */
-static void derive_serial(struct virtio_blk *s)
-{
-	char abs[4096];
-	uint64_t h = 0xcbf29ce484222325ULL;
-	const char *p = realpath(s->path, abs) ? abs : s->path;
-
-	for (; *p; p++)
-		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
-	snprintf(s->serial, sizeof(s->serial), "hyve-%015llx", (unsigned long long)(h >> 4));
-}
-
-static int open_image(struct virtio_blk *s, const char *id)
-{
-	struct stat st;
-
-	s->fd = open(s->path, (s->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (s->fd < 0) {
-		if (errno == EISDIR)
-			log_error("%s: virtio-blk: disk image %s is a directory", id, s->path);
-		else
-			log_error("%s: virtio-blk: cannot open disk image %s: %s", id, s->path, strerror(errno));
-		return -1;
-	}
-	if (fstat(s->fd, &st) < 0) {
-		log_error("%s: virtio-blk: cannot stat disk image %s: %s", id, s->path, strerror(errno));
-		return -1;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		log_error("%s: virtio-blk: disk image %s is a directory", id, s->path);
-		return -1;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		uint64_t bytes;
-		if (ioctl(s->fd, BLKGETSIZE64, &bytes) < 0) {
-			log_error("%s: virtio-blk: cannot size block device %s: %s", id, s->path, strerror(errno));
-			return -1;
-		}
-		s->is_blockdev = true;
-		s->size = bytes;
-	} else if (S_ISREG(st.st_mode)) {
-		s->size = (uint64_t)st.st_size;
-	} else {
-		log_error("%s: virtio-blk: disk image %s is not a regular file or block device", id, s->path);
-		return -1;
-	}
-	/* Two VMs writing one image corrupt it; readers may share. */
-	if (flock(s->fd, (s->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		log_error("%s: virtio-blk: disk image %s is in use by another process", id, s->path);
-		return -1;
-	}
-	s->size -= s->size % s->sectorsize;
-	if (s->nocache) {
-		s->dfd = open(s->path, (s->ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-		if (s->dfd < 0)
-			log_warn("%s: virtio-blk: %s cannot be opened with O_DIRECT (%s); nocache is off", id, s->path,
-				 strerror(errno));
-	}
-	return 0;
-}
-
 static int power_of_two(const char *value, char *err, size_t errlen)
 {
 	uint64_t v;
@@ -462,7 +290,7 @@ static const struct option_decl blk_options[] = {
 	{ 0 },
 };
 
-static int read_options(struct virtio_blk *s, struct device *dev)
+static int open_disk(struct virtio_blk *s, struct device *dev)
 {
 	const char *path = dev_opt_str(dev, "path"), *serial = dev_opt_str(dev, "serial");
 
@@ -471,16 +299,13 @@ static int read_options(struct virtio_blk *s, struct device *dev)
 			  dev->cfg_prefix);
 		return -1;
 	}
-	if (strlen(path) >= sizeof(s->path)) {
-		log_error("%s: virtio-blk: disk image path too long", dev->id);
+	if (blockdev_open(&s->disk, dev->id, "virtio-blk", path, dev_opt_bool(dev, "ro"), dev_opt_bool(dev, "nocache"),
+			  (uint32_t)dev_opt_u64(dev, "sectorsize")) < 0)
 		return -1;
-	}
-	strcpy(s->path, path);
-	s->ro = dev_opt_bool(dev, "ro");
-	s->nocache = dev_opt_bool(dev, "nocache");
-	s->sectorsize = (uint32_t)dev_opt_u64(dev, "sectorsize");
 	if (serial)
 		strcpy(s->serial, serial);
+	else
+		blockdev_default_serial(path, s->serial, sizeof(s->serial));
 	return 0;
 }
 
@@ -515,17 +340,17 @@ static void fill_config(struct virtio_blk *s)
 	unsigned exp = 0;
 
 	memset(c, 0, sizeof(*c));
-	c->capacity = htole64(s->size / SECTOR);
+	c->capacity = htole64(s->disk.size / SECTOR);
 	c->seg_max = htole32(BLK_SEG_MAX);
-	c->blk_size = htole32(s->sectorsize);
-	while ((4096u >> exp) > s->sectorsize)
+	c->blk_size = htole32(s->disk.sectorsize);
+	while ((4096u >> exp) > s->disk.sectorsize)
 		exp++;
 	c->topology.physical_block_exp = (uint8_t)exp; /* physical blocks of at least 4 KiB */
 	c->topology.min_io_size = htole16(1);
 	c->num_queues = htole16(1);
 	c->max_discard_sectors = htole32(BLK_MAX_RANGE_SECTORS);
 	c->max_discard_seg = htole32(BLK_MAX_RANGE_SEGS);
-	c->discard_sector_alignment = htole32(s->sectorsize / SECTOR);
+	c->discard_sector_alignment = htole32(s->disk.sectorsize / SECTOR);
 	c->max_write_zeroes_sectors = htole32(BLK_MAX_RANGE_SECTORS);
 	c->max_write_zeroes_seg = htole32(BLK_MAX_RANGE_SEGS);
 	c->write_zeroes_may_unmap = 1;
@@ -533,11 +358,7 @@ static void fill_config(struct virtio_blk *s)
 
 static void blk_free(struct virtio_blk *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	if (s->dfd >= 0)
-		close(s->dfd);
-	free(s->zeroes);
+	blockdev_close(&s->disk);
 	free(s);
 }
 
@@ -547,16 +368,13 @@ static int blk_create(struct device *dev)
 
 	if (!s)
 		return -1;
-	s->fd = s->dfd = -1;
-	s->dio_align = 512;
-	if (read_options(s, dev) < 0 || open_image(s, dev->id) < 0) {
+	blockdev_init(&s->disk);
+	if (open_disk(s, dev) < 0) {
 		blk_free(s);
 		return -1;
 	}
-	if (!s->serial[0])
-		derive_serial(s);
 	fill_config(s);
-	if (virtio_dev_init(&s->vd, dev, s->ro ? &blk_ops_ro : &blk_ops_rw, s, &s->cfg, sizeof(s->cfg)) < 0) {
+	if (virtio_dev_init(&s->vd, dev, s->disk.ro ? &blk_ops_ro : &blk_ops_rw, s, &s->cfg, sizeof(s->cfg)) < 0) {
 		blk_free(s);
 		return -1;
 	}
@@ -569,10 +387,7 @@ static void blk_destroy(struct device *dev)
 	struct virtio_blk *s = dev->priv;
 
 	virtio_dev_destroy(&s->vd);
-	/* Whatever the guest wrote reaches the disk even if it never flushed. */
-	if (!s->ro)
-		fdatasync(s->fd);
-	blk_free(s);
+	blk_free(s); /* flushes what the guest wrote, even if it never did */
 }
 
 static void blk_reset(struct device *dev)
@@ -580,41 +395,6 @@ static void blk_reset(struct device *dev)
 	struct virtio_blk *s = dev->priv;
 
 	virtio_dev_reset(&s->vd);
-}
-
-/*
- * Disks are not copied into snapshots: the image's identity is recorded so
- * that a restore can tell the user when the disk is no longer the one the
- * guest last saw.
- */
-static void save_disk_identity(struct virtio_blk *s, struct state_writer *w)
-{
-	struct stat st;
-
-	if (fstat(s->fd, &st) < 0)
-		return;
-	state_begin_map(w, "disk");
-	state_put_str(w, "path", s->path);
-	state_put_u64(w, "size", (uint64_t)st.st_size);
-	state_put_u64(w, "mtime_ns", (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec);
-	state_end_map(w);
-}
-
-static void check_disk_identity(struct virtio_blk *s, struct state_reader *r)
-{
-	char path[4096];
-	uint64_t size, mtime;
-	struct stat st;
-
-	if (state_enter_map(r, "disk") < 0)
-		return;
-	if (state_get_str(r, "path", path, sizeof(path)) == 0 && state_get_u64(r, "size", &size) == 0 &&
-	    state_get_u64(r, "mtime_ns", &mtime) == 0 && fstat(s->fd, &st) == 0 &&
-	    ((uint64_t)st.st_size != size ||
-	     (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec != mtime))
-		log_warn("%s: disk image %s changed since the snapshot was taken (saved as %s); the guest's "
-			 "cached view of it may be stale", s->vd.dev->id, s->path, path);
-	state_leave_map(r);
 }
 
 static void blk_run_state(struct device *dev, bool running)
@@ -631,11 +411,10 @@ static int blk_save(struct device *dev, struct state_writer *w)
 
 	virtio_save(&s->vd, w);
 	/* Requests complete before the I/O thread parks; make them durable too. */
-	if (!s->ro)
-		fdatasync(s->fd);
-	state_put_u64(w, "capacity", s->size / SECTOR);
-	state_put_u64(w, "sectorsize", s->sectorsize);
-	save_disk_identity(s, w);
+	blockdev_flush(&s->disk);
+	state_put_u64(w, "capacity", s->disk.size / SECTOR);
+	state_put_u64(w, "sectorsize", s->disk.sectorsize);
+	blockdev_save_identity(&s->disk, w);
 	return 0;
 }
 
@@ -645,15 +424,15 @@ static int blk_restore(struct device *dev, struct state_reader *r, unsigned vers
 	struct virtio_blk *s = dev->priv;
 	uint64_t cap, ss;
 
-	if (state_get_u64(r, "capacity", &cap) == 0 && cap != s->size / SECTOR)
-		log_warn("%s: disk image %s has %llu sectors, the snapshot was taken with %llu", dev->id, s->path,
-			 (unsigned long long)(s->size / SECTOR), (unsigned long long)cap);
-	if (state_get_u64(r, "sectorsize", &ss) == 0 && ss != s->sectorsize) {
+	if (state_get_u64(r, "capacity", &cap) == 0 && cap != s->disk.size / SECTOR)
+		log_warn("%s: disk image %s has %llu sectors, the snapshot was taken with %llu", dev->id, s->disk.path,
+			 (unsigned long long)(s->disk.size / SECTOR), (unsigned long long)cap);
+	if (state_get_u64(r, "sectorsize", &ss) == 0 && ss != s->disk.sectorsize) {
 		log_error("%s: snapshot was taken with sectorsize=%llu, not %u", dev->id, (unsigned long long)ss,
-			  s->sectorsize);
+			  s->disk.sectorsize);
 		return -1;
 	}
-	check_disk_identity(s, r);
+	blockdev_check_identity(&s->disk, r);
 	return virtio_restore(&s->vd, r);
 }
 

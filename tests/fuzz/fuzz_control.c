@@ -14,7 +14,11 @@
  *   - an error reply has a string "error" shorter than CONTROL_ERROR_MAX;
  *   - at most one action runs per line, and CONTROL_EXIT comes only from
  *     reset (status 0) or quit (status 1) after may_exit agreed;
- *   - deferred snapshot replies are well formed too.
+ *   - deferred snapshot replies are well formed too;
+ *   - the line's descriptor (a made-up number: the protocol must never touch
+ *     it) reaches media_change() for cd-insert only, and res.fd_taken says
+ *     so exactly when media_change() succeeded with it; cd-insert without
+ *     one never runs.
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -30,6 +34,8 @@ static struct {
 	unsigned actions;
 	bool fail;
 	bool may_exit_ok;
+	int fd;             /* the descriptor that comes with every line, or -1 */
+	bool media_took_fd; /* media_change() succeeded with the line's descriptor */
 	char path[CONTROL_PATH_MAX + 1];
 	const uint8_t *msg; /* failure message bytes from the input */
 	size_t msglen;
@@ -91,6 +97,27 @@ static int op_screenshot(void *opaque, const char *path, char *err, size_t errle
 	return outcome(err, errlen);
 }
 
+static int op_media_change(void *opaque, const char *drive, int fd, const char *path, bool force, char *err,
+			   size_t errlen)
+{
+	int rc;
+
+	(void)opaque;
+	(void)force;
+	CHECK(drive[0] != '\0' && strlen(drive) <= CONTROL_DRIVE_MAX);
+	if (path) {
+		/* cd-insert: always with the line's descriptor. */
+		CHECK(fd >= 0 && fd == fz.fd);
+		CHECK(path[0] == '/');
+		CHECK(strlen(path) <= CONTROL_PATH_MAX);
+	} else {
+		CHECK(fd == -1);
+	}
+	rc = outcome(err, errlen);
+	fz.media_took_fd = rc == 0 && fd >= 0;
+	return rc;
+}
+
 static const struct control_ops ops = {
 	.status = op_status,
 	.pause = op_pause,
@@ -99,6 +126,7 @@ static const struct control_ops ops = {
 	.screenshot = op_screenshot,
 	.poweroff = op_pause,
 	.may_exit = op_may_exit,
+	.media_change = op_media_change,
 };
 
 static bool valid_utf8(const char *s, size_t len)
@@ -149,8 +177,10 @@ static void one_line(const char *line, size_t len)
 
 	fz.actions = 0;
 	fz.may_exit_ok = false;
-	control_handle_line(&ops, NULL, line, len, reply, &res);
+	fz.media_took_fd = false;
+	control_handle_line(&ops, NULL, line, len, fz.fd, reply, &res);
 	CHECK(fz.actions <= 1);
+	CHECK(res.fd_taken == fz.media_took_fd);
 	switch (res.action) {
 	case CONTROL_PENDING:
 		CHECK(res.len == 0 && fz.actions == 1 && !fz.fail);
@@ -181,11 +211,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static char msg[CONTROL_ERROR_MAX * 2];
 	const char *p, *end;
 
-	/* First byte: the actions' behaviour; the next up to 64 bytes: their failure message. */
+	/*
+	 * First byte: the actions' behaviour (bit 0: they fail), and in bits
+	 * 1-7 a number n: n % 65 bytes of failure message follow; with n >= 65
+	 * every line comes with a descriptor.
+	 */
 	if (size < 1)
 		return 0;
 	fz.fail = data[0] & 1;
 	fz.msglen = (data[0] >> 1) % 65;
+	fz.fd = (data[0] >> 1) >= 65 ? 1000 : -1;
 	if (fz.msglen > size - 1)
 		fz.msglen = size - 1;
 	memcpy(msg, data + 1, fz.msglen);

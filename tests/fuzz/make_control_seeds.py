@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes seed inputs for fuzz_control into DIR: a first byte for the stand-in
-actions (bit 0: they fail; bits 1-7: length of their failure message, which
-follows), then request lines as hyvectl sends them (docs/hyvectl.md)."""
+actions (bit 0: they fail; bits 1-7: n, the failure message's length n % 65,
+and with n >= 65 a descriptor comes with every line), the failure message,
+then request lines as hyvectl sends them (docs/hyvectl.md)."""
 import os
 import sys
 
 
-def seed(fail, msg, lines):
-    return bytes([(len(msg) << 1) | fail]) + msg + b"".join(l + b"\n" for l in lines)
+def seed(fail, msg, lines, fd=False):
+    n = len(msg) + (65 if fd else 0)
+    return bytes([(n << 1) | fail]) + msg + b"".join(l + b"\n" for l in lines)
 
 
 seeds = {
@@ -19,6 +21,11 @@ seeds = {
                                              b'{"cmd":"pause"}', b'{"cmd":"quit"}']),
     "malformed": seed(0, b"", [b"{", b'{"cmd":5}', b'{"cmd":"status","extra":1}', b'[]', b'{"cmd":"snapshot"}',
                                b'{"cmd":"snapshot","path":"relative"}', b'{"id":{},"cmd":"status"}', b"\x00\xff"]),
+    "media": seed(0, b"", [b'{"cmd":"cd-insert","drive":"3:0","path":"/isos/a.iso","force":false}',
+                           b'{"cmd":"cd-eject","drive":"0","force":true,"id":2}',
+                           b'{"cmd":"cd-insert","drive":"3.1:0","path":"rel.iso"}', b'{"cmd":"cd-eject"}'], fd=True),
+    "media-nofd": seed(1, b"medium locked", [b'{"cmd":"cd-insert","drive":"3:0","path":"/a.iso"}',
+                                              b'{"cmd":"cd-eject","drive":"3:0","force":1}']),
 }
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)

@@ -246,7 +246,7 @@ _CLAIMS = os.environ.get("HYVE_CLAIMS")
 _SHARD = os.environ.get("HYVE_SHARD", "1")
 _mine = {}
 # The longest modules go first, so that no shard starts one of them when the other is nearly done.
-_LONGEST_FIRST = ["test_virtio_net.py", "test_uefi_iso.py", "test_reset.py", "test_uefi.py",
+_LONGEST_FIRST = ["test_virtio_net.py", "test_uefi_iso.py", "test_reset.py", "test_ahci.py", "test_uefi.py",
                   "test_uefi_testhost.py", "test_fbuf.py", "test_reset_firmware.py"]
 
 

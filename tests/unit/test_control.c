@@ -19,6 +19,10 @@ static struct {
 	char path[CONTROL_PATH_MAX + 1];
 	bool then_exit;
 	unsigned screenshot;
+	unsigned media_change;
+	char drive[CONTROL_DRIVE_MAX + 1];
+	int fd;
+	bool eject, force;
 	const char *fail; /* when set, every action fails with this reason */
 	const char *state;
 	const char *name;
@@ -89,6 +93,21 @@ static int op_screenshot(void *opaque, const char *path, char *err, size_t errle
 	return result(err, errlen);
 }
 
+static int op_media_change(void *opaque, const char *drive, int fd, const char *path, bool force, char *err,
+			   size_t errlen)
+{
+	(void)opaque;
+	calls.media_change++;
+	snprintf(calls.drive, sizeof(calls.drive), "%s", drive);
+	calls.fd = fd;
+	calls.eject = path == NULL;
+	snprintf(calls.path, sizeof(calls.path), "%s", path ? path : "");
+	calls.force = force;
+	return result(err, errlen);
+}
+
+static int line_fd = -1; /* the descriptor the next lines come with (a number only: the protocol never uses it) */
+
 static const struct control_ops ops = {
 	.status = op_status,
 	.pause = op_pause,
@@ -97,12 +116,15 @@ static const struct control_ops ops = {
 	.screenshot = op_screenshot,
 	.poweroff = op_poweroff,
 	.may_exit = op_may_exit,
+	.media_change = op_media_change,
 };
 
 static int setup(void **state)
 {
 	(void)state;
 	memset(&calls, 0, sizeof(calls));
+	calls.fd = -2;
+	line_fd = -1;
 	return 0;
 }
 
@@ -117,7 +139,10 @@ static struct json_object *handle_n(const char *line, size_t len)
 	struct json_object *obj;
 
 	memset(reply, 'X', sizeof(reply));
-	control_handle_line(&ops, NULL, line, len, reply, &res);
+	control_handle_line(&ops, NULL, line, len, line_fd, reply, &res);
+	/* Only a cd-insert that reached the drive keeps the line's descriptor. */
+	if (res.fd_taken)
+		assert_true(line_fd >= 0 && calls.fd == line_fd && !calls.fail);
 	if (res.action == CONTROL_PENDING) {
 		assert_int_equal(res.len, 0);
 		return NULL;
@@ -173,7 +198,8 @@ static void assert_error(const char *line, const char *fragment)
 
 static void assert_no_action(void)
 {
-	assert_int_equal(calls.pause + calls.resume + calls.snapshot + calls.poweroff + calls.may_exit, 0);
+	assert_int_equal(calls.pause + calls.resume + calls.snapshot + calls.poweroff + calls.may_exit + calls.media_change,
+			 0);
 }
 
 /* ---- commands ---- */
@@ -415,6 +441,110 @@ static void test_reset_and_quit(void **state)
 	assert_int_equal(calls.may_exit, 2);
 }
 
+/* ---- removable media ---- */
+
+static void test_cd_insert(void **state)
+{
+	struct json_object *obj;
+
+	(void)state;
+	line_fd = 7;
+	obj = handle("{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/isos/d\u00e9bian.iso\",\"force\":false,\"id\":4}");
+	assert_ok(obj);
+	assert_int_equal(calls.media_change, 1);
+	assert_string_equal(calls.drive, "3:0");
+	assert_int_equal(calls.fd, 7);
+	assert_false(calls.eject);
+	assert_false(calls.force);
+	assert_string_equal(calls.path, "/isos/d\xc3\xa9" "bian.iso");
+	assert_true(res.fd_taken);
+	assert_int_equal(res.action, CONTROL_KEEP);
+	assert_string_equal(json_object_get_string(field(obj, "drive")), "3:0");
+	assert_string_equal(json_object_get_string(field(obj, "medium")), "/isos/d\xc3\xa9" "bian.iso");
+	assert_int_equal(json_object_get_int64(field(obj, "id")), 4);
+	json_object_put(obj);
+	/* "force" is optional and false by default. */
+	obj = handle("{\"cmd\":\"cd-insert\",\"drive\":\"0\",\"path\":\"/a.iso\"}");
+	assert_ok(obj);
+	assert_false(calls.force);
+	json_object_put(obj);
+	obj = handle("{\"cmd\":\"cd-insert\",\"drive\":\"3.1:2\",\"path\":\"/a.iso\",\"force\":true}");
+	assert_ok(obj);
+	assert_true(calls.force);
+	assert_string_equal(calls.drive, "3.1:2");
+	json_object_put(obj);
+	assert_int_equal(calls.media_change, 3);
+}
+
+static void test_cd_eject(void **state)
+{
+	struct json_object *obj;
+
+	(void)state;
+	obj = handle("{\"cmd\":\"cd-eject\",\"drive\":\"3:1\",\"force\":true}");
+	assert_ok(obj);
+	assert_int_equal(calls.media_change, 1);
+	assert_true(calls.eject);
+	assert_int_equal(calls.fd, -1);
+	assert_true(calls.force);
+	assert_false(res.fd_taken);
+	assert_string_equal(json_object_get_string(field(obj, "drive")), "3:1");
+	assert_true(json_object_is_type(field(obj, "medium"), json_type_null));
+	assert_non_null(strstr(reply, "\"medium\":null"));
+	json_object_put(obj);
+	/* A descriptor sent with an eject is not the drive's: the caller keeps (and closes) it. */
+	line_fd = 9;
+	obj = handle("{\"cmd\":\"cd-eject\",\"drive\":\"3:1\"}");
+	assert_ok(obj);
+	assert_int_equal(calls.fd, -1);
+	assert_false(calls.force);
+	assert_false(res.fd_taken);
+	json_object_put(obj);
+}
+
+static void test_cd_insert_needs_descriptor(void **state)
+{
+	(void)state;
+	assert_error("{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/a.iso\"}", "file descriptor");
+	assert_false(res.fd_taken);
+	assert_no_action();
+}
+
+static void test_media_bad_arguments(void **state)
+{
+	(void)state;
+	line_fd = 5;
+	assert_error("{\"cmd\":\"cd-insert\",\"path\":\"/a.iso\"}", "cd-insert needs \"drive\"");
+	assert_error("{\"cmd\":\"cd-eject\"}", "cd-eject needs \"drive\"");
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":0}", "\"drive\" must be a string");
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":\"\"}", "\"drive\" must not be empty");
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":\"3:0\\u0000\"}", "must be a drive name");
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":\"00000000000000000000000000000003:0\"}", "must be a drive name");
+	assert_error("{\"cmd\":\"cd-insert\",\"drive\":\"3:0\"}", "cd-insert needs \"path\"");
+	assert_error("{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"a.iso\"}", "must be absolute");
+	assert_error("{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/a\",\"force\":1}", "\"force\" must be true or false");
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":\"3:0\",\"force\":\"yes\"}", "\"force\" must be true or false");
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":\"3:0\",\"path\":\"/a\"}", "unknown argument 'path' for cd-eject");
+	assert_error("{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/a\",\"exit\":true}",
+		     "unknown argument 'exit' for cd-insert");
+	assert_false(res.fd_taken);
+	assert_no_action();
+}
+
+static void test_media_change_refused(void **state)
+{
+	(void)state;
+	line_fd = 5;
+	calls.fail = "no CD drive \"4:0\" (drives: 3:0, 3:1)";
+	assert_error("{\"cmd\":\"cd-insert\",\"drive\":\"4:0\",\"path\":\"/a.iso\"}", "no CD drive \"4:0\" (drives: 3:0, 3:1)");
+	/* Refused: the descriptor is still the caller's. */
+	assert_false(res.fd_taken);
+	assert_int_equal(calls.fd, 5);
+	calls.fail = "the guest has locked the medium in";
+	assert_error("{\"cmd\":\"cd-eject\",\"drive\":\"3:0\"}", "locked");
+	assert_int_equal(calls.media_change, 2);
+}
+
 /* ---- malformed requests ---- */
 
 static void test_bad_json(void **state)
@@ -544,6 +674,11 @@ int main(void)
 		cmocka_unit_test_setup(test_screenshot, setup),
 		cmocka_unit_test_setup(test_poweroff, setup),
 		cmocka_unit_test_setup(test_reset_and_quit, setup),
+		cmocka_unit_test_setup(test_cd_insert, setup),
+		cmocka_unit_test_setup(test_cd_eject, setup),
+		cmocka_unit_test_setup(test_cd_insert_needs_descriptor, setup),
+		cmocka_unit_test_setup(test_media_bad_arguments, setup),
+		cmocka_unit_test_setup(test_media_change_refused, setup),
 		cmocka_unit_test_setup(test_bad_json, setup),
 		cmocka_unit_test_setup(test_nul_byte, setup),
 		cmocka_unit_test_setup(test_bad_commands, setup),

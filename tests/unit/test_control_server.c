@@ -34,6 +34,7 @@
 #include "core/display.h"
 #include "core/evloop.h"
 #include "core/log.h"
+#include "core/media.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
 #include "snapshot/snapshot.h"
@@ -148,6 +149,62 @@ static void wait_saves(unsigned n)
 	pthread_mutex_unlock(&rec.lock);
 }
 
+/* ---- CD drives, standing in for the AHCI device's (core/media.h) ---- */
+
+static struct cd {
+	struct media_drive drive;
+	unsigned changes;
+	int fd;            /* the medium's descriptor, kept as a drive keeps it; -1: empty */
+	int last_fd;       /* what the last change() got */
+	char path[CONTROL_PATH_MAX + 1]; /* "" after an eject */
+	bool force;
+	const char *refuse; /* every change fails with this */
+} cds[2];
+
+static int cd_change(struct media_drive *d, int fd, const char *path, bool force, char *err, size_t errlen)
+{
+	struct cd *cd = d->opaque;
+
+	pthread_mutex_lock(&rec.lock);
+	cd->changes++;
+	cd->last_fd = fd;
+	cd->force = force;
+	if (cd->refuse) {
+		snprintf(err, errlen, "%s", cd->refuse);
+		pthread_mutex_unlock(&rec.lock);
+		return -1;
+	}
+	snprintf(cd->path, sizeof(cd->path), "%s", path ? path : "");
+	if (cd->fd >= 0)
+		close(cd->fd);
+	cd->fd = fd;
+	pthread_mutex_unlock(&rec.lock);
+	return 0;
+}
+
+static void add_cds(struct vm *v)
+{
+	for (int i = 0; i < 2; i++) {
+		struct cd *cd = &cds[i];
+		memset(cd, 0, sizeof(*cd));
+		cd->fd = cd->last_fd = -1;
+		snprintf(cd->drive.name, sizeof(cd->drive.name), "3:%d", i);
+		cd->drive.change = cd_change;
+		cd->drive.opaque = cd;
+		media_drive_register(v, &cd->drive);
+	}
+}
+
+static void remove_cds(struct vm *v)
+{
+	for (int i = 0; i < 2; i++) {
+		media_drive_unregister(v, &cds[i].drive);
+		if (cds[i].fd >= 0)
+			close(cds[i].fd);
+		cds[i].fd = -1;
+	}
+}
+
 /* ---- fixture ---- */
 
 static char dir[64];
@@ -223,6 +280,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/run/vm.sock", dir);
 	vm = new_vm("vm1", sock);
+	add_cds(vm);
 	assert_int_equal(control_start(vm, &ctl), 0);
 	assert_non_null(ctl);
 	start_loop();
@@ -241,6 +299,7 @@ static int teardown(void **state)
 	}
 	control_stop(ctl);
 	ctl = NULL;
+	remove_cds(vm);
 	free_vm(vm);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -330,6 +389,97 @@ static bool closed_by_server(int fd)
 		return false;
 	n = recv(fd, &c, 1, 0);
 	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* Sends s in one sendmsg() with the descriptors fds, as hyvectl sends cd-insert. */
+static void send_with_fds(int fd, const char *s, const int *fds, size_t nfds)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+	} control;
+	struct iovec iov = { .iov_base = (void *)s, .iov_len = strlen(s) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = CMSG_SPACE(nfds * sizeof(int)) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+	assert_true(nfds >= 1 && nfds <= 8);
+	memset(&control, 0, sizeof(control));
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+	assert_int_equal(sendmsg(fd, &msg, MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+/*
+ * A pipe whose write end is sent to the server, then closed here: its read
+ * end sees the end of file once the server has closed its copy too.
+ */
+struct probe {
+	int rd, wr;
+};
+
+static struct probe new_probe(void)
+{
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	return (struct probe){ .rd = p[0], .wr = p[1] };
+}
+
+/* Closes our write end and waits (up to 5 s) until no copy of it is left open. */
+static void assert_probe_closed(struct probe *pr)
+{
+	struct pollfd p = { .fd = pr->rd, .events = POLLIN };
+	char c;
+
+	if (pr->wr >= 0)
+		close(pr->wr);
+	pr->wr = -1;
+	if (poll(&p, 1, 5000) != 1 || read(pr->rd, &c, 1) != 0)
+		fail_msg("the server kept a descriptor it was sent");
+	close(pr->rd);
+}
+
+/* A file in the test folder, open read-only: what hyvectl sends. */
+static int open_image(const char *name, char *path, size_t size)
+{
+	int fd;
+
+	snprintf(path, size, "%s/%s", dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "CD001", 5), 5);
+	close(fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* The drive's medium is the file behind fd (the same open file, not merely the same name). */
+static void assert_medium_is(const struct cd *cd, int fd)
+{
+	struct stat a, b;
+
+	pthread_mutex_lock(&rec.lock);
+	assert_true(cd->fd >= 0);
+	assert_int_equal(fstat(cd->fd, &a), 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_true(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+	/* Received with MSG_CMSG_CLOEXEC. */
+	assert_true(fcntl(cd->fd, F_GETFD) & FD_CLOEXEC);
+	pthread_mutex_unlock(&rec.lock);
+}
+
+static unsigned cd_changes(const struct cd *cd)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&rec.lock);
+	n = cd->changes;
+	pthread_mutex_unlock(&rec.lock);
+	return n;
 }
 
 static enum vm_run_state vm_state(void)
@@ -646,6 +796,170 @@ static void test_snapshot_client_gone(void **state)
 	close(fd);
 }
 
+/* ---- removable media ---- */
+
+static void test_cd_insert_and_eject(void **state)
+{
+	char path[128], req[512], want[512];
+	int fd = client(), image = open_image("a.iso", path, sizeof(path));
+
+	(void)state;
+	snprintf(req, sizeof(req), "{\"cmd\":\"cd-insert\",\"drive\":\"3:1\",\"path\":\"%s\",\"force\":false,\"id\":1}\n",
+		 path);
+	send_with_fds(fd, req, &image, 1);
+	snprintf(want, sizeof(want), "{\"ok\":true,\"id\":1,\"drive\":\"3:1\",\"medium\":\"%s\"}", path);
+	assert_string_equal(reply(fd), want);
+	assert_medium_is(&cds[1], image);
+	pthread_mutex_lock(&rec.lock);
+	assert_string_equal(cds[1].path, path);
+	assert_false(cds[1].force);
+	pthread_mutex_unlock(&rec.lock);
+	assert_int_equal(cd_changes(&cds[0]), 0);
+	/* A bare port names the drive when only one has it; force reaches the drive. */
+	say(fd, "{\"cmd\":\"cd-eject\",\"drive\":\"1\",\"force\":true}\n");
+	assert_string_equal(reply(fd), "{\"ok\":true,\"drive\":\"1\",\"medium\":null}");
+	pthread_mutex_lock(&rec.lock);
+	assert_int_equal(cds[1].changes, 2);
+	assert_int_equal(cds[1].last_fd, -1);
+	assert_string_equal(cds[1].path, "");
+	assert_true(cds[1].force);
+	pthread_mutex_unlock(&rec.lock);
+	close(image);
+	close(fd);
+}
+
+static void test_cd_insert_without_descriptor(void **state)
+{
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/x.iso\"}\n");
+	assert_reply(fd, "cd-insert needs the image's file descriptor");
+	assert_int_equal(cd_changes(&cds[0]), 0);
+	close(fd);
+}
+
+static void test_unused_descriptors_closed(void **state)
+{
+	struct probe pr[5];
+	int fd = client(), two[2];
+	char path[128], req[512];
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		pr[i] = new_probe();
+	/* With a request that takes none. */
+	send_with_fds(fd, "{\"cmd\":\"status\"}\n", &pr[0].wr, 1);
+	assert_reply(fd, "\"ok\":true");
+	assert_probe_closed(&pr[0]);
+	send_with_fds(fd, "{\"cmd\":\"cd-eject\",\"drive\":\"3:0\"}\n", &pr[1].wr, 1);
+	assert_reply(fd, "\"medium\":null");
+	assert_probe_closed(&pr[1]);
+	/* With a cd-insert that is refused: no such drive, or the drive says no. */
+	send_with_fds(fd, "{\"cmd\":\"cd-insert\",\"drive\":\"4:0\",\"path\":\"/x.iso\"}\n", &pr[2].wr, 1);
+	assert_string_equal(reply(fd), "{\"ok\":false,\"error\":\"no CD drive \\\"4:0\\\" (drives: 3:0, 3:1)\"}");
+	assert_probe_closed(&pr[2]);
+	pthread_mutex_lock(&rec.lock);
+	cds[0].refuse = "the guest has locked the medium in";
+	pthread_mutex_unlock(&rec.lock);
+	send_with_fds(fd, "{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/x.iso\"}\n", &pr[3].wr, 1);
+	assert_reply(fd, "the guest has locked the medium in");
+	assert_probe_closed(&pr[3]);
+	pthread_mutex_lock(&rec.lock);
+	cds[0].refuse = NULL;
+	pthread_mutex_unlock(&rec.lock);
+	/* Two with one cd-insert: the first is the image, the second is closed. */
+	two[0] = open_image("b.iso", path, sizeof(path));
+	two[1] = pr[4].wr;
+	snprintf(req, sizeof(req), "{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"%s\"}\n", path);
+	send_with_fds(fd, req, two, 2);
+	assert_reply(fd, "\"ok\":true");
+	assert_medium_is(&cds[0], two[0]);
+	assert_probe_closed(&pr[4]);
+	close(two[0]);
+	close(fd);
+}
+
+static void test_descriptor_goes_with_its_line(void **state)
+{
+	char path[128], req[512];
+	int fd = client(), image = open_image("c.iso", path, sizeof(path));
+	struct probe pr = new_probe();
+	char *first;
+	size_t half;
+
+	(void)state;
+	/* Behind a request without one, unanswered yet: the descriptor is the cd-insert's. */
+	snprintf(req, sizeof(req), "{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"%s\",\"id\":2}\n", path);
+	say(fd, "{\"cmd\":\"status\",\"id\":1}\n");
+	send_with_fds(fd, req, &image, 1);
+	assert_reply(fd, "\"id\":1,\"name\"");
+	assert_reply(fd, "{\"ok\":true,\"id\":2,\"drive\":\"3:0\"");
+	assert_medium_is(&cds[0], image);
+	/* A line sent in two parts, the descriptor with the first. */
+	snprintf(req, sizeof(req), "{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"%s\",\"id\":3}\n", path);
+	half = strlen(req) / 2;
+	first = strndup(req, half);
+	assert_non_null(first);
+	send_with_fds(fd, first, &pr.wr, 1);
+	free(first);
+	say(fd, req + half);
+	assert_reply(fd, "{\"ok\":true,\"id\":3,");
+	pthread_mutex_lock(&rec.lock);
+	assert_int_equal(cds[0].changes, 2);
+	assert_int_equal(cds[0].last_fd, cds[0].fd);
+	pthread_mutex_unlock(&rec.lock);
+	/* The drive holds the pipe now; ejecting lets it go. */
+	say(fd, "{\"cmd\":\"cd-eject\",\"drive\":\"3:0\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	assert_probe_closed(&pr);
+	/* A descriptor sent with one line is not kept for the next. */
+	pr = new_probe();
+	send_with_fds(fd, "{\"cmd\":\"status\"}\n", &pr.wr, 1);
+	say(fd, req);
+	assert_reply(fd, "\"name\"");
+	assert_reply(fd, "cd-insert needs the image's file descriptor");
+	assert_probe_closed(&pr);
+	close(image);
+	close(fd);
+}
+
+static void test_descriptor_closed_with_client(void **state)
+{
+	struct probe pr = new_probe();
+	int fd = client();
+
+	(void)state;
+	send_with_fds(fd, "{\"cmd\":\"cd-insert\",\"dri", &pr.wr, 1);
+	close(fd);
+	assert_probe_closed(&pr);
+	assert_int_equal(cd_changes(&cds[0]), 0);
+}
+
+static void test_media_refused_during_snapshot(void **state)
+{
+	char path[128], req[256];
+	int fd = client(), other = client();
+	struct probe pr = new_probe();
+
+	(void)state;
+	hold_saves();
+	snapshot_path(path, sizeof(path), "m.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\"}\n", path);
+	say(fd, req);
+	wait_saves(1);
+	send_with_fds(other, "{\"cmd\":\"cd-insert\",\"drive\":\"3:0\",\"path\":\"/x.iso\"}\n", &pr.wr, 1);
+	assert_reply(other, "a snapshot is being written");
+	assert_probe_closed(&pr);
+	say(other, "{\"cmd\":\"cd-eject\",\"drive\":\"3:0\"}\n");
+	assert_reply(other, "a snapshot is being written");
+	assert_int_equal(cd_changes(&cds[0]), 0);
+	release_saves();
+	assert_reply(fd, "\"ok\":true");
+	close(fd);
+	close(other);
+}
+
 static void test_too_many_clients(void **state)
 {
 	int fds[40];
@@ -933,6 +1247,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_failure_resumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_then_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_client_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cd_insert_and_eject, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cd_insert_without_descriptor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unused_descriptors_closed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_descriptor_goes_with_its_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_descriptor_closed_with_client, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_media_refused_during_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_clients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_vm_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_removed_on_stop, setup, teardown),
