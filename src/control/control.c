@@ -44,6 +44,7 @@
 #include "core/log.h"
 #include "core/media.h"
 #include "core/sandbox.h"
+#include "core/unix_socket.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
 #include "snapshot/snapshot.h"
@@ -698,39 +699,15 @@ static bool only_warn(bool is_default, int err)
  */
 static int claim_path(struct control *ctl)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, rc;
-
-	if (lstat(ctl->path, &st) < 0)
+	switch (unix_path_claim("control socket", ctl->path)) {
+	case UNIX_PATH_FREE:
 		return 0;
-	if (!S_ISSOCK(st.st_mode)) {
-		log_error("control socket %s: the file exists and is not a socket", ctl->path);
-		return -1;
-	}
-	memcpy(sa.sun_path, ctl->path, strlen(ctl->path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		log_error("control socket %s: %s", ctl->path, strerror(errno));
-		return -1;
-	}
-	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS) {
-		close(fd);
+	case UNIX_PATH_IN_USE:
 		log_error("VM %s already running (control socket %s)", ctl->vm->name, ctl->path);
 		return -1;
-	}
-	rc = errno;
-	close(fd);
-	if (rc != ECONNREFUSED) {
-		log_error("control socket %s: %s", ctl->path, strerror(rc));
+	default:
 		return -1;
 	}
-	if (unlink(ctl->path) < 0 && errno != ENOENT) {
-		log_error("control socket %s: cannot remove the stale socket: %s", ctl->path, strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 /* Binds and listens; 0, 1 when only a warning was due, -1 after logging. */

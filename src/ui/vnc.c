@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "core/unix_socket.h"
 #include "core/evloop.h"
 #include "core/input.h"
 #include "core/log.h"
@@ -1247,6 +1248,16 @@ static int listen_unix(const char *path)
 		return -1;
 	}
 	strcpy(a.sun_path, path);
+	/* A socket left by a hyve that was killed is removed; one somebody serves is not taken over. */
+	switch (unix_path_claim("vnc: UNIX socket", path)) {
+	case UNIX_PATH_FREE:
+		break;
+	case UNIX_PATH_IN_USE:
+		log_error("vnc: UNIX socket %s is in use by another process", path);
+		return -1;
+	default:
+		return -1;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
 		log_error("vnc: cannot listen on UNIX socket %s: %s", path, strerror(errno));

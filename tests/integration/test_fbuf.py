@@ -531,3 +531,34 @@ def test_port_in_use():
     assert r.returncode == 4, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "5978" in lines[0] and "in use" in lines[0], r.stderr
+
+
+def test_unix_socket_left_by_killed_hyve(workdir):
+    """A hyve killed with SIGKILL leaves its VNC socket file behind; the next hyve with the same
+    `unix=` path removes it and listens there. While a hyve serves a path, another one may not
+    take it: status 4 and one line."""
+    name = "fbuf-stale"
+    path = os.path.join(RUNDIR, "fbuf-stale.vnc")
+    g = fbuf_guest(name, f"unix={path},wait")
+    try:
+        wait_for_file(g, sock(name))
+        g.proc.send_signal(signal.SIGKILL)
+        g.proc.wait(30)
+    finally:
+        g.kill()
+    assert os.path.exists(path), "SIGKILL should have left the socket file"
+    stale = os.stat(path).st_ino
+    g = fbuf_guest(name, f"unix={path},wait")
+    try:
+        # The new hyve's socket is another file at the same path.
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) or os.stat(path).st_ino == stale:
+            assert time.monotonic() < deadline and g.proc.poll() is None, g.text_tail()
+            time.sleep(0.2)
+        RfbClient(path).close()   # the new hyve answers on the old path
+        r = run_hyve(["-s", f"5,fbuf,unix={path}", "--kernel", KERNEL, "fbuf-stale-2"])
+        assert r.returncode == 4, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and path in lines[0] and "in use" in lines[0], r.stderr
+    finally:
+        g.kill()
