@@ -102,7 +102,7 @@ struct control {
 		char path[CONTROL_PATH_MAX + 1];
 		bool then_exit;
 		bool was_paused;
-		bool live;
+		bool live, verify;
 		int rc;
 		char err[CONTROL_ERROR_MAX];
 		/* Under vm->lock, signalled on vm->cond: the worker's request and the loop's answer. */
@@ -605,7 +605,7 @@ static void live_request_event(void *opaque, uint32_t events)
 static int save(struct control *ctl)
 {
 	struct snapshot_live_ops ops = { .pause = live_pause, .resume = live_resume, .progress = live_progress,
-					 .opaque = ctl };
+					 .opaque = ctl, .verify = ctl->snap.verify };
 	struct snapshot_live_report rep;
 	int rc;
 
@@ -639,7 +639,8 @@ static void *snapshot_worker(void *arg)
 	return NULL;
 }
 
-static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, char *err, size_t errlen)
+static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, bool verify, char *err,
+		       size_t errlen)
 {
 	struct conn *c = opaque;
 	struct control *ctl = c->ctl;
@@ -650,6 +651,7 @@ static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live
 	ctl->snap.was_paused = vm_state_is(ctl->vm, VM_PAUSED);
 	/* A paused guest writes nothing: it is saved at once, as without live. */
 	ctl->snap.live = live && !ctl->snap.was_paused;
+	ctl->snap.verify = verify;
 	pthread_mutex_lock(&ctl->snap.report_lock);
 	ctl->snap.has_report = ctl->snap.live;
 	memset(&ctl->snap.report, 0, sizeof(ctl->snap.report));

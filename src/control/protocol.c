@@ -315,7 +315,8 @@ static const char *path_argument(struct json_object *obj, const char *cmd, const
 }
 
 /* Checks snapshot's arguments; NULL when they are fine, else why not. */
-static const char *snapshot_arguments(struct json_object *obj, const char **path, bool *then_exit, bool *live)
+static const char *snapshot_arguments(struct json_object *obj, const char **path, bool *then_exit, bool *live,
+				      bool *verify)
 {
 	struct json_object *v;
 	const char *why = path_argument(obj, "snapshot", path);
@@ -334,18 +335,26 @@ static const char *snapshot_arguments(struct json_object *obj, const char **path
 			return "\"live\" must be true or false";
 		*live = json_object_get_boolean(v);
 	}
+	*verify = false;
+	if (json_object_object_get_ex(obj, "verify", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return "\"verify\" must be true or false";
+		*verify = json_object_get_boolean(v);
+	}
+	if (*verify && !*live)
+		return "\"verify\" goes with \"live\"";
 	return NULL;
 }
 
 static void do_snapshot(struct request *rq)
 {
 	const char *path = NULL, *why;
-	bool then_exit = false, live = false;
+	bool then_exit = false, live = false, verify = false;
 
-	why = snapshot_arguments(rq->obj, &path, &then_exit, &live);
+	why = snapshot_arguments(rq->obj, &path, &then_exit, &live, &verify);
 	if (why) {
 		fail(rq, "%s", why);
-	} else if (rq->ops->snapshot(rq->opaque, path, then_exit, live, rq->err, sizeof(rq->err)) < 0) {
+	} else if (rq->ops->snapshot(rq->opaque, path, then_exit, live, verify, rq->err, sizeof(rq->err)) < 0) {
 		fail_action(rq);
 	} else {
 		rq->res->action = CONTROL_PENDING;
@@ -489,7 +498,7 @@ static void do_quit(struct request *rq)
 }
 
 static const char *const no_args[] = { NULL };
-static const char *const snapshot_args[] = { "path", "exit", "live", NULL };
+static const char *const snapshot_args[] = { "path", "exit", "live", "verify", NULL };
 static const char *const screenshot_args[] = { "path", NULL };
 static const char *const cd_insert_args[] = { "drive", "path", "force", NULL };
 static const char *const cd_eject_args[] = { "drive", "force", NULL };

@@ -72,12 +72,12 @@ struct control_ops {
 	int (*pause)(void *opaque, char *err, size_t errlen);
 	int (*resume)(void *opaque, char *err, size_t errlen);
 	/*
-	 * Starts saving the VM to `path` (absolute); live: while it runs
-	 * (docs/hyvectl.md). On 0 the reply is deferred:
+	 * Starts saving the VM to `path` (absolute); live: while it runs,
+	 * verify: checking the file against RAM in the pause (docs/hyvectl.md). On 0 the reply is deferred:
 	 * the caller answers later with control_reply_snapshot() or
 	 * control_reply_error().
 	 */
-	int (*snapshot)(void *opaque, const char *path, bool exit, bool live, char *err, size_t errlen);
+	int (*snapshot)(void *opaque, const char *path, bool exit, bool live, bool verify, char *err, size_t errlen);
 	/* Writes the display's picture to `path` (absolute) as PNG. */
 	int (*screenshot)(void *opaque, const char *path, char *err, size_t errlen);
 	/* Presses the ACPI power button. */

@@ -340,6 +340,34 @@ int snapw_ram_update(struct snap_writer *w, const struct snap_ram_record *rec, c
 
 static int hash_file_pages(int fd, uint64_t payload_off, uint64_t len, XXH3_state_t *st, uint8_t *buf,
 			   const volatile bool *cancel);
+static int read_exact(int fd, void *buf, size_t len, uint64_t off);
+
+int snapw_ram_compare(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t *differ,
+		      uint64_t *first)
+{
+	uint8_t *buf = malloc(IO_CHUNK);
+
+	*differ = 0;
+	*first = UINT64_MAX;
+	if (!buf)
+		return set_error(w->err, w->errlen, "out of memory");
+	for (uint64_t pos = 0; pos < rec->len; pos += IO_CHUNK) {
+		size_t n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
+		if (read_exact(w->fd, buf, n, rec->payload_off + pos) < 0) {
+			free(buf);
+			return set_error(w->err, w->errlen, "cannot read back %s: %s", rec->name, strerror(errno));
+		}
+		for (size_t p = 0; p < n; p += SNAP_PAGE_SIZE) {
+			if (memcmp(buf + p, mem + pos + p, SNAP_PAGE_SIZE) == 0)
+				continue;
+			if (*first == UINT64_MAX)
+				*first = (pos + p) / SNAP_PAGE_SIZE;
+			(*differ)++;
+		}
+	}
+	free(buf);
+	return *differ ? 1 : 0;
+}
 
 int snapw_ram_seal(struct snap_writer *w, const struct snap_ram_record *rec)
 {

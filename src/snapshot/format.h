@@ -61,6 +61,13 @@ int snapw_ram_fill(struct snap_writer *w, const struct snap_ram_record *rec, con
 /* Writes pages [first, first+count) of mem again: non-zero ones written, zero ones made holes. */
 int snapw_ram_update(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t first,
 		     uint64_t count);
+/*
+ * Compares the payload with mem (holes read as zeros): 0 when equal, 1
+ * with the number of differing pages and the first in *differ and *first,
+ * -1 with err set when it cannot be read.
+ */
+int snapw_ram_compare(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t *differ,
+		      uint64_t *first);
 /* Checksums the payload as the file holds it and writes the record's header. */
 int snapw_ram_seal(struct snap_writer *w, const struct snap_ram_record *rec);
 /* Writes the header (last, so a complete header means a complete file) and fsyncs. */

@@ -435,8 +435,24 @@ static int live_passes(struct live *l, const struct snapshot_live_ops *ops, stru
 	}
 }
 
+/* snapshot_live_ops.verify: RAM, still, against the file. */
+static int verify_live_ram(struct live *l)
+{
+	for (unsigned i = 0; i < l->vm->mem.nregions; i++) {
+		uint64_t differ, first;
+		int rc = snapw_ram_compare(l->sw, &l->ram[i], l->vm->mem.regions[i].hva, &differ, &first);
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			return set_error(l->sw->err, l->sw->errlen,
+					 "live snapshot verification: %llu pages of %s differ from guest memory, the first at page %llu",
+					 (unsigned long long)differ, l->ram[i].name, (unsigned long long)first);
+	}
+	return 0;
+}
+
 /* Paused: the last pages, then the state of every vCPU, the VM and every device. */
-static int live_pause(struct live *l, struct snapshot_live_report *rep)
+static int live_pause(struct live *l, const struct snapshot_live_ops *ops, struct snapshot_live_report *rep)
 {
 	uint64_t before = l->sw->ram_written;
 
@@ -446,6 +462,8 @@ static int live_pause(struct live *l, struct snapshot_live_report *rep)
 	if (write_dirty(l) < 0)
 		return -1;
 	rep->pause_bytes = l->sw->ram_written - before;
+	if (ops->verify && verify_live_ram(l) < 0)
+		return -1;
 	return write_state(l->vm, l->sw);
 }
 
@@ -483,7 +501,7 @@ int snapshot_save_live(struct vm *vm, const char *path, bool then_exit, const st
 			set_error(err, errlen, "the VM is shutting down");
 	}
 	if (rc == 0)
-		rc = live_pause(&l, rep);
+		rc = live_pause(&l, ops, rep);
 	if (rc == 0) {
 		/* Written in the pause: the guest may run on while the checksums are taken from the file. */
 		if (!then_exit)

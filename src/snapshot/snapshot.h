@@ -46,6 +46,12 @@ struct snapshot_live_ops {
 	/* Optional: the report so far, after each pass. */
 	void (*progress)(void *opaque, const struct snapshot_live_report *rep);
 	void *opaque;
+	/*
+	 * A testing aid: in the pause, compare all of RAM with the file and fail
+	 * the snapshot naming the first page that differs (a write the dirty
+	 * tracking missed). It reads the whole file while the guest is paused.
+	 */
+	bool verify;
 };
 
 /*

@@ -72,9 +72,11 @@ static int op_pause(void *opaque, char *err, size_t errlen)
 	return outcome(err, errlen);
 }
 
-static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, char *err, size_t errlen)
+static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, bool verify, char *err,
+		       size_t errlen)
 {
 	(void)opaque;
+	(void)verify;
 	(void)then_exit;
 	(void)live;
 	CHECK(path[0] == '/');

@@ -17,7 +17,7 @@
 static struct {
 	unsigned status, pause, resume, snapshot, poweroff, may_exit;
 	char path[CONTROL_PATH_MAX + 1];
-	bool then_exit, live;
+	bool then_exit, live, verify;
 	unsigned screenshot;
 	unsigned media_change;
 	char drive[CONTROL_DRIVE_MAX + 1];
@@ -62,8 +62,10 @@ static int op_resume(void *opaque, char *err, size_t errlen)
 	return result(err, errlen);
 }
 
-static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, char *err, size_t errlen)
+static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, bool verify, char *err,
+		       size_t errlen)
 {
+	calls.verify = verify;
 	(void)opaque;
 	calls.snapshot++;
 	snprintf(calls.path, sizeof(calls.path), "%s", path);
@@ -356,6 +358,9 @@ static void test_snapshot(void **state)
 	assert_null(handle("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"live\":true,\"exit\":true}"));
 	assert_true(calls.live);
 	assert_true(calls.then_exit);
+	assert_false(calls.verify);
+	assert_null(handle("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"live\":true,\"verify\":true}"));
+	assert_true(calls.verify);
 }
 
 static void test_snapshot_bad_arguments(void **state)
@@ -373,6 +378,7 @@ static void test_snapshot_bad_arguments(void **state)
 	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"exit\":\"yes\"}", "\"exit\" must be true or false");
 	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"exti\":true}", "unknown argument 'exti'");
 	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"live\":\"yes\"}", "\"live\" must be true or false");
+	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"verify\":true}", "\"verify\" goes with \"live\"");
 	sprintf(line, "{\"cmd\":\"snapshot\",\"path\":\"/%0*d\"}", CONTROL_PATH_MAX, 0);
 	assert_error(line, "longer than 4095");
 	sprintf(line, "{\"cmd\":\"snapshot\",\"path\":\"/%0*d\"}", CONTROL_PATH_MAX - 1, 0);
