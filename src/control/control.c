@@ -6,6 +6,11 @@
  * which runs on a worker thread so the loop stays responsive while guest
  * memory is written: the loop pauses the VM, the worker saves, and the loop
  * resumes (or ends) the VM when the worker reports through an eventfd.
+ * A live snapshot's worker starts with the VM running and has the loop
+ * pause and resume it when it is ready (another eventfd, answered on
+ * vm->cond): only the loop may pause, and a VM that ends meanwhile wakes
+ * the worker through the same condition, so it never waits for a loop that
+ * has stopped.
  *
  * Each client gets one reply per request line, in order. While a reply is
  * owed (a snapshot in progress) or too much output is queued, the client's
@@ -82,6 +87,7 @@ struct control {
 	dev_t dev;
 	ino_t ino;
 	int done_fd; /* eventfd: the snapshot worker has finished */
+	int live_fd; /* eventfd: a live snapshot's worker asks for a pause or resume (snap.want) */
 	struct conn *conns;
 	unsigned nconns;
 	struct timespec started;
@@ -97,8 +103,16 @@ struct control {
 		char path[CONTROL_PATH_MAX + 1];
 		bool then_exit;
 		bool was_paused;
+		bool live, verify;
 		int rc;
 		char err[CONTROL_ERROR_MAX];
+		/* Under vm->lock, signalled on vm->cond: the worker's request and the loop's answer. */
+		enum { LIVE_NONE, LIVE_PAUSE, LIVE_RESUME } want;
+		bool answered, answer_ok;
+		/* The live snapshot under way or the last one (report_lock): for status and the reply. */
+		pthread_mutex_t report_lock;
+		bool has_report;
+		struct snapshot_live_report report;
 	} snap;
 };
 
@@ -448,6 +462,19 @@ static int busy(struct control *ctl, char *err, size_t errlen)
 	return 0;
 }
 
+static void live_to_control(const struct snapshot_live_report *r, struct control_live_report *c)
+{
+	_Static_assert(SNAPSHOT_LIVE_MAX_PASSES <= CONTROL_LIVE_PASSES_MAX, "every pass fits the reply");
+	memset(c, 0, sizeof(*c));
+	c->passes = r->passes;
+	for (unsigned i = 0; i < r->passes && i < SNAPSHOT_LIVE_MAX_PASSES; i++)
+		c->pass_bytes[i] = r->pass_bytes[i];
+	c->pause_pages = r->pause_pages;
+	c->pause_bytes = r->pause_bytes;
+	c->pause_ms = (double)r->pause_ns / 1e6;
+	c->total_ms = (double)r->total_ns / 1e6;
+}
+
 static void op_status(void *opaque, struct control_status *st)
 {
 	struct conn *c = opaque;
@@ -466,6 +493,13 @@ static void op_status(void *opaque, struct control_status *st)
 	st->memory = vm->mem.size;
 	st->uptime = (double)(now.tv_sec - ctl->started.tv_sec) + (double)(now.tv_nsec - ctl->started.tv_nsec) / 1e9;
 	st->snapshot_in_progress = ctl->snap.running;
+	pthread_mutex_lock(&ctl->snap.report_lock);
+	if (ctl->snap.has_report) {
+		st->has_live = true;
+		st->live_in_progress = ctl->snap.running && ctl->snap.live;
+		live_to_control(&ctl->snap.report, &st->live);
+	}
+	pthread_mutex_unlock(&ctl->snap.report_lock);
 	if (display_vnc_stats(vm, &vs)) {
 		st->has_vnc = true;
 		st->vnc.clients = vs.clients;
@@ -497,6 +531,93 @@ static int op_resume(void *opaque, char *err, size_t errlen)
 	return 0;
 }
 
+/* On the worker: has the loop pause or resume the VM and waits for it; -1 when the VM ends instead. */
+static int live_ask(struct control *ctl, int want)
+{
+	struct vm *vm = ctl->vm;
+	uint64_t one = 1;
+	int rc;
+
+	pthread_mutex_lock(&vm->lock);
+	ctl->snap.want = want;
+	ctl->snap.answered = false;
+	pthread_mutex_unlock(&vm->lock);
+	if (write(ctl->live_fd, &one, sizeof(one)) < 0)
+		return -1;
+	pthread_mutex_lock(&vm->lock);
+	while (!ctl->snap.answered && vm->state != VM_EXITING)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	rc = ctl->snap.answered && ctl->snap.answer_ok ? 0 : -1;
+	pthread_mutex_unlock(&vm->lock);
+	return rc;
+}
+
+static int live_pause(void *opaque)
+{
+	return live_ask(opaque, LIVE_PAUSE);
+}
+
+static void live_resume(void *opaque)
+{
+	live_ask(opaque, LIVE_RESUME);
+}
+
+static void live_progress(void *opaque, const struct snapshot_live_report *rep)
+{
+	struct control *ctl = opaque;
+
+	pthread_mutex_lock(&ctl->snap.report_lock);
+	ctl->snap.report = *rep;
+	ctl->snap.has_report = true;
+	pthread_mutex_unlock(&ctl->snap.report_lock);
+}
+
+/* On the loop: what the live worker asked for. */
+static void live_request_event(void *opaque, uint32_t events)
+{
+	struct control *ctl = opaque;
+	struct vm *vm = ctl->vm;
+	uint64_t count;
+	int want;
+	bool ok = true;
+
+	(void)events;
+	if (read(ctl->live_fd, &count, sizeof(count)) < 0)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	want = ctl->snap.want;
+	ctl->snap.want = LIVE_NONE;
+	pthread_mutex_unlock(&vm->lock);
+	if (want == LIVE_PAUSE) {
+		vm_pause(vm);
+		ok = vm_state_is(vm, VM_PAUSED);
+	} else if (want == LIVE_RESUME) {
+		vm_resume(vm);
+	} else {
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	ctl->snap.answered = true;
+	ctl->snap.answer_ok = ok;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static int save(struct control *ctl)
+{
+	struct snapshot_live_ops ops = { .pause = live_pause, .resume = live_resume, .progress = live_progress,
+					 .opaque = ctl, .verify = ctl->snap.verify };
+	struct snapshot_live_report rep;
+	int rc;
+
+	if (!ctl->snap.live)
+		return snapshot_save(ctl->vm, ctl->snap.path, ctl->snap.err, sizeof(ctl->snap.err));
+	rc = snapshot_save_live(ctl->vm, ctl->snap.path, ctl->snap.then_exit, &ops, &rep, ctl->snap.err,
+				sizeof(ctl->snap.err));
+	live_progress(ctl, &rep);
+	return rc;
+}
+
 static void *snapshot_worker(void *arg)
 {
 	struct control *ctl = arg;
@@ -508,7 +629,7 @@ static void *snapshot_worker(void *arg)
 		ctl->snap.rc = -1;
 		snprintf(ctl->snap.err, sizeof(ctl->snap.err), "cannot confine the snapshot writer");
 	} else {
-		ctl->snap.rc = snapshot_save(ctl->vm, ctl->snap.path, ctl->snap.err, sizeof(ctl->snap.err));
+		ctl->snap.rc = save(ctl);
 	}
 	if (ctl->snap.rc < 0 && !ctl->snap.err[0])
 		snprintf(ctl->snap.err, sizeof(ctl->snap.err), "cannot write the snapshot");
@@ -519,7 +640,8 @@ static void *snapshot_worker(void *arg)
 	return NULL;
 }
 
-static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err, size_t errlen)
+static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, bool verify, char *err,
+		       size_t errlen)
 {
 	struct conn *c = opaque;
 	struct control *ctl = c->ctl;
@@ -528,11 +650,20 @@ static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err
 	if (busy(ctl, err, errlen) < 0)
 		return -1;
 	ctl->snap.was_paused = vm_state_is(ctl->vm, VM_PAUSED);
+	/* A paused guest writes nothing: it is saved at once, as without live. */
+	ctl->snap.live = live && !ctl->snap.was_paused;
+	ctl->snap.verify = verify;
+	pthread_mutex_lock(&ctl->snap.report_lock);
+	ctl->snap.has_report = ctl->snap.live;
+	memset(&ctl->snap.report, 0, sizeof(ctl->snap.report));
+	pthread_mutex_unlock(&ctl->snap.report_lock);
 	/*
 	 * Paused here, not on the worker: vm_pause() kicks vCPU threads, which
 	 * is only safe while the loop runs (they are joined after it stops).
+	 * A live snapshot's worker has the loop pause later (live_ask()).
 	 */
-	vm_pause(ctl->vm);
+	if (!ctl->snap.live)
+		vm_pause(ctl->vm);
 	if (vm_state_is(ctl->vm, VM_EXITING)) {
 		snprintf(err, errlen, "the VM is shutting down");
 		return -1;
@@ -553,10 +684,33 @@ static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err
 	return 0;
 }
 
+/* The live snapshot's report for the reply and the log; NULL for an ordinary snapshot. */
+static const struct control_live_report *finished_live(struct control *ctl, struct control_live_report *out)
+{
+	char passes[CONTROL_LIVE_PASSES_MAX * 24] = "";
+	size_t used = 0;
+
+	if (!ctl->snap.live)
+		return NULL;
+	pthread_mutex_lock(&ctl->snap.report_lock);
+	live_to_control(&ctl->snap.report, out);
+	pthread_mutex_unlock(&ctl->snap.report_lock);
+	for (unsigned i = 0; i < out->passes && i < CONTROL_LIVE_PASSES_MAX && used < sizeof(passes); i++)
+		used += (size_t)snprintf(passes + used, sizeof(passes) - used, "%s%llu", i ? " " : "",
+					 (unsigned long long)(out->pass_bytes[i] >> 10));
+	if (ctl->snap.rc == 0)
+		log_info("live snapshot %s: %u passes while running (KiB: %s), pause %.3f ms for %llu dirty pages (%llu KiB) and the devices, %.3f ms in all",
+			 ctl->snap.path, out->passes, passes, out->pause_ms, (unsigned long long)out->pause_pages,
+			 (unsigned long long)(out->pause_bytes >> 10), out->total_ms);
+	return out;
+}
+
 static void snapshot_done_event(void *opaque, uint32_t events)
 {
 	struct control *ctl = opaque;
 	struct conn *c = ctl->snap.conn;
+	struct control_live_report report;
+	const struct control_live_report *live;
 	uint64_t count;
 	size_t len;
 
@@ -566,10 +720,11 @@ static void snapshot_done_event(void *opaque, uint32_t events)
 	pthread_join(ctl->snap.thread, NULL);
 	ctl->snap.running = false;
 	ctl->snap.conn = NULL;
+	live = finished_live(ctl, &report);
 	if (ctl->snap.rc == 0 && ctl->snap.then_exit) {
 		/* The VM stays paused until it ends, so nothing happens after the saved state. */
 		if (c) {
-			len = control_reply_snapshot(&ctl->snap.id, ctl->snap.path, "exiting", ctl->reply);
+			len = control_reply_snapshot(&ctl->snap.id, ctl->snap.path, "exiting", live, ctl->reply);
 			c->pending = false;
 			if (queue(c, ctl->reply, len) < 0)
 				c = NULL;
@@ -577,7 +732,8 @@ static void snapshot_done_event(void *opaque, uint32_t events)
 		exit_after_reply(ctl, c, HYVE_EXIT_POWEROFF);
 		return;
 	}
-	if (!ctl->snap.was_paused)
+	/* A live snapshot's writer has resumed the VM itself, unless it failed while the VM was paused. */
+	if (!ctl->snap.was_paused && vm_state_is(ctl->vm, VM_PAUSED))
 		vm_resume(ctl->vm);
 	if (ctl->snap.rc < 0)
 		log_warn("snapshot to %s failed: %s", ctl->snap.path, ctl->snap.err);
@@ -586,7 +742,7 @@ static void snapshot_done_event(void *opaque, uint32_t events)
 	c->pending = false;
 	if (ctl->snap.rc == 0)
 		len = control_reply_snapshot(&ctl->snap.id, ctl->snap.path, ctl->snap.was_paused ? "paused" : "running",
-					     ctl->reply);
+					     live, ctl->reply);
 	else
 		len = control_reply_error(&ctl->snap.id, ctl->snap.err, ctl->reply);
 	if (queue(c, ctl->reply, len) < 0) {
@@ -772,6 +928,9 @@ static void free_control(struct control *ctl)
 		close(ctl->listen_fd);
 	if (ctl->done_fd >= 0)
 		close(ctl->done_fd);
+	if (ctl->live_fd >= 0)
+		close(ctl->live_fd);
+	pthread_mutex_destroy(&ctl->snap.report_lock);
 	free(ctl);
 }
 
@@ -798,7 +957,8 @@ int control_start(struct vm *vm, struct control **out)
 		return -1;
 	}
 	ctl->vm = vm;
-	ctl->listen_fd = ctl->done_fd = -1;
+	ctl->listen_fd = ctl->done_fd = ctl->live_fd = -1;
+	pthread_mutex_init(&ctl->snap.report_lock, NULL);
 	if (is_default) {
 		if (!*vm->name || strchr(vm->name, '/')) {
 			log_error("VM name '%s' cannot name a control socket: set control.socket", vm->name);
@@ -821,7 +981,9 @@ int control_start(struct vm *vm, struct control **out)
 		return rc > 0 ? 0 : -1;
 	}
 	ctl->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ctl->live_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ctl->done_fd < 0 || evloop_add(vm->loop, ctl->done_fd, EPOLLIN, snapshot_done_event, ctl) < 0 ||
+	    ctl->live_fd < 0 || evloop_add(vm->loop, ctl->live_fd, EPOLLIN, live_request_event, ctl) < 0 ||
 	    evloop_add(vm->loop, ctl->listen_fd, EPOLLIN, accept_event, ctl) < 0) {
 		log_error("control socket %s: %s", ctl->path, strerror(errno));
 		control_stop(ctl);
@@ -865,6 +1027,8 @@ void control_stop(struct control *ctl)
 		close_conn(ctl->conns);
 	if (ctl->done_fd >= 0)
 		evloop_del(ctl->vm->loop, ctl->done_fd);
+	if (ctl->live_fd >= 0)
+		evloop_del(ctl->vm->loop, ctl->live_fd);
 	if (ctl->listen_fd >= 0) {
 		evloop_del(ctl->vm->loop, ctl->listen_fd);
 		/* Only our own socket: another VM may have replaced a file we lost. */

@@ -148,13 +148,47 @@ size_t control_reply_error(const struct control_id *id, const char *msg, char *o
 	return reply_end(&r, out);
 }
 
-size_t control_reply_snapshot(const struct control_id *id, const char *path, const char *state, char *out)
+/* Milliseconds with three decimals, as uptime is written. */
+static struct json_object *json_ms(double ms)
+{
+	char text[32];
+
+	if (!(ms >= 0 && ms < 1e12))
+		ms = 0;
+	snprintf(text, sizeof(text), "%.3f", ms);
+	return json_object_new_double_s(ms, text);
+}
+
+static struct json_object *live_report(const struct control_live_report *live, bool in_progress)
+{
+	struct json_object *o = json_object_new_object(), *passes = json_object_new_array();
+	unsigned n = live->passes < CONTROL_LIVE_PASSES_MAX ? live->passes : CONTROL_LIVE_PASSES_MAX;
+
+	for (unsigned i = 0; i < n; i++)
+		json_object_array_add(passes, json_object_new_uint64(live->pass_bytes[i]));
+	if (in_progress)
+		json_object_object_add(o, "in_progress", json_object_new_boolean(true));
+	json_object_object_add(o, "passes", json_object_new_int64(live->passes));
+	json_object_object_add(o, "pass_bytes", passes);
+	if (!in_progress) {
+		json_object_object_add(o, "pause_pages", json_object_new_uint64(live->pause_pages));
+		json_object_object_add(o, "pause_bytes", json_object_new_uint64(live->pause_bytes));
+		json_object_object_add(o, "pause_ms", json_ms(live->pause_ms));
+		json_object_object_add(o, "total_ms", json_ms(live->total_ms));
+	}
+	return o;
+}
+
+size_t control_reply_snapshot(const struct control_id *id, const char *path, const char *state,
+			      const struct control_live_report *live, char *out)
 {
 	struct reply r;
 
 	reply_begin(&r, true, id);
 	reply_add_text(&r, "path", path, CONTROL_PATH_MAX);
 	reply_add(&r, "state", json_object_new_string(state));
+	if (live)
+		reply_add(&r, "live", live_report(live, false));
 	return reply_end(&r, out);
 }
 
@@ -228,6 +262,8 @@ static void do_status(struct request *rq)
 	reply_add(&r, "memory", json_object_new_uint64(st.memory));
 	reply_add(&r, "uptime", json_object_new_double_s(st.uptime, uptime));
 	reply_add(&r, "snapshot_in_progress", json_object_new_boolean(st.snapshot_in_progress));
+	if (st.has_live)
+		reply_add(&r, "live_snapshot", live_report(&st.live, st.live_in_progress));
 	if (st.has_vnc)
 		reply_add(&r, "vnc", vnc_status(&st));
 	rq->res->len = reply_end(&r, rq->out);
@@ -279,7 +315,8 @@ static const char *path_argument(struct json_object *obj, const char *cmd, const
 }
 
 /* Checks snapshot's arguments; NULL when they are fine, else why not. */
-static const char *snapshot_arguments(struct json_object *obj, const char **path, bool *then_exit)
+static const char *snapshot_arguments(struct json_object *obj, const char **path, bool *then_exit, bool *live,
+				      bool *verify)
 {
 	struct json_object *v;
 	const char *why = path_argument(obj, "snapshot", path);
@@ -292,18 +329,32 @@ static const char *snapshot_arguments(struct json_object *obj, const char **path
 			return "\"exit\" must be true or false";
 		*then_exit = json_object_get_boolean(v);
 	}
+	*live = false;
+	if (json_object_object_get_ex(obj, "live", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return "\"live\" must be true or false";
+		*live = json_object_get_boolean(v);
+	}
+	*verify = false;
+	if (json_object_object_get_ex(obj, "verify", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return "\"verify\" must be true or false";
+		*verify = json_object_get_boolean(v);
+	}
+	if (*verify && !*live)
+		return "\"verify\" goes with \"live\"";
 	return NULL;
 }
 
 static void do_snapshot(struct request *rq)
 {
 	const char *path = NULL, *why;
-	bool then_exit = false;
+	bool then_exit = false, live = false, verify = false;
 
-	why = snapshot_arguments(rq->obj, &path, &then_exit);
+	why = snapshot_arguments(rq->obj, &path, &then_exit, &live, &verify);
 	if (why) {
 		fail(rq, "%s", why);
-	} else if (rq->ops->snapshot(rq->opaque, path, then_exit, rq->err, sizeof(rq->err)) < 0) {
+	} else if (rq->ops->snapshot(rq->opaque, path, then_exit, live, verify, rq->err, sizeof(rq->err)) < 0) {
 		fail_action(rq);
 	} else {
 		rq->res->action = CONTROL_PENDING;
@@ -447,7 +498,7 @@ static void do_quit(struct request *rq)
 }
 
 static const char *const no_args[] = { NULL };
-static const char *const snapshot_args[] = { "path", "exit", NULL };
+static const char *const snapshot_args[] = { "path", "exit", "live", "verify", NULL };
 static const char *const screenshot_args[] = { "path", NULL };
 static const char *const cd_insert_args[] = { "drive", "path", "force", NULL };
 static const char *const cd_eject_args[] = { "drive", "force", NULL };

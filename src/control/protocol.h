@@ -36,6 +36,15 @@ struct control_id {
 	char str[CONTROL_ID_MAX + 1];
 };
 
+/* What a live snapshot reports (docs/hyvectl.md): its passes while the guest ran, then the pause. */
+#define CONTROL_LIVE_PASSES_MAX 16
+struct control_live_report {
+	unsigned passes;
+	uint64_t pass_bytes[CONTROL_LIVE_PASSES_MAX]; /* RAM bytes written by each pass */
+	uint64_t pause_pages, pause_bytes;            /* pages written again in the pause, and their bytes */
+	double pause_ms, total_ms;
+};
+
 struct control_status {
 	const char *name;
 	const char *state;     /* "running", "paused", "waiting" (vCPUs held, vm_hold_start()) or "exiting" */
@@ -43,6 +52,10 @@ struct control_status {
 	uint64_t memory;       /* guest RAM bytes */
 	double uptime;         /* seconds since the VM started */
 	bool snapshot_in_progress;
+	/* The live snapshot under way (in progress: passes so far, no pause yet) or the last one. */
+	bool has_live;
+	bool live_in_progress;
+	struct control_live_report live;
 	bool has_vnc;          /* the display's VNC server counters follow */
 	struct {
 		unsigned clients;
@@ -59,11 +72,12 @@ struct control_ops {
 	int (*pause)(void *opaque, char *err, size_t errlen);
 	int (*resume)(void *opaque, char *err, size_t errlen);
 	/*
-	 * Starts saving the VM to `path` (absolute). On 0 the reply is deferred:
+	 * Starts saving the VM to `path` (absolute); live: while it runs,
+	 * verify: checking the file against RAM in the pause (docs/hyvectl.md). On 0 the reply is deferred:
 	 * the caller answers later with control_reply_snapshot() or
 	 * control_reply_error().
 	 */
-	int (*snapshot)(void *opaque, const char *path, bool exit, char *err, size_t errlen);
+	int (*snapshot)(void *opaque, const char *path, bool exit, bool live, bool verify, char *err, size_t errlen);
 	/* Writes the display's picture to `path` (absolute) as PNG. */
 	int (*screenshot)(void *opaque, const char *path, char *err, size_t errlen);
 	/* Presses the ACPI power button. */
@@ -115,7 +129,11 @@ void control_handle_line(const struct control_ops *ops, void *opaque, const char
 
 /* Reply lines for deferred commands and for the server's own errors; return the length. */
 size_t control_reply_error(const struct control_id *id, const char *msg, char *reply);
-/* A finished snapshot: state is what the VM does next ("running", "paused" or "exiting"). */
-size_t control_reply_snapshot(const struct control_id *id, const char *path, const char *state, char *reply);
+/*
+ * A finished snapshot: state is what the VM does next ("running", "paused"
+ * or "exiting"); live: the live snapshot's report, or NULL.
+ */
+size_t control_reply_snapshot(const struct control_id *id, const char *path, const char *state,
+			      const struct control_live_report *live, char *reply);
 
 #endif

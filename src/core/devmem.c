@@ -1,6 +1,7 @@
 #include "devmem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <linux/kvm.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -110,5 +111,69 @@ int vm_ram_hole(struct vm *vm, uint64_t gpa, uint64_t size)
 			  (unsigned long long)size, strerror(errno));
 		return -1;
 	}
+	vm->ram_slots[0].size = gpa - r->gpa;
+	vm->ram_slots[vm->nram_slots++] = (struct vm_ram_slot){ .slot = RAM_TAIL_SLOT, .gpa = end,
+								 .size = r->gpa + r->size - end,
+								 .hva = r->hva + (end - r->gpa) };
+	return 0;
+}
+
+int vm_ram_track_dirty(struct vm *vm, bool on)
+{
+	int rc = 0;
+
+	/* Device writes first on, last off: no write falls between the two logs. */
+	if (on && mem_track_dirty(&vm->mem, true) < 0) {
+		log_error("out of memory for the dirty page bitmap");
+		return -1;
+	}
+	for (unsigned i = 0; i < vm->nram_slots; i++) {
+		const struct vm_ram_slot *s = &vm->ram_slots[i];
+		if (set_slot(vm, (int)s->slot, s->gpa, s->hva, s->size, on ? KVM_MEM_LOG_DIRTY_PAGES : 0) < 0) {
+			log_error("cannot %s dirty logging of guest RAM at 0x%llx: %s", on ? "start" : "stop",
+				  (unsigned long long)s->gpa, strerror(errno));
+			rc = -1;
+		}
+	}
+	if (!on || rc < 0)
+		mem_track_dirty(&vm->mem, false);
+	return rc;
+}
+
+int vm_ram_take_dirty(struct vm *vm, uint64_t *bitmap)
+{
+	uint64_t *log = NULL;
+	size_t cap = 0;
+
+	mem_take_dirty(&vm->mem, bitmap);
+	for (unsigned i = 0; i < vm->nram_slots; i++) {
+		const struct vm_ram_slot *s = &vm->ram_slots[i];
+		uint64_t pages = s->size / 4096, words = (pages + 63) / 64, first = (uint64_t)(s->hva - vm->mem.base) / 4096;
+		struct kvm_dirty_log dl = { .slot = s->slot };
+		if (words * sizeof(*log) > cap) {
+			free(log);
+			cap = words * sizeof(*log);
+			log = malloc(cap);
+			if (!log) {
+				log_error("out of memory for the dirty log");
+				return -1;
+			}
+		}
+		memset(log, 0, words * sizeof(*log));
+		dl.dirty_bitmap = log;
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &dl) < 0) {
+			log_error("cannot read the dirty log of guest RAM at 0x%llx: %s", (unsigned long long)s->gpa,
+				  strerror(errno));
+			free(log);
+			return -1;
+		}
+		for (uint64_t w = 0; w < words; w++) {
+			for (uint64_t bits = log[w]; bits; bits &= bits - 1) {
+				uint64_t page = first + w * 64 + (uint64_t)__builtin_ctzll(bits);
+				bitmap[page / 64] |= 1ULL << (page % 64);
+			}
+		}
+	}
+	free(log);
 	return 0;
 }

@@ -59,4 +59,20 @@ int vm_ram_hole(struct vm *vm, uint64_t gpa, uint64_t size);
  */
 int vm_devmem_dirty_log(struct vm *vm, int slot, uint64_t *bitmap);
 
+/*
+ * Live snapshots (src/snapshot/snapshot.c): KVM's dirty log on every RAM
+ * slot (vCPU writes) and the device-write marks of mem_mark_dirty()
+ * (core/memory.h), on or off together. 0, or -1 after logging.
+ */
+int vm_ram_track_dirty(struct vm *vm, bool on);
+/*
+ * ORs into bitmap (a bit per 4 KiB page of the one RAM mapping,
+ * vm->mem.base up: mem_page_words() words) every page written since the
+ * last call or since tracking began, and starts over. KVM reads and clears
+ * its log in one step, and device marks are taken by exchange, so a write
+ * racing with the call lands in this call's set or the next. 0, or -1
+ * after logging.
+ */
+int vm_ram_take_dirty(struct vm *vm, uint64_t *bitmap);
+
 #endif

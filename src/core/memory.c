@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -58,6 +59,63 @@ void mem_free(struct guest_memory *mem)
 	if (mem->base)
 		munmap(mem->base, mem->size);
 	mem->base = NULL;
+	free(mem->dirty);
+	mem->dirty = NULL;
+}
+
+#define PAGE_SHIFT 12
+
+bool mem_tracking(const struct guest_memory *mem)
+{
+	/*
+	 * The write came first: the fence keeps it from passing the load below,
+	 * so a writer that finds tracking off wrote before tracking began, and
+	 * the snapshot's first pass, which starts after, copies it.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&mem->tracking, __ATOMIC_ACQUIRE);
+}
+
+void mem_mark_dirty(const struct guest_memory *mem, const void *hva, uint64_t len)
+{
+	const uint8_t *p = hva;
+	uint64_t first, last;
+
+	if (!mem_tracking(mem) || !len || !mem->base || p < mem->base ||
+	    (uint64_t)(p - mem->base) >= mem->size)
+		return;
+	first = (uint64_t)(p - mem->base) >> PAGE_SHIFT;
+	last = ((uint64_t)(p - mem->base) + (len < mem->size ? len : mem->size) - 1) >> PAGE_SHIFT;
+	if (last >= mem->size >> PAGE_SHIFT)
+		last = (mem->size >> PAGE_SHIFT) - 1;
+	for (uint64_t page = first; page <= last; page++)
+		__atomic_fetch_or(&mem->dirty[page / 64], 1ULL << (page % 64), __ATOMIC_RELAXED);
+}
+
+int mem_track_dirty(struct guest_memory *mem, bool on)
+{
+	if (on && !mem->dirty) {
+		mem->dirty = calloc(mem_page_words(mem), sizeof(*mem->dirty));
+		if (!mem->dirty)
+			return -1;
+	}
+	/* Seq-cst, paired with mem_mark_dirty()'s fence: see there. */
+	__atomic_store_n(&mem->tracking, on, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+uint64_t mem_take_dirty(struct guest_memory *mem, uint64_t *bitmap)
+{
+	uint64_t n = 0;
+
+	if (!mem->dirty)
+		return 0;
+	for (uint64_t i = 0; i < mem_page_words(mem); i++) {
+		uint64_t bits = __atomic_exchange_n(&mem->dirty[i], 0, __ATOMIC_ACQ_REL);
+		bitmap[i] |= bits;
+		n += (uint64_t)__builtin_popcountll(bits);
+	}
+	return n;
 }
 
 void *mem_gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)

@@ -26,6 +26,13 @@ struct guest_memory {
 	uint64_t size;       /* total RAM bytes */
 	uint8_t *base;       /* one host mapping of all guest RAM */
 	bool file_backed;    /* RAM was mapped from a snapshot file, not anonymous memory */
+	/*
+	 * Pages hyve itself wrote (device DMA) while a live snapshot tracks
+	 * them (mem_mark_dirty()): a bit per 4 KiB page of `base`, allocated
+	 * the first time tracking starts and kept until mem_free().
+	 */
+	bool tracking;
+	uint64_t *dirty;
 	unsigned nregions;
 	struct mem_region regions[MEM_MAX_REGIONS];
 };
@@ -44,6 +51,30 @@ void mem_free(struct guest_memory *mem);
  * region, else NULL. Every guest-supplied address goes through here.
  */
 void *mem_gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+/*
+ * Device writes to guest RAM: every path that writes guest memory from
+ * host code (virtqueue buffers and rings, AHCI, xHCI, fw_cfg DMA, a
+ * reset's reload) calls this after the write, with the host range it
+ * wrote. KVM's dirty log sees only what vCPUs write in guest mode; a live
+ * snapshot (src/snapshot/live.c) takes these marks with it. Ranges outside
+ * RAM are ignored; a no-op unless a live snapshot is tracking.
+ */
+void mem_mark_dirty(const struct guest_memory *mem, const void *hva, uint64_t len);
+/* Whether a live snapshot tracks device writes (after a fence: call it after the write, as mem_mark_dirty()). */
+bool mem_tracking(const struct guest_memory *mem);
+/* Starts (allocating the bitmap once) or stops tracking; 0, or -1 when out of memory. */
+int mem_track_dirty(struct guest_memory *mem, bool on);
+/* Words (uint64_t) of a bitmap with a bit per 4 KiB page of RAM. */
+static inline uint64_t mem_page_words(const struct guest_memory *mem)
+{
+	return ((mem->size >> 12) + 63) / 64;
+}
+/*
+ * ORs the marked pages into bitmap (a bit per page of the RAM mapping) and
+ * clears them; returns how many were marked.
+ */
+uint64_t mem_take_dirty(struct guest_memory *mem, uint64_t *bitmap);
+
 /* RAM bytes below 4 GiB / above it. */
 uint64_t mem_lowmem_size(const struct guest_memory *mem);
 uint64_t mem_highmem_size(const struct guest_memory *mem);

@@ -255,6 +255,8 @@ static int do_reset(struct vm_reset *rs, char *err, size_t errlen)
 			return -1;
 	if (rs->boot_again && rs->boot_again(vm) < 0)
 		return set_error(err, errlen, "cannot load the boot again");
+	/* The boot loaders write guest RAM from here: a live snapshot under way copies all of it again. */
+	mem_mark_dirty(&vm->mem, vm->mem.base, vm->mem.size);
 	return 0;
 }
 

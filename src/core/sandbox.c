@@ -345,11 +345,16 @@ static void allow_snapshot(struct builder *b)
 		SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(close), SCMP_SYS(rename), SCMP_SYS(unlink),
 		SCMP_SYS(getrandom), /* mkostemp()'s name */
 		SCMP_SYS(newfstatat), /* virtio-blk records its disk's size */
+		/* a live snapshot: pages the guest zeroed become holes again; the file read back for checksums */
+		SCMP_SYS(fallocate), SCMP_SYS(lseek),
 	};
+	/* a live snapshot turns dirty logging of the RAM slots on and off and reads the logs */
+	static const unsigned long live_ioctls[] = { KVM_SET_USER_MEMORY_REGION, KVM_GET_DIRTY_LOG };
 
 	ALLOW_ALL(b, calls);
 	allow_new_files(b);
 	ALLOW_IOCTLS(b, snapshot_ioctls);
+	ALLOW_IOCTLS(b, live_ioctls);
 }
 
 static void allow_verifier(struct builder *b)
@@ -395,6 +400,8 @@ static void allow_main(struct builder *b)
 		SCMP_SYS(unlink),
 		/* starting a snapshot writer thread */
 		SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+		/* a live snapshot's writer (its filter adds to this one): holes punched again, the file read back */
+		SCMP_SYS(fallocate), SCMP_SYS(lseek),
 	};
 
 	ALLOW_ALL(b, calls);

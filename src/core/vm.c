@@ -125,6 +125,8 @@ static int setup_memory(struct vm *vm)
 			log_error("cannot give guest memory to KVM: %s", strerror(errno));
 			return -1;
 		}
+		vm->ram_slots[vm->nram_slots++] = (struct vm_ram_slot){ .slot = i, .gpa = r->gpa, .size = r->size,
+									 .hva = r->hva };
 	}
 	return 0;
 }

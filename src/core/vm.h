@@ -60,6 +60,13 @@ struct vm {
 	struct input_router *input;      /* keyboard and pointer sinks (core/input.h) */
 	struct media_drive *media_drives; /* removable media drives by name, main thread only (core/media.h) */
 	atomic_uint devmem_slots;        /* KVM slots in use for device memory, a bit each (core/devmem.h) */
+	/* The KVM slots that hold RAM (a region each; two for region 0 around a hole, vm_ram_hole()). */
+	struct vm_ram_slot {
+		uint32_t slot;
+		uint64_t gpa, size;
+		uint8_t *hva;
+	} ram_slots[MEM_MAX_REGIONS + 1];
+	unsigned nram_slots;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;         /* signalled on run-state and pause changes */

@@ -177,6 +177,7 @@ static bool dma_read(struct fw_cfg *s, uint64_t gpa, uint32_t length)
 	if (n)
 		memcpy(dst, it.data + start, n);
 	memset(dst + n, 0, length - n);
+	mem_mark_dirty(&s->vm->mem, dst, length);
 	return true;
 }
 
@@ -210,6 +211,7 @@ static void dma_request(struct fw_cfg *s, uint64_t desc_gpa)
 	memcpy(copy, desc, sizeof(copy));
 	ok = dma_run(s, get_be32(copy), get_be32(copy + 4), get_be64(copy + 8));
 	put_be(desc, ok ? 0 : FW_CFG_DMA_ERROR, 4);
+	mem_mark_dirty(&s->vm->mem, desc, 4);
 }
 
 /* 0x510: selector (16-bit writes); 0x511: data (byte reads). Other accesses do nothing. */

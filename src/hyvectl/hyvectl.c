@@ -44,6 +44,9 @@ static void usage(FILE *out)
 		"  snapshot FILE      save the VM to FILE and keep it running (--checkpoint=FILE)\n"
 		"  snapshot FILE --exit\n"
 		"                     save the VM to FILE, then end it with status 1 (--suspend=FILE)\n"
+		"  snapshot FILE --live [--exit]\n"
+		"                     write RAM while the guest runs, pause only for the rest; prints the\n"
+		"                     passes and the pause as JSON\n"
 		"  poweroff           press the ACPI power button: the guest shuts down\n"
 		"  reset              end the VM at once with status 0, to be restarted (--force-reset)\n"
 		"  quit               end the VM at once with status 1 (--force-poweroff)\n"
@@ -82,6 +85,7 @@ struct args {
 	const char *file;
 	const char *drive; /* cd-insert, cd-eject */
 	bool then_exit;
+	bool live;
 	bool force;
 	bool json;
 };
@@ -99,13 +103,14 @@ static bool set_cmd(struct args *a, const char *cmd, const char *file, bool then
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	enum { OPT_VM = 256, OPT_SOCKET, OPT_JSON, OPT_EXIT, OPT_FORCE, OPT_CHECKPOINT, OPT_SUSPEND, OPT_RESET,
-	       OPT_POWEROFF };
+	enum { OPT_VM = 256, OPT_SOCKET, OPT_JSON, OPT_EXIT, OPT_LIVE, OPT_FORCE, OPT_CHECKPOINT, OPT_SUSPEND,
+	       OPT_RESET, OPT_POWEROFF };
 	static const struct option longopts[] = {
 		{ "vm", required_argument, NULL, OPT_VM },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "exit", no_argument, NULL, OPT_EXIT },
+		{ "live", no_argument, NULL, OPT_LIVE },
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
 		{ "suspend", required_argument, NULL, OPT_SUSPEND },
@@ -115,7 +120,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const simple[] = { "status", "pause", "resume", "poweroff", "reset", "quit" };
-	bool exit_flag = false, force_flag = false, known = false;
+	bool exit_flag = false, live_flag = false, force_flag = false, known = false;
 	int opt, nargs;
 
 	opterr = 0;
@@ -133,6 +138,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_EXIT:
 			exit_flag = true;
+			break;
+		case OPT_LIVE:
+			live_flag = true;
 			break;
 		case OPT_FORCE:
 			force_flag = true;
@@ -201,6 +209,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 			return usage_error("--exit goes with snapshot only");
 		a->then_exit = true;
 	}
+	if (live_flag) {
+		if (strcmp(a->cmd, "snapshot") != 0)
+			return usage_error("--live goes with snapshot only");
+		a->live = true;
+	}
 	if (force_flag) {
 		if (!a->drive)
 			return usage_error("--force goes with cd-insert and cd-eject only");
@@ -262,6 +275,8 @@ static char *request_line(const struct args *a)
 		free(path);
 		if (a->then_exit)
 			json_object_object_add(req, "exit", json_object_new_boolean(true));
+		if (a->live)
+			json_object_object_add(req, "live", json_object_new_boolean(true));
 	}
 	if (a->drive) {
 		json_object_object_add(req, "drive", json_object_new_string(a->drive));
@@ -424,6 +439,9 @@ static int show_reply(const struct args *a, const char *path, const char *line)
 		json_object_object_del(reply, "id");
 		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else if (a->live && json_object_object_get_ex(reply, "live", &err)) {
+		/* The passes and the pause: what a live snapshot is for. */
+		printf("%s\n", json_object_to_json_string_ext(err, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
 	}
 	json_object_put(reply);
 	if (fflush(stdout) != 0)

@@ -161,8 +161,10 @@ static void guest_write(struct ahci *h, uint64_t gpa, const void *src, size_t le
 {
 	void *dst = mem_gpa_to_hva(&h->vm->mem, gpa, len);
 
-	if (dst)
+	if (dst) {
 		memcpy(dst, src, len);
+		mem_mark_dirty(&h->vm->mem, dst, len);
+	}
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -685,6 +687,9 @@ static void run_one(struct ahci *h, struct ahci_port *pt)
 	bool is_command = !c.bad_memory && c.cfis[0] == FIS_H2D && (c.cfis[1] & 0x80);
 	if (is_command)
 		execute(pt, &c, &r);
+	/* A live snapshot copies what the command may have written (core/memory.h); before a pause can begin. */
+	for (unsigned i = 0; is_command && i < c.sg.n && mem_tracking(&h->vm->mem); i++)
+		mem_mark_dirty(&h->vm->mem, c.sg.iov[i].iov_base, c.sg.iov[i].iov_len);
 	pthread_mutex_lock(&h->lock);
 	if (c.bad_memory)
 		fail_memory(h, pt, &c);

@@ -76,18 +76,22 @@ void snapw_init(struct snap_writer *w, int fd, char *err, size_t errlen)
 	*w = (struct snap_writer){ .fd = fd, .offset = SNAP_HEADER_SIZE, .err = err, .errlen = errlen };
 }
 
-/* Writes the record header for a payload of len bytes; returns the payload's absolute offset. */
-static int write_record_header(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags,
-			       uint64_t len, uint64_t checksum, uint64_t *payload_off)
+/* Offset of the payload of a record whose header starts at start. */
+static uint64_t payload_offset(uint64_t start, const char *name, uint16_t flags)
+{
+	return align_up(start + REC_HEADER_SIZE + strlen(name), (flags & SNAP_REC_RAW) ? SNAP_PAGE_SIZE : 8);
+}
+
+/* Writes the header of a record at start for a payload of len bytes; returns the payload's absolute offset. */
+static int write_header_at(struct snap_writer *w, uint64_t start, const char *name, uint32_t version, uint16_t flags,
+			   uint64_t len, uint64_t checksum, uint64_t *payload_off)
 {
 	uint8_t hdr[REC_HEADER_SIZE + 256] = { 0 };
 	size_t nlen = strlen(name);
-	uint64_t align = (flags & SNAP_REC_RAW) ? SNAP_PAGE_SIZE : 8;
-	uint64_t start = w->offset;
 
 	if (nlen == 0 || nlen > 255)
 		return set_error(w->err, w->errlen, "invalid record name '%s'", name);
-	*payload_off = align_up(start + REC_HEADER_SIZE + nlen, align);
+	*payload_off = payload_offset(start, name, flags);
 	memcpy(hdr, REC_MAGIC, 4);
 	put16(hdr + 4, flags);
 	put16(hdr + 6, (uint16_t)nlen);
@@ -108,6 +112,12 @@ static int write_record_header(struct snap_writer *w, const char *name, uint32_t
 	}
 	/* Zero padding up to the payload is written explicitly for 8-byte records; page padding stays a hole. */
 	return write_all(w, hdr, REC_HEADER_SIZE + nlen, start);
+}
+
+static int write_record_header(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags,
+			       uint64_t len, uint64_t checksum, uint64_t *payload_off)
+{
+	return write_header_at(w, w->offset, name, version, flags, len, checksum, payload_off);
 }
 
 int snapw_record(struct snap_writer *w, const char *name, uint32_t version, uint16_t flags, const void *payload,
@@ -162,7 +172,7 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 
 	for (uint64_t p = start; p < end; p += SNAP_PAGE_SIZE) {
 		bool zero = page_is_zero(mem + p);
-		if (!zero)
+		if (!zero && st)
 			hash_page(st, p / SNAP_PAGE_SIZE, mem + p);
 		if (!zero && run == UINT64_MAX)
 			run = p;
@@ -170,6 +180,7 @@ static int write_nonzero_runs(struct snap_writer *w, const uint8_t *mem, uint64_
 			uint64_t stop = zero ? p : p + SNAP_PAGE_SIZE;
 			if (write_all(w, mem + run, stop - run, payload_off + run) < 0)
 				return -1;
+			w->ram_written += stop - run;
 			run = UINT64_MAX;
 		}
 	}
@@ -262,6 +273,125 @@ int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint6
 	if (rc == 0 && ftruncate(w->fd, (off_t)end) < 0)
 		rc = set_error(w->err, w->errlen, "cannot extend snapshot: %s", strerror(errno));
 	w->offset = end;
+	return rc;
+}
+
+/* ---- live writing ---- */
+
+int snapw_ram_reserve(struct snap_writer *w, const char *name, uint64_t len, struct snap_ram_record *rec)
+{
+	if (len % SNAP_PAGE_SIZE)
+		return set_error(w->err, w->errlen, "RAM region %s is not page-sized", name);
+	if (strlen(name) == 0 || strlen(name) >= sizeof(rec->name))
+		return set_error(w->err, w->errlen, "invalid record name '%s'", name);
+	snprintf(rec->name, sizeof(rec->name), "%s", name);
+	rec->header_off = w->offset;
+	rec->payload_off = payload_offset(w->offset, name, SNAP_REC_RAW);
+	rec->len = len;
+	w->offset = align_up(rec->payload_off + len, 8);
+	/* The payload is all holes until written: zero pages need never be. */
+	if (ftruncate(w->fd, (off_t)w->offset) < 0)
+		return set_error(w->err, w->errlen, "cannot extend snapshot: %s", strerror(errno));
+	return 0;
+}
+
+int snapw_ram_fill(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, bool anonymous_ram)
+{
+	return anonymous_ram ? write_touched_runs(w, mem, rec->len, rec->payload_off, NULL)
+			     : write_nonzero_runs(w, mem, 0, rec->len, rec->payload_off, NULL);
+}
+
+/* Makes [off, off+len) of the file read as zeros: a hole where the file system punches one, else zeros. */
+static int zero_range(struct snap_writer *w, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[SNAP_PAGE_SIZE];
+
+	if (fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return set_error(w->err, w->errlen, "cannot clear snapshot pages: %s", strerror(errno));
+	for (uint64_t done = 0; done < len; done += sizeof(zeros))
+		if (write_all(w, zeros, sizeof(zeros), off + done) < 0)
+			return -1;
+	return 0;
+}
+
+int snapw_ram_update(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t first,
+		     uint64_t count)
+{
+	uint64_t end = (first + count) * SNAP_PAGE_SIZE;
+
+	if (first > rec->len / SNAP_PAGE_SIZE || count > rec->len / SNAP_PAGE_SIZE - first)
+		return set_error(w->err, w->errlen, "internal error: pages %llu+%llu outside %s",
+				 (unsigned long long)first, (unsigned long long)count, rec->name);
+	/* Non-zero pages are written where they belong; pages that became zero become holes again. */
+	for (uint64_t p = first * SNAP_PAGE_SIZE, q; p < end; p = q) {
+		bool zero = page_is_zero(mem + p);
+		for (q = p + SNAP_PAGE_SIZE; q < end && q - p < IO_CHUNK && page_is_zero(mem + q) == zero;)
+			q += SNAP_PAGE_SIZE;
+		if (zero ? zero_range(w, rec->payload_off + p, q - p) < 0
+			 : write_all(w, mem + p, q - p, rec->payload_off + p) < 0)
+			return -1;
+		if (!zero)
+			w->ram_written += q - p;
+	}
+	return 0;
+}
+
+static int hash_file_pages(int fd, uint64_t payload_off, uint64_t len, XXH3_state_t *st, uint8_t *buf,
+			   const volatile bool *cancel);
+static int read_exact(int fd, void *buf, size_t len, uint64_t off);
+
+int snapw_ram_compare(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t *differ,
+		      uint64_t *first)
+{
+	uint8_t *buf = malloc(IO_CHUNK);
+
+	*differ = 0;
+	*first = UINT64_MAX;
+	if (!buf)
+		return set_error(w->err, w->errlen, "out of memory");
+	for (uint64_t pos = 0; pos < rec->len; pos += IO_CHUNK) {
+		size_t n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
+		if (read_exact(w->fd, buf, n, rec->payload_off + pos) < 0) {
+			free(buf);
+			return set_error(w->err, w->errlen, "cannot read back %s: %s", rec->name, strerror(errno));
+		}
+		for (size_t p = 0; p < n; p += SNAP_PAGE_SIZE) {
+			if (memcmp(buf + p, mem + pos + p, SNAP_PAGE_SIZE) == 0)
+				continue;
+			if (*first == UINT64_MAX)
+				*first = (pos + p) / SNAP_PAGE_SIZE;
+			(*differ)++;
+		}
+	}
+	free(buf);
+	return *differ ? 1 : 0;
+}
+
+int snapw_ram_seal(struct snap_writer *w, const struct snap_ram_record *rec)
+{
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *buf = malloc(IO_CHUNK);
+	uint64_t payload_off;
+	int rc;
+
+	if (!st || !buf) {
+		rc = set_error(w->err, w->errlen, "out of memory");
+	} else {
+		/* What the file holds, not the RAM, which the guest has changed since. */
+		XXH3_64bits_reset(st);
+		rc = hash_file_pages(w->fd, rec->payload_off, rec->len, st, buf, NULL);
+		if (rc < 0)
+			set_error(w->err, w->errlen, "cannot read back %s: %s", rec->name, strerror(errno));
+		else
+			rc = write_header_at(w, rec->header_off, rec->name, 1, SNAP_REC_RAW, rec->len,
+					     XXH3_64bits_digest(st), &payload_off);
+		if (rc == 0 && payload_off != rec->payload_off)
+			rc = set_error(w->err, w->errlen, "internal error: RAM payload offset moved");
+	}
+	XXH3_freeState(st);
+	free(buf);
 	return rc;
 }
 
@@ -479,30 +609,46 @@ uint8_t *snapr_load(struct snap_reader *r, const struct snap_record *rec)
 	return buf;
 }
 
-/* Hashes the data extents of a RAW payload the way the writer did; holes are skipped. */
-static int hash_raw_payload(struct snap_reader *r, const struct snap_record *rec, XXH3_state_t *st, uint8_t *buf)
+/*
+ * Hashes the data extents of a RAW payload the way the writer did; holes
+ * are skipped. 0, or -1 with errno set (0: cancelled or a short file).
+ */
+static int hash_file_pages(int fd, uint64_t payload_off, uint64_t len, XXH3_state_t *st, uint8_t *buf,
+			   const volatile bool *cancel)
 {
 	uint64_t pos = 0;
 
-	if (rec->len % SNAP_PAGE_SIZE)
-		return set_error(r->err, r->errlen, "record %s: RAM payload is not whole pages", rec->name);
-	while (pos < rec->len) {
-		off_t data = lseek(r->fd, (off_t)(rec->payload_offset + pos), SEEK_DATA);
+	while (pos < len) {
+		off_t data = lseek(fd, (off_t)(payload_off + pos), SEEK_DATA);
 		size_t n;
-		if (r->cancel && *r->cancel)
+		if (cancel && *cancel) {
+			errno = 0;
 			return -1;
+		}
 		if (data < 0)
 			break; /* only holes remain */
-		if ((uint64_t)data >= rec->payload_offset + rec->len)
+		if ((uint64_t)data >= payload_off + len)
 			break;
-		pos = ((uint64_t)data - rec->payload_offset) & ~(uint64_t)(SNAP_PAGE_SIZE - 1);
-		n = rec->len - pos < IO_CHUNK ? rec->len - pos : IO_CHUNK;
-		if (read_exact(r->fd, buf, n, rec->payload_offset + pos) < 0)
-			return set_error(r->err, r->errlen, "record %s: cannot read payload", rec->name);
+		pos = ((uint64_t)data - payload_off) & ~(uint64_t)(SNAP_PAGE_SIZE - 1);
+		n = len - pos < IO_CHUNK ? len - pos : IO_CHUNK;
+		if (read_exact(fd, buf, n, payload_off + pos) < 0)
+			return -1;
 		for (size_t p = 0; p < n; p += SNAP_PAGE_SIZE)
 			if (!page_is_zero(buf + p))
 				hash_page(st, (pos + p) / SNAP_PAGE_SIZE, buf + p);
 		pos += n;
+	}
+	return 0;
+}
+
+static int hash_raw_payload(struct snap_reader *r, const struct snap_record *rec, XXH3_state_t *st, uint8_t *buf)
+{
+	if (rec->len % SNAP_PAGE_SIZE)
+		return set_error(r->err, r->errlen, "record %s: RAM payload is not whole pages", rec->name);
+	if (hash_file_pages(r->fd, rec->payload_offset, rec->len, st, buf, r->cancel) < 0) {
+		if (r->cancel && *r->cancel)
+			return -1;
+		return set_error(r->err, r->errlen, "record %s: cannot read payload", rec->name);
 	}
 	return 0;
 }

@@ -21,6 +21,7 @@
 struct snap_writer {
 	int fd;
 	uint64_t offset; /* where the next record goes */
+	uint64_t ram_written; /* bytes of RAM payload written so far (non-zero pages) */
 	char *err;
 	size_t errlen;
 };
@@ -41,6 +42,34 @@ int snapw_ram(struct snap_writer *w, const char *name, const uint8_t *mem, uint6
  * again, and a confined snapshot writer may not open existing files.
  */
 void snapw_keep_pagemap(void);
+/*
+ * Live writing (a guest that runs while its RAM is written): each RAM
+ * record is reserved first (its place and size fixed, the payload all
+ * holes), its payload written once whole and then again page by page as
+ * the guest dirties it, and sealed last: the checksum is computed from
+ * what the file holds and the record header written in front of it.
+ * Other records may go before or after (readers find records by name).
+ */
+struct snap_ram_record {
+	char name[16];
+	uint64_t header_off, payload_off, len;
+};
+/* Places a RAW record of len bytes (whole pages) at the writer's offset and moves past it. */
+int snapw_ram_reserve(struct snap_writer *w, const char *name, uint64_t len, struct snap_ram_record *rec);
+/* Writes mem's non-zero pages into the payload (anonymous_ram: as in snapw_ram()). */
+int snapw_ram_fill(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, bool anonymous_ram);
+/* Writes pages [first, first+count) of mem again: non-zero ones written, zero ones made holes. */
+int snapw_ram_update(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t first,
+		     uint64_t count);
+/*
+ * Compares the payload with mem (holes read as zeros): 0 when equal, 1
+ * with the number of differing pages and the first in *differ and *first,
+ * -1 with err set when it cannot be read.
+ */
+int snapw_ram_compare(struct snap_writer *w, const struct snap_ram_record *rec, const uint8_t *mem, uint64_t *differ,
+		      uint64_t *first);
+/* Checksums the payload as the file holds it and writes the record's header. */
+int snapw_ram_seal(struct snap_writer *w, const struct snap_ram_record *rec);
 /* Writes the header (last, so a complete header means a complete file) and fsyncs. */
 int snapw_finish(struct snap_writer *w);
 

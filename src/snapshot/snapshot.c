@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/devmem.h"
 #include "core/device.h"
 #include "core/log.h"
 #include "core/options.h"
@@ -282,40 +283,239 @@ void snapshot_prepare_saves(void)
 	snapw_keep_pagemap();
 }
 
-int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
-{
+/* The temporary file a save writes, beside the snapshot's path. */
+struct save {
 	struct snap_writer sw;
 	char tmp[4096];
-	int fd, rc;
+	int fd;
+};
 
+/* Checks, creates the temporary file and writes what comes first: the manifest and the omitted secrets. */
+static int begin_save(struct save *s, struct vm *vm, const char *path, char *err, size_t errlen)
+{
+	s->fd = -1;
 	if (!path || !*path)
 		return set_error(err, errlen, "no snapshot path given");
 	if (check_savable(vm, err, errlen) < 0)
 		return -1;
-	fd = open_temporary(path, tmp, sizeof(tmp), err, errlen);
-	if (fd < 0)
+	s->fd = open_temporary(path, s->tmp, sizeof(s->tmp), err, errlen);
+	if (s->fd < 0)
 		return -1;
-	snapw_init(&sw, fd, err, errlen);
-	rc = write_manifest(vm, &sw);
+	snapw_init(&s->sw, s->fd, err, errlen);
+	if (write_manifest(vm, &s->sw) < 0 || write_omitted(vm, &s->sw) < 0)
+		return -1;
+	return 0;
+}
+
+/* Writes "end" and the header after rc == 0 and moves the file into place; on any failure nothing is left. */
+static int end_save(struct save *s, const char *path, int rc)
+{
+	if (s->fd < 0)
+		return -1;
 	if (rc == 0)
-		rc = write_omitted(vm, &sw);
+		rc = snapw_record(&s->sw, "end", 1, 0, "\xa0", 1);
 	if (rc == 0)
-		rc = write_state(vm, &sw);
-	if (rc == 0)
-		rc = write_ram(vm, &sw);
-	if (rc == 0)
-		rc = snapw_record(&sw, "end", 1, 0, "\xa0", 1);
-	if (rc == 0)
-		rc = snapw_finish(&sw);
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = set_error(err, errlen, "cannot move the snapshot to %s: %s", path, strerror(errno));
+		rc = snapw_finish(&s->sw);
+	close(s->fd);
+	s->fd = -1;
+	if (rc == 0 && rename(s->tmp, path) < 0)
+		rc = set_error(s->sw.err, s->sw.errlen, "cannot move the snapshot to %s: %s", path, strerror(errno));
 	if (rc < 0) {
-		unlink(tmp);
+		unlink(s->tmp);
 		return -1;
 	}
 	sync_directory(path);
 	return 0;
+}
+
+int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
+{
+	struct save s;
+	int rc = begin_save(&s, vm, path, err, errlen);
+
+	if (rc == 0)
+		rc = write_state(vm, &s.sw);
+	if (rc == 0)
+		rc = write_ram(vm, &s.sw);
+	return end_save(&s, path, rc);
+}
+
+/* ---- live ---- */
+
+struct live {
+	struct vm *vm;
+	struct snap_writer *sw;
+	struct snap_ram_record ram[MEM_MAX_REGIONS];
+	uint64_t *dirty; /* a bit per page of the RAM mapping */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t count_dirty(const struct live *l)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < mem_page_words(&l->vm->mem); i++)
+		n += (uint64_t)__builtin_popcountll(l->dirty[i]);
+	return n;
+}
+
+static bool dirty_at(const struct live *l, uint64_t page)
+{
+	return l->dirty[page / 64] & (1ULL << (page % 64));
+}
+
+/* Writes every page marked in l->dirty again, run by run, and clears the marks. */
+static int write_dirty(struct live *l)
+{
+	for (unsigned i = 0; i < l->vm->mem.nregions; i++) {
+		const struct mem_region *r = &l->vm->mem.regions[i];
+		uint64_t base = r->offset / SNAP_PAGE_SIZE, pages = r->size / SNAP_PAGE_SIZE;
+		for (uint64_t p = 0; p < pages;) {
+			uint64_t q;
+			if (!l->dirty[(base + p) / 64]) {
+				p = ((base + p) / 64 + 1) * 64 - base; /* a word with no mark */
+				continue;
+			}
+			if (!dirty_at(l, base + p)) {
+				p++;
+				continue;
+			}
+			for (q = p + 1; q < pages && dirty_at(l, base + q);)
+				q++;
+			if (snapw_ram_update(l->sw, &l->ram[i], r->hva, p, q - p) < 0)
+				return -1;
+			for (uint64_t c = p; c < q; c++)
+				l->dirty[(base + c) / 64] &= ~(1ULL << ((base + c) % 64));
+			p = q;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The passes while the guest runs: all of RAM, then the pages written
+ * meanwhile, until few are left, a pass finds no fewer than the one before
+ * (the guest writes as fast as we do), or SNAPSHOT_LIVE_MAX_PASSES. The
+ * pages found last stay marked for the pause.
+ */
+static int live_passes(struct live *l, const struct snapshot_live_ops *ops, struct snapshot_live_report *rep)
+{
+	/* A restored VM's RAM maps the snapshot file, whose residency says nothing of what the guest used. */
+	bool anonymous_ram = !l->vm->mem.file_backed;
+	uint64_t before = l->sw->ram_written, previous = UINT64_MAX;
+
+	for (unsigned i = 0; i < l->vm->mem.nregions; i++)
+		if (snapw_ram_fill(l->sw, &l->ram[i], l->vm->mem.regions[i].hva, anonymous_ram) < 0)
+			return -1;
+	rep->pass_bytes[0] = l->sw->ram_written - before;
+	rep->passes = 1;
+	for (;;) {
+		uint64_t n;
+		if (ops->progress)
+			ops->progress(ops->opaque, rep);
+		if (rep->passes >= SNAPSHOT_LIVE_MAX_PASSES)
+			return 0;
+		if (vm_ram_take_dirty(l->vm, l->dirty) < 0)
+			return set_error(l->sw->err, l->sw->errlen, "cannot read which pages the guest wrote");
+		n = count_dirty(l);
+		if (n <= SNAPSHOT_LIVE_FEW_PAGES || n >= previous)
+			return 0;
+		previous = n;
+		before = l->sw->ram_written;
+		if (write_dirty(l) < 0)
+			return -1;
+		rep->pass_bytes[rep->passes++] = l->sw->ram_written - before;
+	}
+}
+
+/* snapshot_live_ops.verify: RAM, still, against the file. */
+static int verify_live_ram(struct live *l)
+{
+	for (unsigned i = 0; i < l->vm->mem.nregions; i++) {
+		uint64_t differ, first;
+		int rc = snapw_ram_compare(l->sw, &l->ram[i], l->vm->mem.regions[i].hva, &differ, &first);
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			return set_error(l->sw->err, l->sw->errlen,
+					 "live snapshot verification: %llu pages of %s differ from guest memory, the first at page %llu",
+					 (unsigned long long)differ, l->ram[i].name, (unsigned long long)first);
+	}
+	return 0;
+}
+
+/* Paused: the last pages, then the state of every vCPU, the VM and every device. */
+static int live_pause(struct live *l, const struct snapshot_live_ops *ops, struct snapshot_live_report *rep)
+{
+	uint64_t before = l->sw->ram_written;
+
+	if (vm_ram_take_dirty(l->vm, l->dirty) < 0)
+		return set_error(l->sw->err, l->sw->errlen, "cannot read which pages the guest wrote");
+	rep->pause_pages = count_dirty(l);
+	if (write_dirty(l) < 0)
+		return -1;
+	rep->pause_bytes = l->sw->ram_written - before;
+	if (ops->verify && verify_live_ram(l) < 0)
+		return -1;
+	return write_state(l->vm, l->sw);
+}
+
+int snapshot_save_live(struct vm *vm, const char *path, bool then_exit, const struct snapshot_live_ops *ops,
+		       struct snapshot_live_report *rep, char *err, size_t errlen)
+{
+	struct live l = { .vm = vm };
+	struct save s;
+	char name[16];
+	bool tracking = false;
+	uint64_t start = now_ns(), paused_at = 0;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = begin_save(&s, vm, path, err, errlen);
+	l.sw = &s.sw;
+	if (rc == 0 && !(l.dirty = calloc(mem_page_words(&vm->mem), sizeof(*l.dirty))))
+		rc = set_error(err, errlen, "out of memory");
+	for (unsigned i = 0; rc == 0 && i < vm->mem.nregions; i++) {
+		snprintf(name, sizeof(name), "ram.%u", i);
+		rc = snapw_ram_reserve(&s.sw, name, vm->mem.regions[i].size, &l.ram[i]);
+	}
+	if (rc == 0) {
+		rc = vm_ram_track_dirty(vm, true);
+		tracking = rc == 0;
+		if (rc < 0)
+			set_error(err, errlen, "cannot track the pages the guest writes");
+	}
+	if (rc == 0)
+		rc = live_passes(&l, ops, rep);
+	if (rc == 0) {
+		paused_at = now_ns();
+		rc = ops->pause(ops->opaque);
+		if (rc < 0)
+			set_error(err, errlen, "the VM is shutting down");
+	}
+	if (rc == 0)
+		rc = live_pause(&l, ops, rep);
+	if (rc == 0) {
+		/* Written in the pause: the guest may run on while the checksums are taken from the file. */
+		if (!then_exit)
+			ops->resume(ops->opaque);
+		rep->pause_ns = now_ns() - paused_at;
+	}
+	if (tracking)
+		vm_ram_track_dirty(vm, false);
+	for (unsigned i = 0; rc == 0 && i < vm->mem.nregions; i++)
+		rc = snapw_ram_seal(&s.sw, &l.ram[i]);
+	free(l.dirty);
+	rc = end_save(&s, path, rc);
+	rep->total_ns = now_ns() - start;
+	return rc;
 }
 
 /* ---- restore ---- */

@@ -194,6 +194,7 @@ static bool mem_write(struct xhci *x, uint64_t gpa, const void *buf, uint64_t le
 	if (!p)
 		return false;
 	memcpy(p, buf, len);
+	mem_mark_dirty(x->mem, p, len);
 	return true;
 }
 

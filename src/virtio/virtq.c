@@ -353,6 +353,51 @@ void virtq_unpop(struct virtq *vq, uint16_t head)
 
 /* ---- the used ring ---- */
 
+/*
+ * What the device wrote into a chain's writable buffers, for a live
+ * snapshot (core/memory.h): the chain is walked again at completion with
+ * virtq_walk()'s bounds but no verdict. A chain the guest changed while it
+ * was in flight is marked as far as it still makes sense: only the guest's
+ * own data is at stake.
+ */
+static void mark_chain_written(struct virtq *vq, uint16_t head)
+{
+	const struct virtq_desc *table = vq->desc;
+	unsigned table_size = vq->ring.size, count = 0;
+	bool indirect = false;
+	uint16_t i = head;
+	struct virtq_desc d;
+
+	if (head >= table_size)
+		return;
+	for (;;) {
+		if (++count > table_size)
+			return;
+		load_desc(&table[i], &d);
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			if (indirect || !vq->indirect || d.len == 0 || d.len % sizeof(struct virtq_desc) ||
+			    d.len / sizeof(struct virtq_desc) > VIRTQ_MAX_INDIRECT)
+				return;
+			table = mem_gpa_to_hva(vq->mem, d.addr, d.len);
+			if (!table)
+				return;
+			table_size = d.len / sizeof(struct virtq_desc);
+			indirect = true;
+			count = 0;
+			i = 0;
+			continue;
+		}
+		if ((d.flags & VIRTQ_DESC_F_WRITE) && d.len) {
+			void *p = mem_gpa_to_hva(vq->mem, d.addr, d.len);
+			if (p)
+				mem_mark_dirty(vq->mem, p, d.len);
+		}
+		if (!(d.flags & VIRTQ_DESC_F_NEXT) || d.next >= table_size)
+			return;
+		i = d.next;
+	}
+}
+
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
 {
 	struct virtq_used_elem *e;
@@ -370,6 +415,11 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
 	st32(&e->len, written);
 	vq->used_idx++;
 	st16_release(&vq->used->idx, vq->used_idx);
+	if (mem_tracking(vq->mem)) {
+		mark_chain_written(vq, head);
+		mem_mark_dirty(vq->mem, e, sizeof(*e));
+		mem_mark_dirty(vq->mem, &vq->used->idx, sizeof(vq->used->idx));
+	}
 }
 
 /* ---- notification suppression ---- */
@@ -379,16 +429,20 @@ void virtq_notify_disable(struct virtq *vq)
 	if (!usable(vq) || vq->event_idx)
 		return; /* with EVENT_IDX the driver only notifies past avail_event, which stays put */
 	st16(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY);
+	mem_mark_dirty(vq->mem, &vq->used->flags, sizeof(vq->used->flags));
 }
 
 bool virtq_notify_enable(struct virtq *vq)
 {
 	if (!usable(vq))
 		return false;
-	if (vq->event_idx)
+	if (vq->event_idx) {
 		st16(avail_event_ptr(vq), vq->last_avail_idx);
-	else
+		mem_mark_dirty(vq->mem, avail_event_ptr(vq), sizeof(uint16_t));
+	} else {
 		st16(&vq->used->flags, 0);
+		mem_mark_dirty(vq->mem, &vq->used->flags, sizeof(vq->used->flags));
+	}
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return ld16_acquire(&vq->avail->idx) != vq->last_avail_idx;
 }

@@ -72,10 +72,13 @@ static int op_pause(void *opaque, char *err, size_t errlen)
 	return outcome(err, errlen);
 }
 
-static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err, size_t errlen)
+static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, bool verify, char *err,
+		       size_t errlen)
 {
 	(void)opaque;
+	(void)verify;
 	(void)then_exit;
+	(void)live;
 	CHECK(path[0] == '/');
 	CHECK(strlen(path) <= CONTROL_PATH_MAX);
 	snprintf(fz.path, sizeof(fz.path), "%s", path);
@@ -186,7 +189,7 @@ static void one_line(const char *line, size_t len)
 		CHECK(res.len == 0 && fz.actions == 1 && !fz.fail);
 		/* The deferred reply, as the server would send it later. */
 		if (fz.msglen & 1)
-			res.len = control_reply_snapshot(&res.id, fz.path, "running", reply);
+			res.len = control_reply_snapshot(&res.id, fz.path, "running", NULL, reply);
 		else
 			res.len = control_reply_error(&res.id, (const char *)fz.msg, reply);
 		check_reply(reply, res.len);

@@ -17,7 +17,7 @@
 static struct {
 	unsigned status, pause, resume, snapshot, poweroff, may_exit;
 	char path[CONTROL_PATH_MAX + 1];
-	bool then_exit;
+	bool then_exit, live, verify;
 	unsigned screenshot;
 	unsigned media_change;
 	char drive[CONTROL_DRIVE_MAX + 1];
@@ -62,12 +62,15 @@ static int op_resume(void *opaque, char *err, size_t errlen)
 	return result(err, errlen);
 }
 
-static int op_snapshot(void *opaque, const char *path, bool then_exit, char *err, size_t errlen)
+static int op_snapshot(void *opaque, const char *path, bool then_exit, bool live, bool verify, char *err,
+		       size_t errlen)
 {
+	calls.verify = verify;
 	(void)opaque;
 	calls.snapshot++;
 	snprintf(calls.path, sizeof(calls.path), "%s", path);
 	calls.then_exit = then_exit;
+	calls.live = live;
 	return result(err, errlen);
 }
 
@@ -350,6 +353,14 @@ static void test_snapshot(void **state)
 
 	assert_null(handle("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"exit\":false}"));
 	assert_false(calls.then_exit);
+	assert_false(calls.live);
+
+	assert_null(handle("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"live\":true,\"exit\":true}"));
+	assert_true(calls.live);
+	assert_true(calls.then_exit);
+	assert_false(calls.verify);
+	assert_null(handle("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"live\":true,\"verify\":true}"));
+	assert_true(calls.verify);
 }
 
 static void test_snapshot_bad_arguments(void **state)
@@ -366,6 +377,8 @@ static void test_snapshot_bad_arguments(void **state)
 	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"exit\":1}", "\"exit\" must be true or false");
 	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"exit\":\"yes\"}", "\"exit\" must be true or false");
 	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"exti\":true}", "unknown argument 'exti'");
+	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"live\":\"yes\"}", "\"live\" must be true or false");
+	assert_error("{\"cmd\":\"snapshot\",\"path\":\"/x\",\"verify\":true}", "\"verify\" goes with \"live\"");
 	sprintf(line, "{\"cmd\":\"snapshot\",\"path\":\"/%0*d\"}", CONTROL_PATH_MAX, 0);
 	assert_error(line, "longer than 4095");
 	sprintf(line, "{\"cmd\":\"snapshot\",\"path\":\"/%0*d\"}", CONTROL_PATH_MAX - 1, 0);
@@ -398,12 +411,31 @@ static void test_snapshot_replies(void **state)
 	size_t len;
 
 	(void)state;
-	control_reply_snapshot(&id, "/tmp/s", "running", reply);
+	control_reply_snapshot(&id, "/tmp/s", "running", NULL, reply);
 	obj = json_tokener_parse(reply);
 	assert_ok(obj);
 	assert_int_equal(json_object_get_int64(field(obj, "id")), 3);
 	assert_string_equal(json_object_get_string(field(obj, "path")), "/tmp/s");
 	assert_string_equal(json_object_get_string(field(obj, "state")), "running");
+	assert_false(json_object_object_get_ex(obj, "live", NULL));
+	json_object_put(obj);
+
+	struct control_live_report live = { .passes = 2, .pass_bytes = { 1 << 20, 8192 }, .pause_pages = 3,
+					    .pause_bytes = 8192, .pause_ms = 1.5, .total_ms = 20.25 };
+	struct json_object *l, *passes;
+	control_reply_snapshot(&id, "/tmp/s", "exiting", &live, reply);
+	obj = json_tokener_parse(reply);
+	assert_ok(obj);
+	l = field(obj, "live");
+	assert_int_equal(json_object_get_int64(field(l, "passes")), 2);
+	passes = field(l, "pass_bytes");
+	assert_int_equal(json_object_array_length(passes), 2);
+	assert_int_equal(json_object_get_int64(json_object_array_get_idx(passes, 0)), 1 << 20);
+	assert_int_equal(json_object_get_int64(json_object_array_get_idx(passes, 1)), 8192);
+	assert_int_equal(json_object_get_int64(field(l, "pause_pages")), 3);
+	assert_int_equal(json_object_get_int64(field(l, "pause_bytes")), 8192);
+	assert_true(json_object_get_double(field(l, "pause_ms")) == 1.5);
+	assert_true(json_object_get_double(field(l, "total_ms")) == 20.25);
 	json_object_put(obj);
 	len = control_reply_error(NULL, "disk full", reply);
 	assert_int_equal(len, strlen(reply));

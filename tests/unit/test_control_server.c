@@ -51,6 +51,8 @@ static struct {
 	bool hold;                /* a save waits until the test opens the gate */
 	const char *save_error;   /* fail with this, or succeed and create the file */
 	bool paused_while_saving;
+	/* snapshot_save_live() double */
+	bool live_started_running, live_paused_in_pause, live_pause_failed;
 } rec = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 void vm_pause(struct vm *vm)
@@ -85,6 +87,7 @@ void vm_request_exit(struct vm *vm, int status)
 		rec.exit_status = status;
 		pthread_mutex_unlock(&rec.lock);
 	}
+	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	evloop_stop(vm->loop);
 }
@@ -115,6 +118,52 @@ int snapshot_save(struct vm *vm, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", rec.save_error);
 		return -1;
 	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Test double: reports a pass, waits at the gate (the VM still running),
+ * then has the server pause and resume the VM as the real writer does.
+ */
+int snapshot_save_live(struct vm *vm, const char *path, bool then_exit, const struct snapshot_live_ops *ops,
+		       struct snapshot_live_report *rep, char *err, size_t errlen)
+{
+	int fd;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->passes = 2;
+	rep->pass_bytes[0] = 1 << 20;
+	rep->pass_bytes[1] = 3 * 4096;
+	pthread_mutex_lock(&vm->lock);
+	rec.live_started_running = vm->state == VM_RUNNING;
+	pthread_mutex_unlock(&vm->lock);
+	ops->progress(ops->opaque, rep);
+	pthread_mutex_lock(&rec.lock);
+	rec.saves++;
+	pthread_cond_broadcast(&rec.cond);
+	while (rec.hold)
+		pthread_cond_wait(&rec.cond, &rec.lock);
+	pthread_mutex_unlock(&rec.lock);
+	if (ops->pause(ops->opaque) < 0) {
+		rec.live_pause_failed = true;
+		snprintf(err, errlen, "the VM is shutting down");
+		return -1;
+	}
+	pthread_mutex_lock(&vm->lock);
+	rec.live_paused_in_pause = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	rep->pause_pages = 2;
+	rep->pause_bytes = 8192;
+	if (!then_exit)
+		ops->resume(ops->opaque);
+	rep->pause_ns = 1500000;
+	rep->total_ns = 20000000;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
@@ -275,6 +324,7 @@ static int setup(void **state)
 	rec.hold = false;
 	rec.save_error = NULL;
 	rec.paused_while_saving = false;
+	rec.live_started_running = rec.live_paused_in_pause = rec.live_pause_failed = false;
 	pthread_mutex_unlock(&rec.lock);
 	snprintf(dir, sizeof(dir), "/tmp/hyve-ctl-test.XXXXXX");
 	assert_non_null(mkdtemp(dir));
@@ -796,6 +846,101 @@ static void test_snapshot_client_gone(void **state)
 	close(fd);
 }
 
+static void test_live_snapshot(void **state)
+{
+	char path[128], req[256];
+	int fd = client(), other = client();
+	struct stat st;
+
+	(void)state;
+	hold_saves();
+	snapshot_path(path, sizeof(path), "live.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"live\":true,\"id\":4}\n", path);
+	say(fd, req);
+	wait_saves(1);
+	/* The guest runs while RAM is written; status shows the passes so far. */
+	say(other, "{\"cmd\":\"status\"}\n");
+	assert_reply(other, "\"state\":\"running\"");
+	assert_true(strstr(line, "\"live_snapshot\":{\"in_progress\":true,\"passes\":2,\"pass_bytes\":[1048576,12288]}") != NULL);
+	say(other, "{\"cmd\":\"pause\"}\n");
+	assert_reply(other, "a snapshot is being written");
+	release_saves();
+	assert_reply(fd, "\"id\":4");
+	assert_true(strstr(line, "\"state\":\"running\"") != NULL);
+	assert_true(strstr(line, "\"live\":{\"passes\":2,\"pass_bytes\":[1048576,12288],\"pause_pages\":2,\"pause_bytes\":8192,\"pause_ms\":1.500,\"total_ms\":20.000}") != NULL);
+	assert_true(rec.live_started_running);
+	assert_true(rec.live_paused_in_pause);
+	assert_int_equal(rec.pauses, 1);
+	assert_int_equal(rec.resumes, 1);
+	assert_int_equal(vm_state(), VM_RUNNING);
+	assert_int_equal(stat(path, &st), 0);
+	/* The last live snapshot stays in status. */
+	say(other, "{\"cmd\":\"status\"}\n");
+	assert_reply(other, "\"live_snapshot\":{\"passes\":2,");
+	close(fd);
+	close(other);
+}
+
+static void test_live_snapshot_then_exit(void **state)
+{
+	char path[128], req[256];
+	int fd = client();
+
+	(void)state;
+	snapshot_path(path, sizeof(path), "live-exit.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"live\":true,\"exit\":true}\n", path);
+	say(fd, req);
+	assert_reply(fd, "\"state\":\"exiting\"");
+	assert_true(strstr(line, "\"live\":{\"passes\":2,") != NULL);
+	join_loop();
+	assert_int_equal(rec.exit_status, 1);
+	assert_int_equal(rec.pauses, 1);
+	assert_int_equal(rec.resumes, 0);
+	close(fd);
+}
+
+/* The VM ends while the writer is still in its passes: its pause request fails instead of waiting forever. */
+static void test_live_snapshot_vm_ends_first(void **state)
+{
+	char path[128], req[256];
+	int fd = client();
+	struct stat st;
+
+	(void)state;
+	hold_saves();
+	snapshot_path(path, sizeof(path), "live-gone.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"live\":true}\n", path);
+	say(fd, req);
+	wait_saves(1);
+	vm_request_exit(vm, 3);
+	join_loop();
+	release_saves();
+	control_stop(ctl); /* joins the writer */
+	ctl = NULL;
+	assert_true(rec.live_pause_failed);
+	assert_int_equal(stat(path, &st), -1);
+	close(fd);
+}
+
+/* A paused VM is saved at once, as without live, and stays paused. */
+static void test_live_snapshot_of_paused_vm(void **state)
+{
+	char path[128], req[256];
+	int fd = client();
+
+	(void)state;
+	say(fd, "{\"cmd\":\"pause\"}\n");
+	assert_reply(fd, "\"ok\":true");
+	snapshot_path(path, sizeof(path), "live-paused.snap");
+	snprintf(req, sizeof(req), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"live\":true}\n", path);
+	say(fd, req);
+	assert_reply(fd, "\"state\":\"paused\"");
+	assert_true(strstr(line, "\"live\"") == NULL);
+	assert_true(rec.paused_while_saving);
+	assert_int_equal(vm_state(), VM_PAUSED);
+	close(fd);
+}
+
 /* ---- removable media ---- */
 
 static void test_cd_insert_and_eject(void **state)
@@ -1247,6 +1392,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_failure_resumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_then_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_client_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_snapshot_then_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_snapshot_vm_ends_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_snapshot_of_paused_vm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cd_insert_and_eject, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cd_insert_without_descriptor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unused_descriptors_closed, setup, teardown),

@@ -275,6 +275,57 @@ static void test_indirect_chain(void **state)
 	assert_int_equal(f->errors, 0);
 }
 
+static bool page_marked(const uint64_t *bitmap, uint64_t page)
+{
+	return bitmap[page / 64] & (1ULL << (page % 64));
+}
+
+/*
+ * While a live snapshot tracks device writes (core/memory.h), returning a
+ * chain marks its writable buffers, through an indirect table too, and
+ * the used ring; readable buffers and the tables are not marked.
+ */
+static void test_push_marks_device_writes(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t table = 0x8000;
+	uint64_t *bitmap = calloc(mem_page_words(&f->mem), sizeof(*bitmap));
+
+	f->vq.indirect = true;
+	enable(f);
+	set_desc_at(f, table, 0, DATA_GPA, 16, VIRTQ_DESC_F_NEXT, 2);
+	set_desc_at(f, table, 2, DATA_GPA + 0x100, 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
+	set_desc_at(f, table, 1, DATA_GPA + 0x2000, 1, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(f, 6, DATA_GPA + 0x3000, 8, VIRTQ_DESC_F_NEXT, 9);
+	set_desc(f, 9, table, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0);
+	offer(f, 6);
+	offer(f, 6);
+	/* Not tracking: nothing is marked. */
+	assert_int_equal(virtq_pop(&f->vq, &f->ch), 1);
+	virtq_push(&f->vq, 6, 4097);
+	assert_int_equal(mem_track_dirty(&f->mem, true), 0);
+	assert_int_equal(mem_take_dirty(&f->mem, bitmap), 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->ch), 1);
+	virtq_push(&f->vq, 6, 4097);
+	assert_int_equal(mem_take_dirty(&f->mem, bitmap), 4);
+	assert_true(page_marked(bitmap, DATA_GPA / 4096));       /* the first writable buffer's two pages */
+	assert_true(page_marked(bitmap, DATA_GPA / 4096 + 1));
+	assert_true(page_marked(bitmap, DATA_GPA / 4096 + 2));   /* the second */
+	assert_true(page_marked(bitmap, USED_GPA / 4096));       /* the used ring */
+	assert_false(page_marked(bitmap, DATA_GPA / 4096 + 3));  /* readable only */
+	assert_false(page_marked(bitmap, table / 4096));
+	assert_false(page_marked(bitmap, DESC_GPA / 4096));
+	/* Taken means cleared. */
+	memset(bitmap, 0, mem_page_words(&f->mem) * sizeof(*bitmap));
+	assert_int_equal(mem_take_dirty(&f->mem, bitmap), 0);
+	/* Re-arming notifications writes the used ring too. */
+	virtq_notify_enable(&f->vq);
+	assert_int_equal(mem_take_dirty(&f->mem, bitmap), 1);
+	assert_true(page_marked(bitmap, USED_GPA / 4096));
+	assert_int_equal(mem_track_dirty(&f->mem, false), 0);
+	free(bitmap);
+}
+
 static void test_zero_length_buffers_skipped(void **state)
 {
 	struct fixture *f = *state;
@@ -826,6 +877,7 @@ int main(void)
 		T(test_empty_ring),
 		T(test_disabled_queue_yields_nothing),
 		T(test_good_chain),
+		T(test_push_marks_device_writes),
 		T(test_ring_wraps),
 		T(test_several_in_flight),
 		T(test_unpop),
