@@ -56,7 +56,7 @@ void *mem_gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
  * host code (virtqueue buffers and rings, AHCI, xHCI, fw_cfg DMA, a
  * reset's reload) calls this after the write, with the host range it
  * wrote. KVM's dirty log sees only what vCPUs write in guest mode; a live
- * snapshot (src/snapshot/live.c) takes these marks with it. Ranges outside
+ * snapshot (snapshot_save_live(), src/snapshot/snapshot.c) takes these marks with it. Ranges outside
  * RAM are ignored; a no-op unless a live snapshot is tracking.
  */
 void mem_mark_dirty(const struct guest_memory *mem, const void *hva, uint64_t len);
