@@ -39,6 +39,16 @@ def e2fsck(img, repair=False):
     return subprocess.run([_tool("e2fsck"), "-fy" if repair else "-fn", str(img)], capture_output=True, text=True)
 
 
+def read_after_journal_replay(img, folder, name):
+    """A file of an ext4 image that was never unmounted (its VMM killed): the journal is replayed on a
+    copy in folder, which must then be consistent, and the file read from it."""
+    copy = folder / "copy.img"
+    shutil.copyfile(img, copy)
+    fsck = e2fsck(copy, repair=True)
+    assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr
+    return debugfs_cat(copy, name)
+
+
 def sha256_file(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -96,12 +106,7 @@ def test_sigkill_after_fsync_keeps_data(boot, tmp_path):
     g.proc.send_signal(signal.SIGKILL)
     g.proc.wait(30)
 
-    # The file system was not unmounted: replay the journal on a copy, then read.
-    copy = tmp_path / "copy.img"
-    shutil.copyfile(img, copy)
-    fsck = e2fsck(copy, repair=True)
-    assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr
-    assert hashlib.sha256(debugfs_cat(copy, "/durable.bin")).hexdigest() == guest_sum
+    assert hashlib.sha256(read_after_journal_replay(img, tmp_path, "/durable.bin")).hexdigest() == guest_sum
 
 
 def test_read_only_disk(boot, tmp_path):
